@@ -1,0 +1,138 @@
+// Public types of the engine: what the worker, the CLI and the UI see.
+// The engine itself is pure TypeScript (no DOM, no React) and runs in a Web Worker or in Node.
+
+/** Where the graphs run. `cpu` is onnxruntime-node. */
+export type BackendName = 'webgpu' | 'wasm' | 'cpu';
+
+export interface BackendInfo {
+  backend: BackendName;
+  /** True when fp16 graph variants are used (WebGPU adapter with `shader-f16`). */
+  fp16: boolean;
+  /** Why this backend was chosen, in words a person understands. */
+  reason: string;
+}
+
+/** User-facing sampling settings. */
+export interface SamplingSettings {
+  /** Classifier-free guidance scale (HART's `cfg`). */
+  cfg: number;
+  /** Keep only the k most likely tokens; 0 turns top-k off. */
+  topK: number;
+  /** Nucleus sampling mass; 0 turns top-p off. */
+  topP: number;
+  temperature: number;
+  /** HART's Gumbel smoothing (`more_smooth`). */
+  smooth: boolean;
+  /** Residual diffusion on the last scale; false gives the discrete-only image. */
+  residual: boolean;
+}
+
+export interface GenerateRequest {
+  prompt: string;
+  seed: number;
+  settings?: Partial<SamplingSettings>;
+  /** Emit a preview after every scale (default true). */
+  previews?: boolean;
+}
+
+/** RGBA pixels, row-major, 4 bytes per pixel. */
+export interface ImagePixels {
+  width: number;
+  height: number;
+  data: Uint8ClampedArray;
+}
+
+export interface StageTimings {
+  textEncoder: number;
+  transformer: number;
+  head: number;
+  sampling: number;
+  scaleUpdate: number;
+  preview: number;
+  diffusion: number;
+  decoder: number;
+  total: number;
+}
+
+export type GenerateEvent =
+  | { type: 'start'; scales: number; width: number; height: number; warnings: string[] }
+  | { type: 'scale'; index: number; count: number; preview?: ImagePixels; elapsedMs: number }
+  | { type: 'diffusion'; step: number; steps: number; elapsedMs: number }
+  | { type: 'decode'; elapsedMs: number };
+
+export interface GenerateResult {
+  image: ImagePixels;
+  prompt: string;
+  seed: number;
+  settings: SamplingSettings;
+  model: string;
+  backend: BackendName;
+  timings: StageTimings;
+  warnings: string[];
+}
+
+export type LoadPhase = 'manifest' | 'download' | 'upload' | 'warmup';
+
+export interface LoadProgress {
+  phase: LoadPhase;
+  /** File being worked on, if any. */
+  file?: string;
+  /** Bytes (download) or steps (upload, warmup) done and total for this phase. */
+  loaded: number;
+  total: number;
+}
+
+export interface ModelInfo {
+  name: string;
+  description: string;
+  imageSize: number;
+  scales: number[];
+  defaults: SamplingSettings;
+  examples: string[];
+  backend: BackendInfo;
+  /** The vocabulary's words, so a UI can point out unknown words before generating. */
+  vocabulary?: string[];
+}
+
+/** Errors that cross the worker boundary carry a code and a message meant for people. */
+export type EngineErrorCode =
+  | 'bad-input'
+  | 'bad-package'
+  | 'fetch-failed'
+  | 'no-backend'
+  | 'cancelled'
+  | 'device-lost'
+  | 'internal';
+
+/** Random draws given from outside (parity tests). Shapes follow docs/model-package.md §4. */
+export interface InjectedDraws {
+  /** Per scale: uniforms [B * L_k] for token sampling. */
+  tokenUniforms: Float64Array[];
+  /** Per scale: uniforms [B * L_k * V] for Gumbel smoothing (only read when smooth is on). */
+  gumbelUniforms?: Float64Array[];
+  /** 8 arrays of standard normals [B * L_last * Cv]: the start point, then the noise of steps 7..1. */
+  diffusionNoise?: Float32Array[];
+}
+
+export interface PromptAnalysis {
+  /** The tokens the model will see, after lowercasing and splitting. */
+  tokens: string[];
+  /** Words the tokenizer does not know (they become the unknown token). */
+  unknown: string[];
+  /** True when the prompt is longer than the text window and will be cut. */
+  truncated: boolean;
+}
+
+export interface GenerateOptions {
+  signal?: AbortSignal;
+  onEvent?: (event: GenerateEvent) => void;
+  draws?: InjectedDraws;
+}
+
+/** One loaded model on one backend. The worker wraps exactly one of these. */
+export interface Engine {
+  readonly info: ModelInfo;
+  analyzePrompt(prompt: string): PromptAnalysis;
+  generate(request: GenerateRequest, options?: GenerateOptions): Promise<GenerateResult>;
+  dispose(): Promise<void>;
+}
