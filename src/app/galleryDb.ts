@@ -1,0 +1,52 @@
+// The gallery in IndexedDB: one object store keyed by id, PNG blobs stored as they are.
+import type { GalleryEntry } from './galleryEntry';
+import type { GalleryStorage } from './galleryStorage';
+
+const DB_NAME = 'hart-web';
+const STORE = 'gallery';
+
+function request<T>(req: IDBRequest<T>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+function open(factory: IDBFactory): Promise<IDBDatabase> {
+  const req = factory.open(DB_NAME, 1);
+  req.onupgradeneeded = () => {
+    if (!req.result.objectStoreNames.contains(STORE)) req.result.createObjectStore(STORE, { keyPath: 'id' });
+  };
+  return request(req);
+}
+
+function done(tx: IDBTransaction): Promise<void> {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error ?? new Error('The gallery write was aborted.'));
+  });
+}
+
+export function createIndexedDbGalleryStorage(factory: IDBFactory = indexedDB): GalleryStorage {
+  let db: Promise<IDBDatabase> | undefined;
+  const database = () => (db ??= open(factory));
+
+  return {
+    async list() {
+      const tx = (await database()).transaction(STORE, 'readonly');
+      const all = await request(tx.objectStore(STORE).getAll() as IDBRequest<GalleryEntry[]>);
+      return all.sort((a, b) => b.createdAt - a.createdAt);
+    },
+    async put(entry) {
+      const tx = (await database()).transaction(STORE, 'readwrite');
+      tx.objectStore(STORE).put(entry);
+      await done(tx);
+    },
+    async remove(id) {
+      const tx = (await database()).transaction(STORE, 'readwrite');
+      tx.objectStore(STORE).delete(id);
+      await done(tx);
+    },
+  };
+}

@@ -1,0 +1,43 @@
+// A kept image and the PNG text chunks that carry its provenance, so a downloaded file says
+// which prompt, seed, settings and model made it.
+import type { BackendName, GenerateResult, SamplingSettings } from '../engine/types';
+
+export interface GalleryEntry {
+  id: string;
+  prompt: string;
+  seed: number;
+  settings: SamplingSettings;
+  model: string;
+  backend: BackendName;
+  /** Epoch milliseconds when the image was finished. */
+  createdAt: number;
+  /** Wall time of the run that made it. */
+  durationMs: number;
+  width: number;
+  height: number;
+  /** The PNG file, metadata included. */
+  png: Blob;
+}
+
+export function pngTextFor(result: GenerateResult, createdAt: number): Record<string, string> {
+  return {
+    prompt: result.prompt,
+    seed: String(result.seed),
+    settings: JSON.stringify(result.settings),
+    model: result.model,
+    backend: result.backend,
+    created: new Date(createdAt).toISOString(),
+    Software: 'HART Web',
+  };
+}
+
+/** A file name a person can recognise: the prompt's first words and the seed. */
+export function downloadName(entry: Pick<GalleryEntry, 'prompt' | 'seed'>): string {
+  const slug = entry.prompt
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 48)
+    .replace(/-+$/, '');
+  return `hart-${slug || 'image'}-${entry.seed}.png`;
+}

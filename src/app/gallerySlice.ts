@@ -1,0 +1,62 @@
+// Finished images: encoded once as PNG with their provenance, kept in storage, newest first.
+import { pngTextFor, type GalleryEntry } from './galleryEntry';
+import type { AppDeps, GallerySlice, Slice } from './storeTypes';
+
+function describe(action: string, error: unknown): { code: 'internal'; message: string } {
+  const reason = error instanceof Error ? error.message : String(error);
+  return { code: 'internal', message: `Could not ${action}: ${reason}` };
+}
+
+export function createGallerySlice(deps: AppDeps): Slice<GallerySlice> {
+  return (set, get) => ({
+    gallery: [],
+
+    async loadGallery() {
+      try {
+        set({ gallery: await deps.gallery.list(), galleryError: undefined });
+      } catch (error) {
+        set({ galleryError: describe('open the gallery (browser storage is unavailable)', error) });
+      }
+    },
+
+    async keep(result, durationMs) {
+      const createdAt = deps.clock();
+      try {
+        const png = await deps.encodePng(result.image, pngTextFor(result, createdAt));
+        const entry: GalleryEntry = {
+          id: deps.newId(),
+          prompt: result.prompt,
+          seed: result.seed,
+          settings: result.settings,
+          model: result.model,
+          backend: result.backend,
+          createdAt,
+          durationMs,
+          width: result.image.width,
+          height: result.image.height,
+          png: new Blob([png as Uint8Array<ArrayBuffer>], { type: 'image/png' }),
+        };
+        set({ gallery: [entry, ...get().gallery] });
+        await deps.gallery.put(entry);
+      } catch (error) {
+        set({ galleryError: describe('save the image in the gallery', error) });
+      }
+    },
+
+    async deleteEntry(id) {
+      set({ gallery: get().gallery.filter((entry) => entry.id !== id) });
+      try {
+        await deps.gallery.remove(id);
+      } catch (error) {
+        set({ galleryError: describe('delete the image from the gallery', error) });
+      }
+    },
+
+    async rerun(id) {
+      const entry = get().gallery.find((e) => e.id === id);
+      if (!entry) return;
+      set({ prompt: entry.prompt, seed: entry.seed, randomSeed: false, settings: { ...entry.settings }, count: 1 });
+      await get().generate();
+    },
+  });
+}

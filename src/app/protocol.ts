@@ -1,0 +1,87 @@
+// The contract between the page and the engine worker. Both sides import these types;
+// the worker implements WorkerApi, the page calls it through comlink.
+import type {
+  EngineErrorCode,
+  GenerateEvent,
+  GenerateRequest,
+  GenerateResult,
+  LoadProgress,
+  ModelInfo,
+  PromptAnalysis,
+} from '../engine/types';
+
+export type BackendChoice = 'auto' | 'webgpu' | 'wasm';
+
+/**
+ * Where a model package comes from. URLs are fetched (and cached) by the engine; local folders
+ * are read from the user's disk, either through a directory handle (File System Access API)
+ * or through the files of an `<input webkitdirectory>`.
+ */
+export type ModelSource =
+  | { kind: 'url'; url: string }
+  | { kind: 'directory'; handle: FileSystemDirectoryHandle }
+  | { kind: 'files'; files: File[] };
+
+export interface LoadOptions {
+  backend: BackendChoice;
+}
+
+/** Failures cross the worker boundary as plain data, never as stacks. */
+export interface AppFailure {
+  code: EngineErrorCode | 'worker-crashed';
+  message: string;
+}
+
+export interface WorkerApi {
+  load(
+    source: ModelSource,
+    options: LoadOptions,
+    onProgress?: (progress: LoadProgress) => void,
+  ): Promise<ModelInfo>;
+  generate(request: GenerateRequest, onEvent?: (event: GenerateEvent) => void): Promise<GenerateResult>;
+  /** Stops the running generation, if any; resolves at once. */
+  cancel(): Promise<void>;
+  analyzePrompt(prompt: string): Promise<PromptAnalysis>;
+}
+
+const CODES: ReadonlySet<string> = new Set([
+  'bad-input',
+  'bad-package',
+  'fetch-failed',
+  'no-backend',
+  'cancelled',
+  'device-lost',
+  'internal',
+  'worker-crashed',
+]);
+
+export function isAppFailure(value: unknown): value is AppFailure {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as AppFailure).message === 'string' &&
+    CODES.has((value as AppFailure).code)
+  );
+}
+
+/**
+ * Turns anything thrown into an AppFailure. Engine errors already carry a code and a message
+ * written for people; an AbortError means the run was cancelled; anything else is reported as
+ * an internal error with its message so the page never shows a blank state.
+ */
+export function toAppFailure(error: unknown): AppFailure {
+  if (isAppFailure(error)) return { code: error.code, message: error.message };
+  if (typeof error === 'object' && error !== null) {
+    const named = error as { name?: unknown; code?: unknown; message?: unknown };
+    if (named.name === 'AbortError') return { code: 'cancelled', message: 'Generation was cancelled.' };
+    const message = typeof named.message === 'string' && named.message ? named.message : String(error);
+    if (typeof named.code === 'string' && CODES.has(named.code)) {
+      return { code: named.code as AppFailure['code'], message };
+    }
+    if (/device (was )?lost/i.test(message)) {
+      return { code: 'device-lost', message: `The GPU stopped responding (device lost): ${message}` };
+    }
+    return { code: 'internal', message: `Something went wrong in the engine: ${message}` };
+  }
+  return { code: 'internal', message: `Something went wrong in the engine: ${String(error)}` };
+}

@@ -1,0 +1,179 @@
+// One Generate: the prompt check, the seeds, the engine events turned into status, progress and
+// timeline frames, and the finished images handed to the gallery.
+import type { GenerateEvent, GenerateResult, ModelInfo } from '../engine/types';
+import type { AppFailure } from './protocol';
+import { IDLE_PROGRESS, type RunProgress } from './runStatus';
+import { clampSeed, MAX_SEED } from './settingsSlice';
+import type { AppDeps, AppState, Frame, RunSlice, Slice } from './storeTypes';
+
+const ACTIVE: ReadonlySet<RunProgress['phase']> = new Set(['starting', 'scales', 'refining']);
+
+export function isRunning(state: Pick<AppState, 'run'>): boolean {
+  return ACTIVE.has(state.run.phase);
+}
+
+function scaleLabel(info: ModelInfo | undefined, index: number): string {
+  const side = info?.scales[index];
+  return side ? `${side}×${side}` : `Scale ${index + 1}`;
+}
+
+/** Applies one engine event to the run state; returns the fields that change. */
+export function applyEvent(
+  state: Pick<AppState, 'run' | 'frames' | 'warnings' | 'modelInfo' | 'firstPreviewMs'>,
+  event: GenerateEvent,
+  elapsedMs: number,
+): Partial<AppState> {
+  switch (event.type) {
+    case 'start':
+      return {
+        run: { ...state.run, phase: 'scales', scaleCount: event.scales, scalesDone: 0 },
+        warnings: [...new Set([...state.warnings, ...event.warnings])],
+      };
+    case 'scale': {
+      const frames: Frame[] = event.preview
+        ? [...state.frames, { label: scaleLabel(state.modelInfo, event.index), pixels: event.preview, final: false }]
+        : state.frames;
+      return {
+        run: { ...state.run, phase: 'scales', scaleCount: event.count, scalesDone: event.index + 1 },
+        frames,
+        firstPreviewMs: state.firstPreviewMs ?? (event.preview ? elapsedMs : undefined),
+      };
+    }
+    case 'diffusion':
+      return { run: { ...state.run, phase: 'refining', stepsDone: event.step, stepCount: event.steps } };
+    case 'decode':
+      return { run: { ...state.run, decoded: true } };
+  }
+}
+
+export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
+  // Each Generate (and each Cancel) starts a new run id; results of older runs are dropped.
+  let runId = 0;
+  let analyzeId = 0;
+  let analyzeTimer: ReturnType<typeof setTimeout> | undefined;
+
+  return (set, get) => {
+    function fail(failure: AppFailure): void {
+      set({ runError: failure });
+    }
+
+    async function paint(id: number, seed: number, started: number): Promise<GenerateResult | undefined> {
+      const { prompt, settings } = get();
+      try {
+        const result = await deps.client.generate(
+          { prompt: prompt.trim(), seed, settings: { ...settings }, previews: true },
+          (event) => {
+            if (id === runId) set(applyEvent(get(), event, deps.now() - started));
+          },
+        );
+        return id === runId ? result : undefined;
+      } catch (error) {
+        if (id !== runId) return undefined;
+        const failure = error as AppFailure;
+        if (failure.code === 'cancelled') {
+          set({ run: { ...get().run, phase: 'cancelled' } });
+        } else {
+          set({ run: { ...get().run, phase: 'error' }, runError: failure });
+        }
+        return undefined;
+      }
+    }
+
+    return {
+      prompt: '',
+      run: IDLE_PROGRESS,
+      frames: [],
+      selectedFrame: null,
+      warnings: [],
+
+      setPrompt(prompt) {
+        set({ prompt });
+        clearTimeout(analyzeTimer);
+        analyzeTimer = setTimeout(() => void get().analyzePrompt(), deps.analyzeDelayMs ?? 250);
+      },
+
+      async analyzePrompt() {
+        const id = ++analyzeId;
+        const { prompt, modelStatus } = get();
+        if (modelStatus !== 'ready' || prompt.trim() === '') {
+          set({ analysis: undefined });
+          return;
+        }
+        try {
+          const analysis = await deps.client.analyzePrompt(prompt);
+          if (id === analyzeId) set({ analysis });
+        } catch {
+          // Pointing out unknown words is a help, not a requirement: stay quiet on failure.
+          if (id === analyzeId) set({ analysis: undefined });
+        }
+      },
+
+      async generate() {
+        const state = get();
+        if (state.modelStatus !== 'ready' || !state.modelInfo) {
+          fail({ code: 'bad-input', message: 'The model is not loaded yet. Wait for it to finish loading.' });
+          return;
+        }
+        if (state.prompt.trim() === '') {
+          fail({ code: 'bad-input', message: 'Type a prompt first: describe the image you want.' });
+          return;
+        }
+        const id = ++runId;
+        const seed = state.randomSeed ? clampSeed(deps.randomSeed()) : state.seed;
+        const started = deps.now();
+        set({
+          seed,
+          lastSeed: seed,
+          runError: undefined,
+          warnings: [],
+          frames: [],
+          selectedFrame: null,
+          firstPreviewMs: undefined,
+          run: {
+            ...IDLE_PROGRESS,
+            phase: 'starting',
+            scaleCount: state.modelInfo.scales.length,
+            refine: state.settings.residual,
+            imageCount: state.count,
+          },
+        });
+
+        for (let index = 0; index < state.count; index++) {
+          if (index > 0) {
+            set({
+              frames: [],
+              run: { ...get().run, phase: 'starting', imageIndex: index, scalesDone: 0, stepsDone: 0, decoded: false },
+            });
+          }
+          // Seeds of a multi-image run follow each other and wrap inside the valid range.
+          const result = await paint(id, (seed + index) % (MAX_SEED + 1), started);
+          if (!result) return;
+          const elapsedMs = deps.now() - started;
+          const last = index === state.count - 1;
+          set({
+            frames: [...get().frames, { label: 'Final', pixels: result.image, final: true }],
+            warnings: [...new Set([...get().warnings, ...result.warnings])],
+            run: last ? { ...get().run, phase: 'done', decoded: true, elapsedMs } : get().run,
+          });
+          await get().keep(result, elapsedMs);
+        }
+      },
+
+      async cancel() {
+        if (!isRunning(get())) return;
+        runId++;
+        set({ run: { ...get().run, phase: 'cancelled' } });
+        try {
+          await deps.client.cancel();
+        } catch (error) {
+          fail(error as AppFailure);
+        }
+      },
+
+      selectFrame(index) {
+        const { frames } = get();
+        if (index === null || (index >= 0 && index < frames.length)) set({ selectedFrame: index });
+      },
+    };
+  };
+}

@@ -1,0 +1,32 @@
+// The app store: the slices combined, plus the reaction to a crashed worker (reload the model
+// into the fresh one, and say so).
+import { createStore, type StoreApi } from 'zustand/vanilla';
+import { createGallerySlice } from './gallerySlice';
+import { createModelSlice } from './modelSlice';
+import type { BackendChoice } from './protocol';
+import { createRunSlice } from './runSlice';
+import { createSettingsSlice } from './settingsSlice';
+import type { AppDeps, AppState } from './storeTypes';
+
+export type AppStore = StoreApi<AppState>;
+
+export function createAppStore(deps: AppDeps, backendChoice: BackendChoice = 'auto'): AppStore {
+  const store = createStore<AppState>()((...args) => ({
+    ...createModelSlice(deps, backendChoice)(...args),
+    ...createSettingsSlice(deps)(...args),
+    ...createRunSlice(deps)(...args),
+    ...createGallerySlice(deps)(...args),
+  }));
+
+  deps.client.onCrash((failure) => {
+    const { modelSource, modelLabel, run } = store.getState();
+    const wasRunning = run.phase === 'starting' || run.phase === 'scales' || run.phase === 'refining';
+    store.setState({
+      runError: failure,
+      run: wasRunning ? { ...run, phase: 'error' } : run,
+    });
+    if (modelSource) void store.getState().loadModel(modelSource, modelLabel);
+  });
+
+  return store;
+}

@@ -1,0 +1,102 @@
+// The shape of the app store, split by concern; each slice lives in its own file.
+import type { StateCreator } from 'zustand/vanilla';
+import type {
+  GenerateResult,
+  ImagePixels,
+  LoadPhase,
+  LoadProgress,
+  ModelInfo,
+  PromptAnalysis,
+  SamplingSettings,
+} from '../engine/types';
+import type { EngineClient } from './engineClient';
+import type { GalleryEntry } from './galleryEntry';
+import type { GalleryStorage } from './galleryStorage';
+import type { AppFailure, BackendChoice, ModelSource } from './protocol';
+import type { RunProgress } from './runStatus';
+
+/** Everything the store needs from the outside world, injected so tests can fake it. */
+export interface AppDeps {
+  client: Pick<EngineClient, 'load' | 'generate' | 'cancel' | 'analyzePrompt' | 'onCrash'>;
+  gallery: GalleryStorage;
+  encodePng(pixels: ImagePixels, text: Record<string, string>): Promise<Uint8Array>;
+  /** Monotonic milliseconds, for durations. */
+  now(): number;
+  /** Epoch milliseconds, for the gallery's timestamps. */
+  clock(): number;
+  randomSeed(): number;
+  newId(): string;
+  /** Delay before a typed prompt is checked against the vocabulary. */
+  analyzeDelayMs?: number;
+}
+
+export type ModelStatus = 'idle' | 'loading' | 'ready' | 'error';
+
+export interface ModelSlice {
+  backendChoice: BackendChoice;
+  modelSource?: ModelSource;
+  /** How the source is shown to people: a URL or a folder name. */
+  modelLabel: string;
+  modelStatus: ModelStatus;
+  modelInfo?: ModelInfo;
+  /** The latest progress report of each phase seen during the current load. */
+  loadPhases: Partial<Record<LoadPhase, LoadProgress>>;
+  loadPhase?: LoadPhase;
+  modelError?: AppFailure;
+  loadModel(source: ModelSource, label: string): Promise<void>;
+}
+
+export interface SettingsSlice {
+  settings: SamplingSettings;
+  seed: number;
+  /** Draw a fresh seed for every Generate. */
+  randomSeed: boolean;
+  /** Images per Generate (seeds seed, seed + 1, …). */
+  count: number;
+  setSetting<K extends keyof SamplingSettings>(key: K, value: SamplingSettings[K]): void;
+  setSeed(seed: number): void;
+  setRandomSeed(on: boolean): void;
+  /** Use the last run's seed again (and stop drawing random ones). */
+  reuseSeed(): void;
+  setCount(count: number): void;
+  resetSettings(): void;
+}
+
+/** One picture of the timeline strip: a scale's preview or the final image. */
+export interface Frame {
+  label: string;
+  pixels: ImagePixels;
+  final: boolean;
+}
+
+export interface RunSlice {
+  prompt: string;
+  analysis?: PromptAnalysis;
+  run: RunProgress;
+  frames: Frame[];
+  /** Frame shown on the canvas; null follows the newest one. */
+  selectedFrame: number | null;
+  firstPreviewMs?: number;
+  lastSeed?: number;
+  warnings: string[];
+  runError?: AppFailure;
+  setPrompt(prompt: string): void;
+  analyzePrompt(): Promise<void>;
+  generate(): Promise<void>;
+  cancel(): Promise<void>;
+  selectFrame(index: number | null): void;
+}
+
+export interface GallerySlice {
+  gallery: GalleryEntry[];
+  galleryError?: AppFailure;
+  loadGallery(): Promise<void>;
+  keep(result: GenerateResult, durationMs: number): Promise<void>;
+  deleteEntry(id: string): Promise<void>;
+  /** Puts an entry's prompt, seed and settings back and generates again. */
+  rerun(id: string): Promise<void>;
+}
+
+export type AppState = ModelSlice & SettingsSlice & RunSlice & GallerySlice;
+
+export type Slice<T> = StateCreator<AppState, [], [], T>;

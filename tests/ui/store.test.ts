@@ -1,0 +1,179 @@
+import { describe, expect, it } from 'vitest';
+import { progressFraction, statusText } from '../../src/app/runStatus';
+import type { AppState } from '../../src/app/storeTypes';
+import { fakeInfo } from './fakeEngine';
+import { createHarness, loaded } from './storeHarness';
+
+describe('app store', () => {
+  it('loads the model, keeps per-phase progress and takes the model defaults', async () => {
+    const { store } = createHarness({ info: fakeInfo({ defaults: { cfg: 2, topK: 5, topP: 0.5, temperature: 0.9, smooth: true, residual: true } }) });
+    const pending = store.getState().loadModel({ kind: 'url', url: 'http://x/m/' }, 'm');
+    expect(store.getState().modelStatus).toBe('loading');
+    await pending;
+    const state = store.getState();
+    expect(state.modelStatus).toBe('ready');
+    expect(state.loadPhases.download).toEqual({ phase: 'download', file: 'transformer.onnx', loaded: 100, total: 100 });
+    expect(state.loadPhases.upload?.loaded).toBe(8);
+    expect(state.settings).toEqual({ cfg: 2, topK: 5, topP: 0.5, temperature: 0.9, smooth: true, residual: true });
+  });
+
+  it('a run passes through every scale, then refining, then done, and lands in the gallery', async () => {
+    const { store, encoded } = await loaded();
+    store.getState().setPrompt('a red circle');
+    const statuses: string[] = [];
+    const fractions: number[] = [];
+    const unsubscribe = store.subscribe((s: AppState) => {
+      const text = statusText(s.run);
+      if (statuses[statuses.length - 1] !== text) statuses.push(text);
+      fractions.push(progressFraction(s.run));
+    });
+    await store.getState().generate();
+    unsubscribe();
+    const state = store.getState();
+    expect(statuses.filter((s) => s.startsWith('Scale'))).toEqual(['Scale 1 of 3', 'Scale 2 of 3', 'Scale 3 of 3']);
+    expect(statuses).toContain('Refining');
+    expect(statuses[statuses.length - 1]).toMatch(/^Done in \d+\.\d s$/);
+    // The bar never moves backwards and ends full.
+    for (let i = 1; i < fractions.length; i++) expect(fractions[i]).toBeGreaterThanOrEqual(fractions[i - 1]);
+    expect(fractions[fractions.length - 1]).toBe(1);
+    // One preview per scale, then the final image.
+    expect(state.frames.map((f) => f.label)).toEqual(['1×1', '2×2', '4×4', 'Final']);
+    expect(state.firstPreviewMs).toBeGreaterThanOrEqual(0);
+    expect(state.gallery).toHaveLength(1);
+    expect(state.gallery[0]).toMatchObject({ prompt: 'a red circle', seed: 1001, model: 'fake-shapes', backend: 'wasm' });
+    expect(encoded[0]).toMatchObject({ prompt: 'a red circle', seed: '1001', model: 'fake-shapes' });
+    expect(JSON.parse(encoded[0].settings)).toEqual(state.settings);
+  });
+
+  it('random seeds change per run; a fixed seed and "reuse" repeat one', async () => {
+    const { store, fake } = await loaded();
+    store.getState().setPrompt('a red circle');
+    await store.getState().generate();
+    await store.getState().generate();
+    expect(fake.requests.map((r) => r.seed)).toEqual([1001, 1002]);
+    store.getState().reuseSeed();
+    expect(store.getState().randomSeed).toBe(false);
+    await store.getState().generate();
+    store.getState().setSeed(42);
+    await store.getState().generate();
+    expect(fake.requests.map((r) => r.seed)).toEqual([1001, 1002, 1002, 42]);
+  });
+
+  it('passes the settings through and clamps impossible values', async () => {
+    const { store, fake } = await loaded();
+    store.getState().setPrompt('a red circle');
+    store.getState().setSetting('topK', -3);
+    store.getState().setSetting('topP', 1.7);
+    store.getState().setSetting('temperature', 0);
+    store.getState().setSetting('residual', false);
+    store.getState().setSeed(5);
+    await store.getState().generate();
+    expect(fake.requests[0].settings).toMatchObject({ topK: 0, topP: 1, temperature: 0.05, residual: false });
+    // Without residual diffusion there is no refining step.
+    expect(store.getState().run.stepCount).toBe(0);
+  });
+
+  it('several images use consecutive seeds and each is kept', async () => {
+    const { store, fake } = await loaded();
+    store.getState().setPrompt('a red circle');
+    store.getState().setSeed(10);
+    store.getState().setCount(3);
+    await store.getState().generate();
+    expect(fake.requests.map((r) => r.seed)).toEqual([10, 11, 12]);
+    expect(store.getState().gallery.map((g) => g.seed)).toEqual([12, 11, 10]);
+    expect(statusText(store.getState().run)).toMatch(/^Done in/);
+  });
+
+  it('cancel stops at once and the next generate works', async () => {
+    const { store, fake } = await loaded({ stepMs: 5 });
+    store.getState().setPrompt('a red circle');
+    const first = store.getState().generate();
+    await new Promise((r) => setTimeout(r, 8));
+    await store.getState().cancel();
+    expect(statusText(store.getState().run)).toBe('Cancelled');
+    await first;
+    expect(store.getState().gallery).toHaveLength(0);
+    await store.getState().generate();
+    expect(statusText(store.getState().run)).toMatch(/^Done in/);
+    expect(store.getState().gallery).toHaveLength(1);
+    expect(fake.maxConcurrent).toBe(1);
+  });
+
+  it('a Generate during a run replaces it', async () => {
+    const { store, fake } = await loaded({ stepMs: 5 });
+    store.getState().setPrompt('a red circle');
+    const first = store.getState().generate();
+    await new Promise((r) => setTimeout(r, 3));
+    store.getState().setPrompt('a blue square');
+    const second = store.getState().generate();
+    await Promise.all([first, second]);
+    const state = store.getState();
+    expect(state.gallery.map((g) => g.prompt)).toEqual(['a blue square']);
+    expect(state.runError).toBeUndefined();
+    expect(fake.maxConcurrent).toBe(1);
+  });
+
+  it('refuses an empty prompt with a sentence, without calling the engine', async () => {
+    const { store, fake } = await loaded();
+    store.getState().setPrompt('   ');
+    await store.getState().generate();
+    expect(store.getState().runError?.message).toMatch(/Type a prompt/);
+    expect(fake.requests).toHaveLength(0);
+  });
+
+  it('points out unknown words after typing', async () => {
+    const { store } = await loaded();
+    store.getState().setPrompt('a purple circle');
+    await new Promise((r) => setTimeout(r, 5));
+    expect(store.getState().analysis?.unknown).toEqual(['purple']);
+  });
+
+  it('the timeline can be scrubbed after a run', async () => {
+    const { store } = await loaded();
+    store.getState().setPrompt('a red circle');
+    await store.getState().generate();
+    store.getState().selectFrame(1);
+    expect(store.getState().selectedFrame).toBe(1);
+    store.getState().selectFrame(99);
+    expect(store.getState().selectedFrame).toBe(1);
+    store.getState().selectFrame(null);
+    expect(store.getState().selectedFrame).toBeNull();
+  });
+
+  it('re-run restores prompt, seed and settings; delete removes the entry', async () => {
+    const { store, fake } = await loaded();
+    store.getState().setPrompt('a red circle');
+    store.getState().setSetting('cfg', 7);
+    await store.getState().generate();
+    const kept = store.getState().gallery[0];
+    store.getState().setPrompt('something else');
+    store.getState().setSetting('cfg', 1);
+    await store.getState().rerun(kept.id);
+    expect(fake.requests[1]).toMatchObject({ prompt: 'a red circle', seed: kept.seed });
+    expect(fake.requests[1].settings?.cfg).toBe(7);
+    expect(store.getState().gallery).toHaveLength(2);
+    await store.getState().deleteEntry(kept.id);
+    expect(store.getState().gallery.map((g) => g.id)).not.toContain(kept.id);
+  });
+
+  it('a crashed worker is reported and the model is loaded again', async () => {
+    const harness = await loaded();
+    expect(harness.loads).toBe(1);
+    harness.crash({ code: 'worker-crashed', message: 'The image engine stopped unexpectedly.' });
+    expect(harness.store.getState().runError?.code).toBe('worker-crashed');
+    expect(harness.store.getState().modelStatus).toBe('loading');
+    await new Promise((r) => setTimeout(r, 5));
+    expect(harness.loads).toBe(2);
+    expect(harness.store.getState().modelStatus).toBe('ready');
+  });
+
+  it('a failed load is shown as an error with the engine message', async () => {
+    const failure = { code: 'fetch-failed' as const, message: 'transformer.onnx: HTTP 404 Not Found' };
+    const { store } = createHarness({ failLoad: failure });
+    await store.getState().loadModel({ kind: 'url', url: 'http://x/missing/' }, 'missing');
+    expect(store.getState().modelStatus).toBe('error');
+    expect(store.getState().modelError).toEqual(failure);
+    await store.getState().generate();
+    expect(store.getState().runError?.message).toMatch(/not loaded/);
+  });
+});

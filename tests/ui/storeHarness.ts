@@ -1,0 +1,68 @@
+// Builds the real app store on top of the real worker host and a fake engine, so store tests
+// exercise everything but comlink and onnxruntime.
+import { createEngineHost } from '../../workers/engineHost';
+import { createAppStore } from '../../src/app/store';
+import { createMemoryGalleryStorage } from '../../src/app/galleryStorage';
+import type { AppFailure } from '../../src/app/protocol';
+import type { ImagePixels, ModelInfo } from '../../src/engine/types';
+import type { GalleryEntry } from '../../src/app/galleryEntry';
+import { createFakeEngine, fakeInfo, type FakeEngineControls } from './fakeEngine';
+
+export interface Harness {
+  store: ReturnType<typeof createAppStore>;
+  fake: FakeEngineControls;
+  crash(failure: AppFailure): void;
+  loads: number;
+  encoded: Array<Record<string, string>>;
+}
+
+export function createHarness(options: { info?: ModelInfo; stepMs?: number; gallery?: GalleryEntry[]; failLoad?: AppFailure } = {}): Harness {
+  const fake = createFakeEngine(options.info ?? fakeInfo(), options.stepMs ?? 1);
+  const crashListeners: Array<(f: AppFailure) => void> = [];
+  let seeds = 1000;
+  let ids = 0;
+  const harness: Harness = {
+    store: undefined as never,
+    fake,
+    loads: 0,
+    encoded: [],
+    crash: (failure) => crashListeners.forEach((l) => l(failure)),
+  };
+  const host = createEngineHost(async (_source, opts) => {
+    harness.loads++;
+    if (options.failLoad) throw options.failLoad;
+    opts.onProgress?.({ phase: 'download', file: 'transformer.onnx', loaded: 50, total: 100 });
+    opts.onProgress?.({ phase: 'download', file: 'transformer.onnx', loaded: 100, total: 100 });
+    opts.onProgress?.({ phase: 'upload', loaded: 8, total: 8 });
+    return fake.engine;
+  });
+  harness.store = createAppStore(
+    {
+      client: {
+        ...host,
+        onCrash(listener) {
+          crashListeners.push(listener);
+          return () => undefined;
+        },
+      },
+      gallery: createMemoryGalleryStorage(options.gallery),
+      async encodePng(pixels: ImagePixels, text: Record<string, string>) {
+        harness.encoded.push(text);
+        return new Uint8Array([137, 80, 78, 71, pixels.width]);
+      },
+      now: () => performance.now(),
+      clock: () => 1_700_000_000_000,
+      randomSeed: () => seeds++,
+      newId: () => `img-${++ids}`,
+      analyzeDelayMs: 0,
+    },
+    'wasm',
+  );
+  return harness;
+}
+
+export async function loaded(options: Parameters<typeof createHarness>[0] = {}): Promise<Harness> {
+  const harness = createHarness(options);
+  await harness.store.getState().loadModel({ kind: 'url', url: 'http://localhost/models/fake/' }, 'fake');
+  return harness;
+}

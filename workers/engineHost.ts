@@ -1,0 +1,85 @@
+// The worker's state: one engine, one queue, one AbortController per run.
+// Kept free of comlink and onnxruntime so it can be tested in Node with a fake engine.
+import type { Engine, GenerateEvent, GenerateRequest, LoadProgress } from '../src/engine/types';
+import { toAppFailure, type LoadOptions, type ModelSource, type WorkerApi } from '../src/app/protocol';
+
+export type OpenEngine = (
+  source: ModelSource,
+  options: LoadOptions & { onProgress?: (progress: LoadProgress) => void; signal: AbortSignal },
+) => Promise<Engine>;
+
+export function createEngineHost(openEngine: OpenEngine): WorkerApi {
+  let engine: Engine | undefined;
+  // Every load and generate runs after the previous one settled: onnxruntime's WebGPU EP
+  // corrupts its state when two session runs overlap.
+  let tail: Promise<unknown> = Promise.resolve();
+  let running: AbortController | undefined;
+  let loading: AbortController | undefined;
+
+  function enqueue<T>(job: () => Promise<T>): Promise<T> {
+    const result = tail.then(job);
+    tail = result.catch(() => undefined);
+    return result;
+  }
+
+  async function rethrowAsFailure<T>(promise: Promise<T>): Promise<T> {
+    try {
+      return await promise;
+    } catch (error) {
+      throw toAppFailure(error);
+    }
+  }
+
+  function requireEngine(): Engine {
+    if (!engine) throw { code: 'bad-input', message: 'No model is loaded yet.' };
+    return engine;
+  }
+
+  return {
+    load(source, options, onProgress) {
+      // A new model replaces the old one: stop whatever the old one (or an older load) does.
+      running?.abort();
+      loading?.abort();
+      const controller = new AbortController();
+      loading = controller;
+      return rethrowAsFailure(
+        enqueue(async () => {
+          const previous = engine;
+          engine = undefined;
+          await previous?.dispose();
+          engine = await openEngine(source, { ...options, onProgress, signal: controller.signal });
+          return engine.info;
+        }).finally(() => {
+          if (loading === controller) loading = undefined;
+        }),
+      );
+    },
+
+    generate(request: GenerateRequest, onEvent?: (event: GenerateEvent) => void) {
+      // A new request replaces the running one: cancel it, then queue behind it.
+      running?.abort();
+      const controller = new AbortController();
+      running = controller;
+      return rethrowAsFailure(
+        enqueue(() => {
+          if (controller.signal.aborted) throw { code: 'cancelled', message: 'Generation was cancelled.' };
+          return requireEngine().generate(request, { signal: controller.signal, onEvent });
+        }).finally(() => {
+          if (running === controller) running = undefined;
+        }),
+      );
+    },
+
+    async cancel() {
+      running?.abort();
+    },
+
+    async analyzePrompt(prompt: string) {
+      try {
+        return requireEngine().analyzePrompt(prompt);
+      } catch (error) {
+        throw toAppFailure(error);
+      }
+    },
+  };
+}
