@@ -1,0 +1,237 @@
+"""One config object per HART model: tokenizer, transformer, diffusion head and text encoder.
+
+A config travels with every checkpoint (`to_dict`/`from_dict`) and is written into the model
+package's manifest, so nothing about a model is hard-coded elsewhere.
+"""
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Tuple
+
+from .diffusion import DiffusionConfig
+from .quantizer import QuantizerConfig, phi_index
+from .text_vocab import SHAPES_WORDS
+from .vae import VaeConfig
+
+
+@dataclass
+class TextEncoderConfig:
+    """The text encoder slot.
+
+    kind "small": our own bidirectional transformer over a word-level vocabulary (built in
+    text_encoder.py); kind "qwen2": the published model's Qwen2-1.5B, converted elsewhere.
+    The output width is `width`, which must equal the transformer's context_dim.
+    """
+    kind: str
+    vocab_size: int
+    width: int
+    depth: int
+    heads: int
+    max_tokens: int
+    norm_eps: float = 1e-6
+    words: Tuple[str, ...] = ()
+    prefix_ids: Tuple[int, ...] = ()
+
+
+@dataclass
+class SamplingDefaults:
+    cfg: float = 4.0
+    top_k: int = 0
+    top_p: float = 0.0
+    temperature: float = 1.0
+    smooth: bool = False
+    residual: bool = True
+
+
+@dataclass
+class HartConfig:
+    name: str
+    image_size: int
+    quantizer: QuantizerConfig
+    vae: VaeConfig
+    diffusion: DiffusionConfig
+    text_encoder: TextEncoderConfig
+    width: int
+    depth: int
+    heads: int
+    context_tokens: int
+    context_dim: int
+    norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
+    description: str = ""
+    examples: Tuple[str, ...] = ()
+
+    def __post_init__(self):
+        problems = []
+        if self.width % self.heads:
+            problems.append("width must be a multiple of heads")
+        elif self.head_dim % 4:
+            problems.append("the head dim must be a multiple of 4 (2D RoPE uses four blocks)")
+        if self.diffusion.cond_dim != self.width:
+            problems.append("diffusion.cond_dim must equal width")
+        if self.diffusion.in_channels != self.quantizer.channels:
+            problems.append("diffusion.in_channels must equal the latent channels")
+        if self.vae.z_channels != self.quantizer.channels:
+            problems.append("vae.z_channels must equal the latent channels")
+        if self.vae.image_size != self.image_size:
+            problems.append("vae.image_size must equal image_size")
+        if self.image_size // 2 ** (len(self.vae.ch_mult) - 1) != self.patch_nums[-1]:
+            problems.append("the last scale must equal the VAE's latent side")
+        if self.text_encoder.width != self.context_dim:
+            problems.append("the text encoder's width must equal context_dim")
+        if self.text_encoder.kind == "small" and self.text_encoder.words:
+            if len(self.text_encoder.words) + 2 != self.text_encoder.vocab_size:
+                problems.append("text_encoder.vocab_size must be len(words) + 2 ([PAD], [UNK])")
+        if self.text_encoder.max_tokens < len(self.text_encoder.prefix_ids) + self.context_tokens:
+            problems.append("text_encoder.max_tokens is shorter than prefix + context_tokens")
+        if problems:
+            raise ValueError(f"bad HART config {self.name!r}: " + "; ".join(problems))
+
+    # Derived sizes. -------------------------------------------------------------------
+
+    @property
+    def patch_nums(self) -> Tuple[int, ...]:
+        return tuple(self.quantizer.patch_nums)
+
+    @property
+    def num_scales(self) -> int:
+        return len(self.patch_nums)
+
+    @property
+    def latent_side(self) -> int:
+        return self.patch_nums[-1]
+
+    @property
+    def latent_channels(self) -> int:
+        return self.quantizer.channels
+
+    @property
+    def vocab_size(self) -> int:
+        return self.quantizer.vocab_size
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    @property
+    def mlp_hidden(self) -> int:
+        # HART's Llama MLP: 2/3 of 4·C, rounded up to a multiple of 256.
+        return int((self.width * 4 * 2) / 3 + 255) // 256 * 256
+
+    @property
+    def phi_indices(self) -> Tuple[int, ...]:
+        """φ conv used after each scale k < K-1 (the last scale has none)."""
+        return tuple(phi_index(k, self.num_scales) for k in range(self.num_scales - 1))
+
+    # Serialization. -------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "HartConfig":
+        data = dict(data)
+        parts = {
+            "quantizer": QuantizerConfig, "vae": VaeConfig, "diffusion": DiffusionConfig,
+            "text_encoder": TextEncoderConfig, "sampling": SamplingDefaults,
+        }
+        for key, part in parts.items():
+            data[key] = _build(part, data[key])
+        return _build(cls, data)
+
+
+def _plain(value):
+    """Tuples become lists so the dict is JSON- and torch.save-friendly."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls, data: dict):
+    """Build a dataclass from a dict, turning lists back into tuples for tuple-typed fields."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
+
+
+def _shapes_text_encoder(width: int, depth: int, heads: int, tokens: int) -> TextEncoderConfig:
+    return TextEncoderConfig(kind="small", vocab_size=len(SHAPES_WORDS) + 2, width=width, depth=depth,
+                             heads=heads, max_tokens=tokens, words=tuple(SHAPES_WORDS))
+
+
+def _hart_0_7b() -> HartConfig:
+    patch_nums = (1, 2, 3, 4, 5, 7, 9, 12, 16, 21, 27, 36, 48, 64)
+    return HartConfig(
+        name="hart-0.7b-1024px",
+        image_size=1024,
+        quantizer=QuantizerConfig(vocab_size=4096, channels=32, patch_nums=patch_nums),
+        vae=VaeConfig(image_size=1024, ch=160, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, z_channels=32),
+        diffusion=DiffusionConfig(in_channels=32, width=1024, depth=6, cond_dim=1536),
+        # Qwen2-1.5B (hart.md §2.2): not built here; the converter supplies it.
+        text_encoder=TextEncoderConfig(kind="qwen2", vocab_size=151936, width=1536, depth=28, heads=12,
+                                       max_tokens=32768),
+        width=1536, depth=24, heads=24,
+        context_tokens=300, context_dim=1536,
+        sampling=SamplingDefaults(cfg=4.5, top_k=600, top_p=0.0, temperature=1.0, smooth=False, residual=True),
+        description="HART 0.7B at 1024 px (published shapes).",
+    )
+
+
+def _tiny() -> HartConfig:
+    return HartConfig(
+        name="hart-tiny",
+        image_size=32,
+        quantizer=QuantizerConfig(vocab_size=64, channels=8, patch_nums=(1, 2, 3, 4)),
+        vae=VaeConfig(image_size=32, ch=16, ch_mult=(1, 2, 2, 2), num_res_blocks=1, z_channels=8),
+        diffusion=DiffusionConfig(in_channels=8, width=32, depth=2, cond_dim=64),
+        text_encoder=_shapes_text_encoder(width=32, depth=1, heads=2, tokens=8),
+        width=64, depth=2, heads=2,
+        context_tokens=8, context_dim=32,
+        sampling=SamplingDefaults(cfg=3.0, top_k=0, top_p=0.0, temperature=1.0, smooth=False, residual=True),
+        description="Tiny HART for tests and fixtures.",
+        examples=("a red circle on a blue background",),
+    )
+
+
+def _shapes_128() -> HartConfig:
+    return HartConfig(
+        name="hart-shapes-128",
+        image_size=128,
+        quantizer=QuantizerConfig(vocab_size=512, channels=32, patch_nums=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16)),
+        vae=VaeConfig(image_size=128, ch=64, ch_mult=(1, 1, 2, 2), num_res_blocks=1, z_channels=32),
+        diffusion=DiffusionConfig(in_channels=32, width=256, depth=4, cond_dim=384),
+        text_encoder=_shapes_text_encoder(width=192, depth=2, heads=3, tokens=24),
+        width=384, depth=8, heads=6,
+        context_tokens=24, context_dim=192,
+        sampling=SamplingDefaults(cfg=4.0, top_k=0, top_p=0.0, temperature=1.0, smooth=False, residual=True),
+        description="HART at 128 px for the synthetic shapes world.",
+        examples=(
+            "a red circle on a blue background",
+            "a small yellow square on a black background",
+            "a green triangle in the top left on a white background",
+            "a red circle left of a blue square on a white background",
+            "two purple circles on an orange background",
+        ),
+    )
+
+
+CONFIGS = {
+    "hart-0.7b-1024px": _hart_0_7b(),
+    "tiny": _tiny(),
+    "shapes-128": _shapes_128(),
+}
+
+
+def get_config(name: str) -> HartConfig:
+    """A private copy of a named config (callers may edit it without touching CONFIGS)."""
+    if name not in CONFIGS:
+        raise KeyError(f"unknown config {name!r}; known: {', '.join(CONFIGS)}")
+    return copy.deepcopy(CONFIGS[name])
