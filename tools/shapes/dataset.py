@@ -1,0 +1,152 @@
+"""Deterministic examples of the shapes world, held-out captions, and a .npy cache.
+
+Every example is a pure function of (seed, index): its random generator is seeded from
+(tag, stream, seed, index). The training stream and the held-out stream differ in `stream`,
+so no held-out example is ever drawn from the training sequence, whatever the seeds.
+
+Cache (run from tools/):
+    /usr/bin/python3 -m shapes.dataset --out data/shapes-20k --n 20000
+writes  <out>/images.npy   uint8 [N, size, size, 3]
+        <out>/captions.json {"seed", "size", "n", "captions": [...], "forms": [...],
+                             "specs": [Scene.to_dict(), ...]}
+        <out>/.gitignore   so the cache never lands in git.
+"""
+
+import argparse
+import json
+import os
+import time
+from typing import List, Tuple
+
+import numpy as np
+
+from .captions import (COLORS, FORMS, POSITIONS, RELATIONS, SHAPES, SIZES, Scene,
+                       ShapeObject, to_caption)
+from .render import render_scene
+
+TRAIN, HELD_OUT = 1, 2             # streams
+_EXAMPLE_TAG, _FORM_TAG = 11, 12   # non-zero leading tags: SeedSequence ignores trailing zeros
+
+
+def _pick(rng: np.random.Generator, items):
+    return items[int(rng.integers(len(items)))]
+
+
+def random_scene(form: str, rng: np.random.Generator) -> Scene:
+    """A random scene of the given caption form."""
+    bg = _pick(rng, COLORS)
+    others = [c for c in COLORS if c != bg]
+    if form == 'relation':
+        i, j = rng.choice(len(others), size=2, replace=False)
+        objects = (ShapeObject(others[i], _pick(rng, SHAPES)),
+                   ShapeObject(others[j], _pick(rng, SHAPES)))
+        return Scene(bg, objects, _pick(rng, RELATIONS))
+    obj = ShapeObject(_pick(rng, others), _pick(rng, SHAPES))
+    if form == 'plain':
+        return Scene(bg, (obj,))
+    if form == 'size':
+        return Scene(bg, (ShapeObject(obj.color, obj.shape, size=_pick(rng, SIZES)),))
+    if form == 'position':
+        return Scene(bg, (ShapeObject(obj.color, obj.shape, position=_pick(rng, POSITIONS)),))
+    if form == 'count':
+        return Scene(bg, (obj,) * int(rng.integers(2, 4)))
+    raise ValueError(f'unknown caption form {form!r}')
+
+
+def form_of(stream: int, seed: int, index: int) -> str:
+    """Each block of len(FORMS) consecutive indices holds every form once, in shuffled order,
+    so any stretch of the stream is balanced across forms."""
+    block, slot = divmod(index, len(FORMS))
+    order = np.random.default_rng([_FORM_TAG, stream, seed, block]).permutation(len(FORMS))
+    return FORMS[order[slot]]
+
+
+def _example(stream: int, seed: int, index: int, size: int, form: str = None):
+    rng = np.random.default_rng([_EXAMPLE_TAG, stream, seed, index])
+    scene = random_scene(form or form_of(stream, seed, index), rng)
+    image, _ = render_scene(scene, rng, size)
+    return image, to_caption(scene), scene
+
+
+def render_example(seed: int, index: int, size: int = 128) -> Tuple[np.ndarray, str, Scene]:
+    """Training example `index` of stream `seed`: (uint8 image [size, size, 3], caption, spec)."""
+    return _example(TRAIN, seed, index, size)
+
+
+def held_out_example(seed: int, index: int, size: int = 128) -> Tuple[np.ndarray, str, Scene]:
+    """Like render_example, from the held-out stream (e.g. tokenizer reconstruction tests)."""
+    return _example(HELD_OUT, seed, index, size)
+
+
+def held_out_scenes(n: int, seed: int = 0) -> List[Scene]:
+    """n distinct held-out scenes, forms in strict rotation (plain, size, position, ...)."""
+    scenes, seen = [], set()
+    for i in range(n):
+        form = FORMS[i % len(FORMS)]
+        for attempt in range(1000):
+            rng = np.random.default_rng([_EXAMPLE_TAG, HELD_OUT, seed, i, attempt + 1])
+            scene = random_scene(form, rng)
+            caption = to_caption(scene)
+            if caption not in seen:
+                break
+        seen.add(caption)
+        scenes.append(scene)
+    return scenes
+
+
+def held_out_captions(n: int, seed: int = 0) -> List[str]:
+    """n distinct captions for evaluation, balanced across caption forms."""
+    return [to_caption(s) for s in held_out_scenes(n, seed)]
+
+
+def build_cache(out: str, n: int, seed: int = 0, size: int = 128, start: int = 0,
+                log_every: int = 1000) -> float:
+    """Render training examples [start, start + n) into out/images.npy + out/captions.json.
+    Returns the seconds taken."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, '.gitignore'), 'w') as f:
+        f.write('*\n')
+    images = np.lib.format.open_memmap(os.path.join(out, 'images.npy'), mode='w+',
+                                       dtype=np.uint8, shape=(n, size, size, 3))
+    captions, forms, specs = [], [], []
+    t0 = time.time()
+    for k in range(n):
+        image, caption, scene = render_example(seed, start + k, size)
+        images[k] = image
+        captions.append(caption)
+        forms.append(scene.form)
+        specs.append(scene.to_dict())
+        if log_every and (k + 1) % log_every == 0:
+            el = time.time() - t0
+            print(f'{k + 1}/{n} examples, {el:.1f} s, {1000 * el / (k + 1):.2f} ms/example',
+                  flush=True)
+    images.flush()
+    del images
+    with open(os.path.join(out, 'captions.json'), 'w') as f:
+        json.dump({'seed': seed, 'size': size, 'start': start, 'n': n, 'captions': captions,
+                   'forms': forms, 'specs': specs}, f)
+    return time.time() - t0
+
+
+def load_cache(out: str):
+    """(images memmap uint8 [N, H, W, 3], metadata dict) of a cache written by build_cache."""
+    with open(os.path.join(out, 'captions.json')) as f:
+        meta = json.load(f)
+    return np.load(os.path.join(out, 'images.npy'), mmap_mode='r'), meta
+
+
+def main():
+    ap = argparse.ArgumentParser(description='Precompute shapes-world training examples.')
+    ap.add_argument('--out', required=True)
+    ap.add_argument('--n', type=int, default=20000)
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--size', type=int, default=128)
+    ap.add_argument('--start', type=int, default=0)
+    a = ap.parse_args()
+    took = build_cache(a.out, a.n, a.seed, a.size, a.start)
+    print(f'wrote {a.n} examples ({a.size}px) to {a.out} in {took:.1f} s '
+          f'({1000 * took / max(a.n, 1):.2f} ms/example)')
+
+
+if __name__ == '__main__':
+    main()
