@@ -1,0 +1,94 @@
+// Choosing where the graphs run. The ORT module is injected (onnxruntime-web in browsers and in
+// Node tests, onnxruntime-node in the CLI), so this file imports no runtime itself.
+import { NoBackendError } from './errors';
+import type { BackendInfo, BackendName } from './types';
+
+export type Ort = typeof import('onnxruntime-common');
+
+export type BackendRequest = 'auto' | BackendName;
+
+/** The part of `navigator.gpu` that backend choice needs (injectable for tests). */
+export interface GpuLike {
+  requestAdapter(options?: { powerPreference?: 'low-power' | 'high-performance' }): Promise<AdapterLike | null>;
+}
+
+export interface AdapterLike {
+  features: { has(name: string): boolean };
+  info?: { architecture?: string; vendor?: string; description?: string; isFallbackAdapter?: boolean };
+  /** Older Chromium put the flag on the adapter itself. */
+  isFallbackAdapter?: boolean;
+}
+
+/** True when `ort` is onnxruntime-node (its env reports a `node` version). */
+export function isNodeRuntime(ort: Ort): boolean {
+  const versions = (ort.env as { versions?: Record<string, string | undefined> }).versions;
+  return Boolean(versions?.node);
+}
+
+function defaultGpu(): GpuLike | undefined {
+  return (globalThis as { navigator?: { gpu?: GpuLike } }).navigator?.gpu;
+}
+
+function adapterName(adapter: AdapterLike): string {
+  const info = adapter.info ?? {};
+  return [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unknown adapter';
+}
+
+/** A software rasteriser (SwiftShader) or a fallback adapter: far slower than WASM. */
+export function isSoftwareAdapter(adapter: AdapterLike): boolean {
+  const info = adapter.info ?? {};
+  return Boolean(info.isFallbackAdapter ?? adapter.isFallbackAdapter) || /swiftshader/i.test(info.architecture ?? '') || /swiftshader/i.test(info.description ?? '');
+}
+
+export interface ChooseBackendOptions {
+  ort: Ort;
+  requested?: BackendRequest;
+  /** `navigator.gpu` by default. */
+  gpu?: GpuLike | null;
+}
+
+/** Decides the backend and says why, in words for people. Throws NoBackendError when impossible. */
+export async function chooseBackend({ ort, requested = 'auto', gpu = defaultGpu() }: ChooseBackendOptions): Promise<BackendInfo> {
+  if (isNodeRuntime(ort)) {
+    if (requested !== 'auto' && requested !== 'cpu') {
+      throw new NoBackendError(`The ${requested} backend needs onnxruntime-web; onnxruntime-node runs on the CPU only.`);
+    }
+    return { backend: 'cpu', fp16: false, reason: 'onnxruntime-node runs the graphs natively on the CPU.' };
+  }
+  if (requested === 'cpu') {
+    throw new NoBackendError('The cpu backend needs onnxruntime-node; onnxruntime-web offers webgpu or wasm.');
+  }
+  if (requested === 'wasm') return { backend: 'wasm', fp16: false, reason: 'WASM was requested.' };
+
+  let adapter: AdapterLike | null = null;
+  let problem = '';
+  if (!gpu) {
+    problem = 'this browser has no WebGPU';
+  } else {
+    try {
+      adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+      if (!adapter) problem = 'no WebGPU adapter is available';
+    } catch (error) {
+      problem = `the WebGPU adapter request failed (${(error as Error).message})`;
+    }
+  }
+  if (!adapter) {
+    if (requested === 'webgpu') throw new NoBackendError(`WebGPU was requested but ${problem}.`);
+    return { backend: 'wasm', fp16: false, reason: `WASM, because ${problem}.` };
+  }
+
+  const fp16 = adapter.features.has('shader-f16');
+  const f16Note = fp16 ? 'with shader-f16 (fp16 graphs)' : 'without shader-f16 (fp32 graphs)';
+  if (isSoftwareAdapter(adapter)) {
+    if (requested === 'webgpu') {
+      return { backend: 'webgpu', fp16, reason: `WebGPU was requested; the adapter (${adapterName(adapter)}) is a software fallback, ${f16Note}.` };
+    }
+    return {
+      backend: 'wasm',
+      fp16: false,
+      reason: `WASM, because the only WebGPU adapter (${adapterName(adapter)}) is a software fallback, which is far slower than WASM.`,
+    };
+  }
+  const how = requested === 'webgpu' ? 'WebGPU was requested' : 'WebGPU';
+  return { backend: 'webgpu', fp16, reason: `${how} on ${adapterName(adapter)}, ${f16Note}.` };
+}

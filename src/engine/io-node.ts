@@ -1,0 +1,30 @@
+// Reads a model package from a folder on disk (Node only: the CLI and tests import this file;
+// the browser build never does).
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { BadPackageError, CancelledError } from './errors';
+import type { PackageIO } from './io';
+
+export function createFsIO(folder: string): PackageIO {
+  const root = path.resolve(folder);
+  const resolve = (file: string) => path.join(root, ...file.split('/'));
+  return {
+    location: root,
+    async read(file, options = {}) {
+      if (options.signal?.aborted) throw new CancelledError('Loading was cancelled.');
+      let buffer: Buffer;
+      try {
+        buffer = await readFile(resolve(file));
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        const why = code === 'ENOENT' ? `is missing from ${root}` : `could not be read (${(error as Error).message})`;
+        throw new BadPackageError(why, file, { cause: error });
+      }
+      // A Buffer may view a shared pool: copy into an ArrayBuffer of its own.
+      const bytes = new Uint8Array(buffer.length);
+      bytes.set(buffer);
+      options.onProgress?.(bytes.length, bytes.length);
+      return bytes;
+    },
+  };
+}

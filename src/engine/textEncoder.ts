@@ -1,0 +1,152 @@
+// The prompt → text features stage: the package's tokenizer.json through a maintained tokenizer
+// library, truncation/padding to the text window, the text-encoder graph, and HART's CFG
+// context (the prompt's features for conditional rows, zeros for the null condition).
+import { Tokenizer } from '@huggingface/tokenizers';
+import type { Tensor } from 'onnxruntime-common';
+import type { Ort } from './backend';
+import { BadInputError, BadPackageError } from './errors';
+import type { TextEncoderSpec } from './manifest';
+import { floatTensor, int32Tensor, readFloats, type GraphSession } from './session';
+import type { PromptAnalysis } from './types';
+
+export interface TokenizedPrompt {
+  /** Token ids of the prompt, cut to the text window. */
+  ids: number[];
+  /** Their strings, as the tokenizer split them. */
+  tokens: string[];
+  /** Distinct words the vocabulary lacks (they became the unknown token). */
+  unknown: string[];
+  truncated: boolean;
+  warnings: string[];
+}
+
+type TokenizerJson = { model?: { type?: string; unk_token?: string; vocab?: unknown }; added_tokens?: { content: string; special?: boolean }[] };
+
+export class PromptTokenizer {
+  private readonly tokenizer: Tokenizer;
+  private readonly specialTokens: Set<string>;
+  readonly isWordLevel: boolean;
+
+  constructor(
+    json: TokenizerJson,
+    private readonly spec: TextEncoderSpec,
+    file = 'tokenizer.json',
+  ) {
+    let unkToken = json.model?.unk_token;
+    try {
+      if (!unkToken && spec.unkId !== null) unkToken = new Tokenizer(json, {}).id_to_token(spec.unkId);
+      // Without unk_token in the config the library returns undefined ids for unknown words.
+      this.tokenizer = new Tokenizer(json, unkToken ? { unk_token: unkToken } : {});
+    } catch (error) {
+      throw new BadPackageError(`is not a tokenizer the engine can load (${(error as Error).message})`, file, { cause: error });
+    }
+    this.specialTokens = new Set((json.added_tokens ?? []).filter((t) => t.special).map((t) => t.content));
+    this.isWordLevel = json.model?.type === 'WordLevel';
+  }
+
+  /** The vocabulary's words (word-level tokenizers only; a BPE vocabulary is not words). */
+  vocabulary(): string[] | undefined {
+    if (!this.isWordLevel) return undefined;
+    return [...this.tokenizer.get_vocab(true).keys()].filter((w) => !this.specialTokens.has(w));
+  }
+
+  tokenize(prompt: string): TokenizedPrompt {
+    const text = this.spec.lowercase ? prompt.toLowerCase() : prompt;
+    const encoding = this.tokenizer.encode(text, { add_special_tokens: false });
+    const unknown = new Set<string>();
+    const ids = encoding.ids.map((id, i) => {
+      const token = encoding.tokens[i];
+      if (id === undefined || id === null || id === this.spec.unkId) {
+        unknown.add(token);
+        if (this.spec.unkId === null) throw new BadInputError(`The word "${token}" is not in the model's vocabulary.`);
+        return this.spec.unkId;
+      }
+      return Number(id);
+    });
+    const window = this.spec.contextTokens;
+    const truncated = ids.length > window;
+    const warnings: string[] = [];
+    if (unknown.size) {
+      warnings.push(`Unknown to the model (read as the unknown token): ${[...unknown].join(', ')}.`);
+    }
+    if (truncated) {
+      warnings.push(`The prompt has ${ids.length} tokens; the model reads the first ${window}, the rest was cut: "${encoding.tokens.slice(window).join(' ')}".`);
+    }
+    return {
+      ids: ids.slice(0, window),
+      tokens: encoding.tokens.slice(0, window),
+      unknown: [...unknown],
+      truncated,
+      warnings,
+    };
+  }
+
+  analyze(prompt: string): PromptAnalysis {
+    const text = this.spec.lowercase ? prompt.toLowerCase() : prompt;
+    const encoding = this.tokenizer.encode(text, { add_special_tokens: false });
+    const unknown = new Set<string>();
+    encoding.ids.forEach((id, i) => {
+      if (id === undefined || id === null || id === this.spec.unkId) unknown.add(encoding.tokens[i]);
+    });
+    return { tokens: encoding.tokens, unknown: [...unknown], truncated: encoding.ids.length > this.spec.contextTokens };
+  }
+}
+
+/** Checks the prompt and tokenizes it; an empty prompt is a bad input. */
+export function tokenizePrompt(tokenizer: PromptTokenizer, prompt: string): TokenizedPrompt {
+  if (typeof prompt !== 'string' || prompt.trim() === '') {
+    throw new BadInputError('The prompt is empty: describe the image to generate, e.g. "a red circle on a blue background".');
+  }
+  const tokenized = tokenizer.tokenize(prompt);
+  if (tokenized.ids.length === 0) throw new BadInputError(`The prompt "${prompt}" has no tokens the model can read.`);
+  return tokenized;
+}
+
+/** input_ids / attention_mask [B, P + T]: prefix, prompt, then padding (right-padded). */
+export function textEncoderInputs(spec: TextEncoderSpec, ids: number[], images: number): { inputIds: Int32Array; mask: Int32Array; length: number } {
+  const prefix = spec.prefixIds;
+  const length = prefix.length + spec.contextTokens;
+  const inputIds = new Int32Array(images * length).fill(spec.padId);
+  const mask = new Int32Array(images * length);
+  for (let b = 0; b < images; b++) {
+    const row = b * length;
+    prefix.forEach((id, j) => {
+      inputIds[row + j] = id;
+      mask[row + j] = 1;
+    });
+    ids.forEach((id, j) => {
+      inputIds[row + prefix.length + j] = id;
+      mask[row + prefix.length + j] = 1;
+    });
+  }
+  return { inputIds, mask, length };
+}
+
+/**
+ * Runs the text encoder and builds the CFG context [2B, T, D]: the last T positions of the
+ * hidden states for the conditional rows, zeros (HART's null condition) for the others.
+ */
+export async function encodeContext(
+  ort: Ort,
+  session: GraphSession,
+  spec: TextEncoderSpec,
+  ids: number[],
+  images: number,
+  signal?: AbortSignal,
+): Promise<Tensor> {
+  const { inputIds, mask, length } = textEncoderInputs(spec, ids, images);
+  const outputs = await session.run(
+    { input_ids: int32Tensor(ort, inputIds, [images, length]), attention_mask: int32Tensor(ort, mask, [images, length]) },
+    ['hidden'],
+    signal,
+  );
+  const hidden = await readFloats(outputs.hidden);
+  outputs.hidden.dispose();
+  const { contextTokens: T, contextDim: D } = spec;
+  const skip = spec.prefixIds.length;
+  const context = new Float32Array(2 * images * T * D);
+  for (let b = 0; b < images; b++) {
+    context.set(hidden.subarray((b * length + skip) * D, (b * length + skip + T) * D), b * T * D);
+  }
+  return floatTensor(ort, context, [2 * images, T, D]);
+}

@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { drawIndex, filterLogits, lookupCodebook, sampleScale, smoothVectors, softmax } from '../../src/engine/sampling';
+
+const off = { topK: 0, topP: 0, temperature: 1 };
+const kept = (row: Float64Array) => Array.from(row, (v, i) => (v === -Infinity ? -1 : i)).filter((i) => i >= 0);
+
+describe('sampling', () => {
+  it('draws the first index whose cumulative probability exceeds u, in vocabulary order', () => {
+    const probs = new Float64Array([0.1, 0, 0.2, 0.7]);
+    expect(drawIndex(probs, 0)).toBe(0);
+    expect(drawIndex(probs, 0.0999)).toBe(0);
+    expect(drawIndex(probs, 0.1)).toBe(2); // cumulative 0.1 does not exceed 0.1
+    expect(drawIndex(probs, 0.29)).toBe(2);
+    expect(drawIndex(probs, 0.31)).toBe(3);
+    expect(drawIndex(probs, 0.9999999)).toBe(3);
+    // A total a hair under u (rounding) picks the last kept token, never a removed one.
+    expect(drawIndex(new Float64Array([0.3, 0.3, 0.3999999, 0]), 0.99999999)).toBe(2);
+  });
+
+  it('divides by the temperature before the softmax', () => {
+    const logits = [0, Math.log(3)];
+    expect(Array.from(softmax(filterLogits(logits, 0, 2, off)))[1]).toBeCloseTo(0.75, 12);
+    expect(Array.from(softmax(filterLogits(logits, 0, 2, { ...off, temperature: 0.5 })))[1]).toBeCloseTo(0.9, 12);
+  });
+
+  it('top-k keeps every logit tied with the k-th largest', () => {
+    const logits = [1, 3, 2, 3, 2, 0];
+    expect(kept(filterLogits(logits, 0, 6, { ...off, topK: 1 }))).toEqual([1, 3]);
+    expect(kept(filterLogits(logits, 0, 6, { ...off, topK: 2 }))).toEqual([1, 3]);
+    expect(kept(filterLogits(logits, 0, 6, { ...off, topK: 3 }))).toEqual([1, 2, 3, 4]);
+    expect(kept(filterLogits(logits, 0, 6, { ...off, topK: 6 }))).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(kept(filterLogits(logits, 0, 6, { ...off, topK: 100 }))).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
+  it('top-p keeps the shortest most-probable prefix reaching the mass, at least one token', () => {
+    // Probabilities 0.5, 0.25, 0.125, 0.125 (as logits).
+    const logits = [Math.log(0.125), Math.log(0.5), Math.log(0.125), Math.log(0.25)];
+    expect(kept(filterLogits(logits, 0, 4, { ...off, topP: 0.5 }))).toEqual([1]); // reaches exactly 0.5
+    expect(kept(filterLogits(logits, 0, 4, { ...off, topP: 0.51 }))).toEqual([1, 3]);
+    expect(kept(filterLogits(logits, 0, 4, { ...off, topP: 0.75 }))).toEqual([1, 3]);
+    // Equal probabilities: the earlier vocabulary index goes first.
+    expect(kept(filterLogits(logits, 0, 4, { ...off, topP: 0.8 }))).toEqual([0, 1, 3]);
+    expect(kept(filterLogits(logits, 0, 4, { ...off, topP: 1e-9 }))).toEqual([1]);
+    expect(kept(filterLogits(logits, 0, 4, { ...off, topP: 1 }))).toEqual([0, 1, 2, 3]);
+    // Top-p works on what top-k left.
+    expect(kept(filterLogits(logits, 0, 4, { ...off, topK: 2, topP: 0.9 }))).toEqual([1, 3]);
+  });
+
+  it('samples a scale with one uniform per position and respects removed tokens', () => {
+    const V = 3;
+    const logits = new Float32Array([10, 0, 0, 0, 10, 0, 0, 0, 10]);
+    const { indices } = sampleScale(logits, 3, V, { ...off, topK: 1 }, [0.99, 0.0, 0.5], false);
+    expect(Array.from(indices)).toEqual([0, 1, 2]);
+    const free = sampleScale(new Float32Array([0, 0, 0]), 1, V, off, [0.7], false);
+    expect(Array.from(free.indices)).toEqual([2]);
+  });
+
+  it('looks up codebook rows', () => {
+    const codebook = new Float32Array([0, 1, 10, 11, 20, 21]);
+    expect(Array.from(lookupCodebook(codebook, 2, new Int32Array([2, 0])))).toEqual([20, 21, 0, 1]);
+  });
+
+  it('smooths with softmax((kept·(1+ratio) + g)/τ)·E and gives removed tokens no weight', () => {
+    const codebook = new Float32Array([1, 0, 0, 1, 5, 5]);
+    const logits = new Float64Array([0, Math.log(3), -Infinity]);
+    const u = Math.exp(-1); // g = −log(−log(u)) = 0
+    const vectors = smoothVectors(logits, 1, 3, 0, 1, [u, u, 0.999], codebook, 2);
+    expect(vectors[0]).toBeCloseTo(0.25, 6);
+    expect(vectors[1]).toBeCloseTo(0.75, 6);
+    // A small τ sharpens towards the arg max; ratio scales the logits.
+    const sharp = smoothVectors(logits, 1, 3, 1, 0.1, [u, u, u], codebook, 2);
+    expect(sharp[1]).toBeGreaterThan(0.999);
+  });
+});
