@@ -26,7 +26,8 @@ export function applyEvent(
   switch (event.type) {
     case 'start':
       return {
-        run: { ...state.run, phase: 'scales', scaleCount: event.scales, scalesDone: 0 },
+        // The status names a scale only once its preview exists, so 'start' keeps 'starting'.
+        run: { ...state.run, scaleCount: event.scales, scalesDone: 0 },
         warnings: [...new Set([...state.warnings, ...event.warnings])],
       };
     case 'scale': {

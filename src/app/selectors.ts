@@ -1,0 +1,50 @@
+// Derived values the components show; computed from the store, never stored twice.
+import type { LoadPhase } from '../engine/types';
+import { progressFraction, statusText } from './runStatus';
+import { isRunning } from './runSlice';
+import type { AppState, Frame } from './storeTypes';
+
+export const PHASE_NAMES: Record<LoadPhase, string> = {
+  manifest: 'Manifest',
+  download: 'Download',
+  upload: 'Upload to GPU',
+  warmup: 'Warm-up',
+};
+
+export const PHASE_ORDER: LoadPhase[] = ['manifest', 'download', 'upload', 'warmup'];
+
+/** The one live status line of the page: model loading first, then the run. */
+export function pageStatus(state: AppState): string {
+  if (state.modelStatus === 'loading') {
+    const phase = state.loadPhase ? PHASE_NAMES[state.loadPhase].toLowerCase() : 'starting';
+    return `Loading model (${phase})`;
+  }
+  if (state.modelStatus === 'error' && !isRunning(state)) return 'Model not loaded';
+  return statusText(state.run);
+}
+
+export function runPercent(state: AppState): number {
+  return Math.round(progressFraction(state.run) * 100);
+}
+
+/** Loading progress over all phases, as a percentage; each phase counts equally. */
+export function loadPercent(state: AppState): number {
+  const reached = PHASE_ORDER.filter((p) => state.loadPhases[p]);
+  if (reached.length === 0) return 0;
+  const current = reached[reached.length - 1];
+  const report = state.loadPhases[current]!;
+  const within = report.total > 0 ? Math.min(1, report.loaded / report.total) : 0;
+  return Math.round(((PHASE_ORDER.indexOf(current) + within) / PHASE_ORDER.length) * 100);
+}
+
+/** The frame on the canvas: the one picked on the timeline, else the newest. */
+export function shownFrame(state: AppState): Frame | undefined {
+  if (state.selectedFrame !== null && !isRunning(state)) return state.frames[state.selectedFrame];
+  return state.frames[state.frames.length - 1];
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}

@@ -1,0 +1,82 @@
+import { useEffect, useState } from 'react';
+import { downloadName, type GalleryEntry } from '../app/galleryEntry';
+import { formatSeconds } from '../app/runStatus';
+import { downloadBlob } from './download';
+import { useApp } from './storeContext';
+
+function useObjectUrl(blob: Blob): string | undefined {
+  const [url, setUrl] = useState<string>();
+  useEffect(() => {
+    if (typeof URL.createObjectURL !== 'function') return;
+    const next = URL.createObjectURL(blob);
+    setUrl(next);
+    return () => URL.revokeObjectURL(next);
+  }, [blob]);
+  return url;
+}
+
+function describeSettings(entry: GalleryEntry): string {
+  const s = entry.settings;
+  const parts = [`cfg ${s.cfg}`];
+  if (s.topK) parts.push(`top-k ${s.topK}`);
+  if (s.topP) parts.push(`top-p ${s.topP}`);
+  if (s.temperature !== 1) parts.push(`temp ${s.temperature}`);
+  if (s.smooth) parts.push('smoothing');
+  if (!s.residual) parts.push('no residual');
+  return parts.join(' · ');
+}
+
+function GalleryItem({ entry }: { entry: GalleryEntry }) {
+  const url = useObjectUrl(entry.png);
+  const rerun = useApp((s) => s.rerun);
+  const deleteEntry = useApp((s) => s.deleteEntry);
+  const ready = useApp((s) => s.modelStatus === 'ready');
+  const when = new Date(entry.createdAt);
+
+  return (
+    <li className="gallery-item">
+      {url ? <img src={url} alt={entry.prompt} width={entry.width} height={entry.height} /> : <div className="img-placeholder" />}
+      <div className="gallery-meta">
+        <p className="gallery-prompt">{entry.prompt}</p>
+        <p className="gallery-details">
+          Seed {entry.seed} · {describeSettings(entry)}
+        </p>
+        <p className="gallery-details">
+          {entry.model} · {entry.backend.toUpperCase()} · {formatSeconds(entry.durationMs)} ·{' '}
+          <time dateTime={when.toISOString()}>{when.toLocaleString()}</time>
+        </p>
+        <div className="gallery-actions">
+          <button type="button" onClick={() => downloadBlob(entry.png, downloadName(entry))} aria-label={`Download “${entry.prompt}” as PNG`}>
+            Download
+          </button>
+          <button type="button" onClick={() => void rerun(entry.id)} disabled={!ready} aria-label={`Re-run “${entry.prompt}”`}>
+            Re-run
+          </button>
+          <button type="button" className="danger" onClick={() => void deleteEntry(entry.id)} aria-label={`Delete “${entry.prompt}”`}>
+            Delete
+          </button>
+        </div>
+      </div>
+    </li>
+  );
+}
+
+export function Gallery() {
+  const gallery = useApp((s) => s.gallery);
+  return (
+    <section className="panel gallery" aria-labelledby="gallery-title">
+      <div className="panel-head">
+        <h2 id="gallery-title">Gallery</h2>
+        <span className="muted">{gallery.length === 1 ? '1 image' : `${gallery.length} images`} · kept in this browser</span>
+      </div>
+      {gallery.length === 0 ? (
+        <p className="muted empty">Finished images are kept here, with their prompt, seed and settings.</p>
+      ) : null}
+      <ul aria-label="Gallery" className="gallery-grid">
+        {gallery.map((entry) => (
+          <GalleryItem key={entry.id} entry={entry} />
+        ))}
+      </ul>
+    </section>
+  );
+}

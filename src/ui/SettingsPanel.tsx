@@ -1,0 +1,100 @@
+import type { ReactNode } from 'react';
+import { MAX_IMAGES, MAX_SEED } from '../app/settingsSlice';
+import { useApp } from './storeContext';
+
+function Field({ label, htmlFor, value, hint, children }: { label: string; htmlFor: string; value?: string; hint?: string; children: ReactNode }) {
+  return (
+    <div className="field">
+      <div className="field-head">
+        <label htmlFor={htmlFor}>{label}</label>
+        {value !== undefined && <span className="field-value">{value}</span>}
+      </div>
+      {children}
+      {hint && <p className="field-hint">{hint}</p>}
+    </div>
+  );
+}
+
+export function SettingsPanel() {
+  const settings = useApp((s) => s.settings);
+  const seed = useApp((s) => s.seed);
+  const randomSeed = useApp((s) => s.randomSeed);
+  const lastSeed = useApp((s) => s.lastSeed);
+  const count = useApp((s) => s.count);
+  const setSetting = useApp((s) => s.setSetting);
+  const setSeed = useApp((s) => s.setSeed);
+  const setRandomSeed = useApp((s) => s.setRandomSeed);
+  const reuseSeed = useApp((s) => s.reuseSeed);
+  const setCount = useApp((s) => s.setCount);
+  const resetSettings = useApp((s) => s.resetSettings);
+
+  return (
+    <section className="panel settings" aria-labelledby="settings-title">
+      <div className="panel-head">
+        <h2 id="settings-title">Settings</h2>
+        <button type="button" className="link" onClick={resetSettings}>
+          Model defaults
+        </button>
+      </div>
+
+      <Field label="Seed" htmlFor="seed">
+        <div className="seed-row">
+          <input
+            id="seed"
+            type="number"
+            min={0}
+            max={MAX_SEED}
+            value={seed}
+            onChange={(event) => setSeed(Number(event.target.value))}
+          />
+          <label className="toggle">
+            <input type="checkbox" checked={randomSeed} onChange={(event) => setRandomSeed(event.target.checked)} />
+            Random
+          </label>
+          <button type="button" onClick={reuseSeed} disabled={lastSeed === undefined} title="Use the last run's seed again">
+            Reuse
+          </button>
+        </div>
+      </Field>
+
+      <Field label="Guidance scale" htmlFor="cfg" value={settings.cfg.toFixed(1)} hint="How closely the image follows the prompt.">
+        <input id="cfg" type="range" min={0} max={10} step={0.5} value={settings.cfg} onChange={(e) => setSetting('cfg', Number(e.target.value))} />
+      </Field>
+
+      <Field label="Top-k" htmlFor="top-k" hint="Sample among the k likeliest tokens; 0 turns it off.">
+        <input id="top-k" type="number" min={0} step={1} value={settings.topK} onChange={(e) => setSetting('topK', Number(e.target.value))} />
+      </Field>
+
+      <Field label="Top-p" htmlFor="top-p" value={settings.topP === 0 ? 'off' : settings.topP.toFixed(2)}>
+        <input id="top-p" type="range" min={0} max={1} step={0.05} value={settings.topP} onChange={(e) => setSetting('topP', Number(e.target.value))} />
+      </Field>
+
+      <Field label="Temperature" htmlFor="temperature" value={settings.temperature.toFixed(2)}>
+        <input
+          id="temperature"
+          type="range"
+          min={0.05}
+          max={2}
+          step={0.05}
+          value={settings.temperature}
+          onChange={(e) => setSetting('temperature', Number(e.target.value))}
+        />
+      </Field>
+
+      <div className="switches">
+        <label className="toggle">
+          <input type="checkbox" checked={settings.smooth} onChange={(e) => setSetting('smooth', e.target.checked)} />
+          Gumbel smoothing
+        </label>
+        <label className="toggle">
+          <input type="checkbox" checked={settings.residual} onChange={(e) => setSetting('residual', e.target.checked)} />
+          Residual diffusion
+        </label>
+      </div>
+
+      <Field label="Images" htmlFor="count" hint="Each image uses the next seed.">
+        <input id="count" type="number" min={1} max={MAX_IMAGES} value={count} onChange={(e) => setCount(Number(e.target.value))} />
+      </Field>
+    </section>
+  );
+}

@@ -1,0 +1,154 @@
+// @vitest-environment jsdom
+import { act, cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { App } from '../../src/ui/App';
+import { StoreProvider } from '../../src/ui/storeContext';
+import { installCanvasStub, lastDrawn } from './canvasStub';
+import { createHarness, loaded, type Harness } from './storeHarness';
+
+beforeAll(installCanvasStub);
+afterEach(cleanup);
+
+function renderApp(harness: Harness) {
+  return render(
+    <StoreProvider store={harness.store}>
+      <App />
+    </StoreProvider>,
+  );
+}
+
+/** Every distinct text the status region showed, in order. */
+function recordStatus(): string[] {
+  const status = screen.getByRole('status');
+  const seen = [status.textContent ?? ''];
+  const observer = new MutationObserver(() => {
+    const text = status.textContent ?? '';
+    if (seen[seen.length - 1] !== text) seen.push(text);
+  });
+  observer.observe(status, { childList: true, characterData: true, subtree: true });
+  return seen;
+}
+
+describe('the app page', () => {
+  it('shows the backend badge with its reason once the model is loaded', async () => {
+    const harness = await loaded();
+    renderApp(harness);
+    expect(screen.getByText('WASM')).toBeTruthy();
+    expect(screen.getByText('WebGPU is not available in tests.')).toBeTruthy();
+    expect(screen.getByRole('status').textContent).toBe('Ready');
+  });
+
+  it('Enter in the prompt paints scale by scale, then keeps the image in the gallery', async () => {
+    const harness = await loaded({ stepMs: 2 });
+    renderApp(harness);
+    const canvas = screen.getByRole('img', { name: 'Generated image' });
+    const statuses = recordStatus();
+    // What the canvas held whenever the status named a scale.
+    const drawnAtScale = new Map<string, string>();
+    const observer = new MutationObserver(() => {
+      const text = screen.getByRole('status').textContent ?? '';
+      const d = lastDrawn(canvas);
+      if (text.startsWith('Scale') && d) drawnAtScale.set(text, `${d.width}:${d.data.slice(0, 4).join(',')}`);
+    });
+    observer.observe(screen.getByRole('status'), { childList: true, characterData: true, subtree: true });
+
+    const prompt = screen.getByRole('textbox', { name: 'Prompt' });
+    fireEvent.change(prompt, { target: { value: 'a red circle' } });
+    fireEvent.keyDown(prompt, { key: 'Enter' });
+
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done in \d+\.\d s$/));
+    observer.disconnect();
+    expect(statuses.filter((s) => s.startsWith('Scale'))).toEqual(['Scale 1 of 3', 'Scale 2 of 3', 'Scale 3 of 3']);
+    expect(statuses).toContain('Refining');
+    // The canvas holds a different picture at each scale: 1×1, 2×2, 4×4 previews.
+    expect([...drawnAtScale.keys()]).toEqual(['Scale 1 of 3', 'Scale 2 of 3', 'Scale 3 of 3']);
+    expect([...drawnAtScale.values()].map((d) => d.split(':')[0])).toEqual(['1', '2', '4']);
+    expect(new Set(drawnAtScale.values()).size).toBe(3);
+    expect(lastDrawn(canvas)?.width).toBe(8);
+    expect(screen.getByRole('progressbar', { name: 'Generation progress' }).getAttribute('aria-valuenow')).toBe('100');
+
+    const gallery = screen.getByRole('list', { name: 'Gallery' });
+    expect(within(gallery).getAllByRole('listitem')).toHaveLength(1);
+    expect(within(gallery).getByText('a red circle')).toBeTruthy();
+    expect(within(gallery).getByText(/Seed 1001/)).toBeTruthy();
+  });
+
+  it('the timeline shows an earlier scale when picked', async () => {
+    const harness = await loaded();
+    renderApp(harness);
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a red circle' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
+    const canvas = screen.getByRole('img', { name: 'Generated image' });
+    fireEvent.click(screen.getByRole('button', { name: 'Show scale 2 (2×2)' }));
+    expect(lastDrawn(canvas)?.width).toBe(2);
+    fireEvent.change(screen.getByRole('slider', { name: 'Timeline position' }), { target: { value: '0' } });
+    expect(lastDrawn(canvas)?.width).toBe(1);
+    fireEvent.click(screen.getByRole('button', { name: 'Show the final image' }));
+    expect(lastDrawn(canvas)?.width).toBe(8);
+  });
+
+  it('points out unknown words and runs an example in one click', async () => {
+    const harness = await loaded();
+    renderApp(harness);
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a purple circle' } });
+    await waitFor(() => expect(screen.getByText('purple').tagName).toBe('MARK'));
+    const examples = screen.getByRole('group', { name: 'Example prompts' });
+    fireEvent.click(within(examples).getByRole('button', { name: 'a blue square on green' }));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
+    expect(harness.fake.requests[0].prompt).toBe('a blue square on green');
+  });
+
+  it('Cancel stops the run and a new one can start at once', async () => {
+    const harness = await loaded({ stepMs: 20 });
+    renderApp(harness);
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a red circle' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Scale/));
+    fireEvent.click(screen.getByRole('button', { name: 'Cancel' }));
+    expect(screen.getByRole('status').textContent).toBe('Cancelled');
+    expect((screen.getByRole('button', { name: 'Cancel' }) as HTMLButtonElement).disabled).toBe(true);
+    fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/), { timeout: 3000 });
+    expect(within(screen.getByRole('list', { name: 'Gallery' })).getAllByRole('listitem')).toHaveLength(1);
+  });
+
+  it('settings reach the engine', async () => {
+    const harness = await loaded();
+    renderApp(harness);
+    fireEvent.click(screen.getByRole('checkbox', { name: 'Residual diffusion' }));
+    fireEvent.click(screen.getByRole('checkbox', { name: 'Gumbel smoothing' }));
+    fireEvent.change(screen.getByRole('spinbutton', { name: 'Top-k' }), { target: { value: '12' } });
+    fireEvent.change(screen.getByRole('slider', { name: 'Guidance scale' }), { target: { value: '6.5' } });
+    fireEvent.change(screen.getByRole('spinbutton', { name: 'Seed' }), { target: { value: '77' } });
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a red circle' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
+    expect(harness.fake.requests[0]).toMatchObject({ seed: 77, settings: { residual: false, smooth: true, topK: 12, cfg: 6.5 } });
+    expect((screen.getByRole('checkbox', { name: 'Random' }) as HTMLInputElement).checked).toBe(false);
+  });
+
+  it('says in words why the model did not load', async () => {
+    const harness = createHarness({ failLoad: { code: 'fetch-failed', message: 'decoder.onnx: the server answered 404 Not Found' } });
+    renderApp(harness);
+    await act(() => harness.store.getState().loadModel({ kind: 'url', url: 'http://x/' }, 'x'));
+    const alert = screen.getByRole('alert');
+    expect(alert.textContent).toContain('The model could not be loaded');
+    expect(alert.textContent).toContain('decoder.onnx: the server answered 404 Not Found');
+    expect((screen.getByRole('button', { name: 'Generate' }) as HTMLButtonElement).disabled).toBe(true);
+  });
+
+  it('gallery entries can be re-run and deleted', async () => {
+    const harness = await loaded();
+    renderApp(harness);
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a red circle' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
+    fireEvent.click(screen.getByRole('button', { name: 'Re-run “a red circle”' }));
+    await waitFor(() => expect(within(screen.getByRole('list', { name: 'Gallery' })).getAllByRole('listitem')).toHaveLength(2));
+    expect(harness.fake.requests[1].seed).toBe(harness.fake.requests[0].seed);
+    const deletes = screen.getAllByRole('button', { name: 'Delete “a red circle”' });
+    fireEvent.click(deletes[0]);
+    await waitFor(() => expect(within(screen.getByRole('list', { name: 'Gallery' })).getAllByRole('listitem')).toHaveLength(1));
+  });
+});
