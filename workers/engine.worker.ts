@@ -1,0 +1,32 @@
+// The engine worker: exposes the engine host over comlink. No pipeline logic lives here; it
+// only picks onnxruntime-web's WebGPU build, serves its wasm from the app, and turns a model
+// source into the engine's package IO.
+import * as Comlink from 'comlink';
+import * as ort from 'onnxruntime-web/webgpu';
+import wasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.asyncify.wasm?url';
+import { createDirectoryHandleIO, createFileListIO, loadEngine } from '../src/engine/index';
+import type { ModelSource } from '../src/app/protocol';
+import { createEngineHost } from './engineHost';
+
+// The app ships the wasm itself (no CDN), so it works offline once cached.
+ort.env.wasm.wasmPaths = { wasm: wasmUrl };
+
+function localIO(source: ModelSource) {
+  if (source.kind === 'directory') return createDirectoryHandleIO(source.handle);
+  if (source.kind === 'files') return createFileListIO(source.files);
+  return undefined;
+}
+
+const host = createEngineHost((source, { backend, onProgress, signal }) =>
+  loadEngine(source.kind === 'url' ? source.url : 'local-folder/', {
+    ort,
+    io: localIO(source),
+    backend,
+    onProgress,
+    signal,
+    // One full run while loading compiles the GPU shaders, so the first Generate is not the slow one.
+    warmup: true,
+  }),
+);
+
+Comlink.expose(host);
