@@ -1,5 +1,7 @@
 """Tests of the shapes world: caption grammar, renderer, data set, and the checker."""
 
+import contextlib
+import io
 import json
 import os
 import tempfile
@@ -14,7 +16,10 @@ from shapes.checker import (FALSIFY_KINDS, check, check_scene, classify_shape, f
                             find_objects, label, segment, validate_checker)
 from shapes.dataset import (build_cache, form_of, held_out_captions, held_out_example,
                             load_cache, random_scene, render_example, TRAIN)
-from shapes.render import Placement, draw, background
+from shapes.grid import examples_by_form, grid, read_png, save_grid
+from shapes.render import Placement, background, draw, render_scene
+
+import evaluate
 
 class CaptionGrammarTest(unittest.TestCase):
     def test_issue_examples_both_ways(self):
@@ -251,3 +256,89 @@ class CheckerTest(unittest.TestCase):
 
 if __name__ == '__main__':
     unittest.main()
+
+
+class GridTest(unittest.TestCase):
+    def test_png_round_trip_and_layout(self):
+        images, captions = examples_by_form(seed=3, per_form=2, size=32)
+        self.assertEqual(len(images), 10)
+        self.assertEqual([parse_caption(c).form for c in captions],
+                         [f for f in FORMS for _ in range(2)])
+        g = grid(images, cols=2, pad=4)
+        self.assertEqual(g.shape, (5 * 36 + 4, 2 * 36 + 4, 3))
+        np.testing.assert_array_equal(g[4 + 36:4 + 36 + 32, 4 + 36:4 + 36 + 32], images[3])
+        self.assertTrue((g[:4] == 255).all())
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, 'g.png')
+            save_grid(path, images, captions, cols=2)
+            np.testing.assert_array_equal(read_png(path), g)
+            with open(path + '.md') as f:
+                table = f.read()
+            self.assertEqual(table.count('\n'), 2 + 5)
+            self.assertIn(captions[9], table.splitlines()[-1])
+
+
+class EvaluateTest(unittest.TestCase):
+    def test_psnr(self):
+        a = np.zeros((8, 8, 3), np.uint8)
+        self.assertEqual(evaluate.psnr(a, a), float('inf'))
+        self.assertAlmostEqual(evaluate.psnr(a, a + 1), 10 * np.log10(255.0 ** 2), places=6)
+        self.assertAlmostEqual(evaluate.psnr(a, a + 16), 10 * np.log10(255.0 ** 2 / 256), places=6)
+
+    def test_score_by_form_with_a_perfect_and_a_wrong_painter(self):
+        captions = held_out_captions(20, seed=4)
+
+        def painter(lie: bool):
+            def paint(prompts, b):
+                out = []
+                for i, c in enumerate(prompts):
+                    scene = parse_caption(c)
+                    rng = np.random.default_rng([b, i])
+                    if lie:
+                        scene = falsify(scene, 'shape', rng)
+                    out.append(render_scene(scene, rng, 128)[0])
+                return np.stack(out)
+            return paint
+
+        good = evaluate.score_captions(painter(False), captions, batch=6, keep=1)
+        self.assertEqual(good['n'], 20)
+        self.assertEqual(good['overall'], 1.0)
+        self.assertEqual(good['by_form'], {f: 1.0 for f in FORMS})
+        self.assertEqual(good['count_by_form'], {f: 4 for f in FORMS})
+        self.assertEqual(good['part_counts']['relations'], 4)
+        self.assertEqual(good['part_counts']['shapes'], 20)
+        self.assertEqual([len(v) for v in good['kept'].values()], [1] * 5)
+        bad = evaluate.score_captions(painter(True), captions, batch=6)
+        self.assertEqual(bad['overall'], 0.0)
+        self.assertEqual(bad['parts']['shapes'], 0.0)
+        self.assertEqual(bad['parts']['background'], 1.0)
+        table = evaluate.format_generation({'true': good, 'lying': bad})
+        self.assertIn('| plain (4) | 1.000 | 0.000 |', table)
+
+    def test_runs_end_to_end_on_a_random_tiny_model(self):
+        import torch
+        from hart.config import get_config
+        from hart.model import HartModel
+        model = HartModel.random(get_config('tiny'), 0)
+        with tempfile.TemporaryDirectory() as d:
+            ck = model.checkpoint()
+            ck.update(step=100, elapsed_s=7200.0)
+            torch.save(ck, os.path.join(d, 'm.pt'))
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                r = evaluate.main(['--checkpoint', os.path.join(d, 'm.pt'), '--images', '4',
+                                   '--captions', '5', '--batch', '5', '--curve',
+                                   os.path.join(d, 'm.pt'), '--curve-captions', '5',
+                                   '--grid', os.path.join(d, 'g.png'),
+                                   '--json', os.path.join(d, 'r.json')])
+            self.assertIn('| discrete tokens only |', printed.getvalue())
+            self.assertIn('| **overall** |', printed.getvalue())
+            with open(os.path.join(d, 'r.json')) as f:
+                self.assertEqual(json.load(f)['curve'][0]['step'], 100)
+            self.assertEqual(read_png(os.path.join(d, 'g.png')).shape[2], 3)
+        self.assertEqual(r['tokenizer']['n'], 4)
+        self.assertEqual(r['tokenizer']['check']['original'], 1.0)
+        self.assertTrue(all(np.isfinite(v) for v in r['tokenizer']['psnr'].values()))
+        self.assertEqual(set(r['generation']), {'with residual head', 'discrete only'})
+        self.assertEqual(r['generation']['discrete only']['n'], 5)
+        self.assertEqual(r['curve'][0]['elapsed_s'], 7200.0)
