@@ -4,7 +4,7 @@
 export interface TokenFilter {
   /** Keep logits ≥ the k-th largest; 0 (or ≥ V) turns it off. */
   topK: number;
-  /** Keep the shortest most-probable prefix whose mass reaches topP; 0 (or ≥ 1) turns it off. */
+  /** Keep the shortest most-probable prefix whose mass reaches topP; 0 turns it off. */
   topP: number;
   temperature: number;
 }
@@ -24,11 +24,12 @@ export function filterLogits(logits: ArrayLike<number>, offset: number, vocab: n
     for (let v = 0; v < vocab; v++) if (kept[v] < threshold) kept[v] = -Infinity;
   }
 
-  if (filter.topP > 0 && filter.topP < 1) {
+  if (filter.topP > 0) {
     const probs = softmax(kept);
     // Descending probability; equal probabilities in vocabulary order so the choice is stable.
     const order = Array.from({ length: vocab }, (_, v) => v).filter((v) => probs[v] > 0);
     order.sort((a, b) => probs[b] - probs[a] || a - b);
+    // A mass never reached (topP ≥ 1 and rounding) keeps everything.
     let mass = 0;
     let count = 0;
     while (count < order.length && (count === 0 || mass < filter.topP)) mass += probs[order[count++]];

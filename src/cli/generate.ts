@@ -1,0 +1,234 @@
+// `npm run generate`: text → PNG from the command line, with the same engine as the browser.
+// Exit status: 0 success, 2 bad arguments or input (one line on stderr), 1 anything else.
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Ort } from '../engine/backend';
+import { EngineError } from '../engine/errors';
+import { loadEngine, type LoadOptions } from '../engine/index';
+import { createFetchIO } from '../engine/io';
+import { createFsIO } from '../engine/io-node';
+import { encodePng } from '../engine/png';
+import type { GenerateEvent, GenerateResult, ImagePixels, SamplingSettings } from '../engine/types';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const DEFAULT_MODEL = path.join(ROOT, 'public/models/hart-shapes');
+
+const USAGE = `Usage:
+  npm run generate -- --prompt "a red circle on a blue background" --seed 7 --out out.png
+  npm run generate -- --prompts prompts.txt --out-dir images/ [--seed 7]
+
+Options:
+  --prompt TEXT         the image to generate
+  --prompts FILE        one prompt a line (blank lines are skipped); writes 000.png, 001.png, … to --out-dir
+  --seed N              random seed (default 0)
+  --out FILE            output PNG for --prompt (default out.png)
+  --out-dir DIR         output folder for --prompts
+  --model DIR|URL       model package (default public/models/hart-shapes)
+  --cfg X  --top-k N  --top-p X  --temperature X
+  --smooth / --no-smooth   Gumbel smoothing
+  --residual / --no-residual   residual diffusion on the last scale (--no-residual: discrete only)
+  --previews DIR        write one PNG per scale
+  --json                print one JSON line per image with the timings per stage
+  --backend cpu|wasm    onnxruntime-node (cpu, default) or onnxruntime-web's wasm build
+  --help`;
+
+/** A problem with the command line or its input: exit status 2. */
+class UsageError extends Error {}
+
+export interface CliOptions {
+  prompt?: string;
+  prompts?: string;
+  seed: number;
+  out: string;
+  outDir?: string;
+  model: string;
+  settings: Partial<SamplingSettings>;
+  previews?: string;
+  json: boolean;
+  backend: 'cpu' | 'wasm';
+  help: boolean;
+}
+
+function numberArg(flag: string, text: string | undefined, integer = false): number {
+  if (text === undefined || text.startsWith('--')) throw new UsageError(`${flag} needs a value.`);
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value) || (integer && !Number.isInteger(value))) {
+    throw new UsageError(`${flag} ${text}: expected ${integer ? 'a whole number' : 'a number'}.`);
+  }
+  return value;
+}
+
+export function parseArgs(argv: string[]): CliOptions {
+  const options: CliOptions = { seed: 0, out: 'out.png', model: DEFAULT_MODEL, settings: {}, json: false, backend: 'cpu', help: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const value = () => {
+      const v = inline ?? argv[++i];
+      if (v === undefined || (inline === undefined && v.startsWith('--'))) throw new UsageError(`${flag} needs a value.`);
+      return v;
+    };
+    switch (flag) {
+      case '--prompt': options.prompt = value(); break;
+      case '--prompts': options.prompts = value(); break;
+      case '--seed': options.seed = numberArg(flag, value(), true); break;
+      case '--out': options.out = value(); break;
+      case '--out-dir': options.outDir = value(); break;
+      case '--model': options.model = value(); break;
+      case '--cfg': options.settings.cfg = numberArg(flag, value()); break;
+      case '--top-k': options.settings.topK = numberArg(flag, value(), true); break;
+      case '--top-p': options.settings.topP = numberArg(flag, value()); break;
+      case '--temperature': options.settings.temperature = numberArg(flag, value()); break;
+      case '--smooth': options.settings.smooth = true; break;
+      case '--no-smooth': options.settings.smooth = false; break;
+      case '--residual': options.settings.residual = true; break;
+      case '--no-residual': options.settings.residual = false; break;
+      case '--previews': options.previews = value(); break;
+      case '--json': options.json = true; break;
+      case '--backend': {
+        const backend = value();
+        if (backend !== 'cpu' && backend !== 'wasm') throw new UsageError(`--backend ${backend}: expected cpu or wasm.`);
+        options.backend = backend;
+        break;
+      }
+      case '--help': case '-h': options.help = true; break;
+      default:
+        throw new UsageError(`Unknown argument ${arg} (see --help).`);
+    }
+  }
+  if (options.help) return options;
+  if (options.prompt !== undefined && options.prompts !== undefined) throw new UsageError('Give either --prompt or --prompts, not both.');
+  if (options.prompt === undefined && options.prompts === undefined) throw new UsageError('Missing --prompt TEXT (or --prompts FILE); see --help.');
+  if (options.prompts !== undefined && options.outDir === undefined) throw new UsageError('--prompts needs --out-dir DIR.');
+  if (options.seed < 0 || !Number.isSafeInteger(options.seed)) throw new UsageError(`--seed ${options.seed}: expected a whole number ≥ 0.`);
+  return options;
+}
+
+function readPrompts(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`--prompts ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}.`);
+  }
+  const prompts = text.split(/\r?\n/).map((line) => line.trim()).filter(Boolean);
+  if (prompts.length === 0) throw new UsageError(`--prompts ${file}: the file has no prompts.`);
+  return prompts;
+}
+
+function isUrl(source: string): boolean {
+  return /^https?:\/\//i.test(source);
+}
+
+function modelIO(source: string) {
+  if (isUrl(source)) return createFetchIO(source, { cacheName: null });
+  const folder = source.endsWith('manifest.json') ? path.dirname(source) : source;
+  if (!existsSync(folder) || !statSync(folder).isDirectory()) throw new UsageError(`--model ${source}: no such folder.`);
+  if (!existsSync(path.join(folder, 'manifest.json'))) throw new UsageError(`--model ${source}: the folder has no manifest.json.`);
+  return createFsIO(folder);
+}
+
+async function importOrt(backend: 'cpu' | 'wasm'): Promise<Ort> {
+  // onnxruntime-web resolves to its Node build here, which runs the wasm backend.
+  const module = backend === 'cpu' ? await import('onnxruntime-node') : await import('onnxruntime-web');
+  return ((module as { default?: Ort }).default ?? module) as Ort;
+}
+
+function pngText(result: GenerateResult): Record<string, string> {
+  return {
+    prompt: result.prompt,
+    seed: String(result.seed),
+    settings: JSON.stringify(result.settings),
+    model: result.model,
+    backend: result.backend,
+    Software: 'HART Web (CLI)',
+  };
+}
+
+function writeFile(file: string, bytes: Uint8Array): void {
+  mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  writeFileSync(file, bytes);
+}
+
+const round = (ms: number) => Math.round(ms * 10) / 10;
+
+export async function main(argv: string[]): Promise<number> {
+  const options = parseArgs(argv);
+  if (options.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const prompts = options.prompts !== undefined ? readPrompts(options.prompts) : [options.prompt!];
+  const io = modelIO(options.model);
+  const ort = await importOrt(options.backend);
+
+  const loadStarted = performance.now();
+  const loadOptions: LoadOptions = { ort, io, backend: options.backend };
+  const engine = await loadEngine(options.model, loadOptions);
+  const loadMs = performance.now() - loadStarted;
+  try {
+    for (const [i, prompt] of prompts.entries()) {
+      const out = options.prompts !== undefined ? path.join(options.outDir!, `${String(i).padStart(3, '0')}.png`) : options.out;
+      const previews: { index: number; pixels: ImagePixels }[] = [];
+      const onEvent = (event: GenerateEvent) => {
+        if (event.type === 'scale' && event.preview) previews.push({ index: event.index, pixels: event.preview });
+      };
+      const result = await engine.generate(
+        { prompt, seed: options.seed, settings: options.settings, previews: options.previews !== undefined },
+        { onEvent },
+      );
+      writeFile(out, await encodePng(result.image, pngText(result)));
+      if (options.previews !== undefined) {
+        const prefix = options.prompts !== undefined ? `${String(i).padStart(3, '0')}-` : '';
+        for (const { index, pixels } of previews) {
+          const file = path.join(options.previews, `${prefix}scale-${String(index).padStart(2, '0')}.png`);
+          writeFile(file, await encodePng(pixels, { ...pngText(result), scale: String(index) }));
+        }
+      }
+      for (const warning of result.warnings) console.error(`warning: ${warning}`);
+      if (options.json) {
+        const timings = Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [k, round(v)]));
+        console.log(
+          JSON.stringify({
+            out,
+            prompt,
+            seed: result.seed,
+            model: result.model,
+            backend: result.backend,
+            width: result.image.width,
+            height: result.image.height,
+            loadMs: i === 0 ? round(loadMs) : 0,
+            timings,
+            settings: result.settings,
+          }),
+        );
+      } else {
+        console.log(`${out}: ${result.image.width}×${result.image.height}, ${(result.timings.total / 1000).toFixed(2)} s on ${result.backend} — "${prompt}"`);
+      }
+    }
+  } finally {
+    await engine.dispose();
+  }
+  return 0;
+}
+
+/** Maps a failure to its exit status and one line for stderr. */
+export function describeFailure(error: unknown): { status: number; line: string } {
+  if (error instanceof UsageError) return { status: 2, line: `error: ${error.message}` };
+  if (error instanceof EngineError && error.code === 'bad-input') return { status: 2, line: `error: ${error.message}` };
+  const message = error instanceof Error ? error.message : String(error);
+  return { status: 1, line: `error: ${message.split('\n')[0]}` };
+}
+
+const invokedDirectly = process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (invokedDirectly) {
+  main(process.argv.slice(2)).then(
+    (status) => process.exit(status),
+    (error) => {
+      const { status, line } = describeFailure(error);
+      console.error(line);
+      process.exit(status);
+    },
+  );
+}

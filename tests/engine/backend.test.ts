@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import { chooseBackend, isSoftwareAdapter, type AdapterLike, type Ort } from '../../src/engine/backend';
+import { RunQueue } from '../../src/engine/queue';
+
+const webOrt = { env: { versions: { common: '1.30.0', web: '1.30.0' } } } as unknown as Ort;
+const nodeOrt = { env: { versions: { common: '1.30.0', node: '1.30.0' } } } as unknown as Ort;
+
+function adapter(features: string[], info: AdapterLike['info']): AdapterLike {
+  return { features: new Set(features), info };
+}
+const gpuWith = (a: AdapterLike | null) => ({ requestAdapter: async () => a });
+const swiftshader = adapter([], { vendor: 'google', architecture: 'swiftshader', isFallbackAdapter: true });
+const hardware = adapter(['shader-f16'], { vendor: 'nvidia', architecture: 'ampere', isFallbackAdapter: false });
+
+describe('backend choice', () => {
+  it('uses the CPU with onnxruntime-node and refuses web backends there', async () => {
+    expect((await chooseBackend({ ort: nodeOrt })).backend).toBe('cpu');
+    await expect(chooseBackend({ ort: nodeOrt, requested: 'webgpu' })).rejects.toMatchObject({ code: 'no-backend' });
+    await expect(chooseBackend({ ort: webOrt, requested: 'cpu' })).rejects.toMatchObject({ code: 'no-backend' });
+  });
+
+  it('falls back to WASM without WebGPU or without an adapter, and says why', async () => {
+    const none = await chooseBackend({ ort: webOrt, gpu: null });
+    expect(none).toMatchObject({ backend: 'wasm', fp16: false });
+    expect(none.reason).toMatch(/no WebGPU/);
+    expect((await chooseBackend({ ort: webOrt, gpu: gpuWith(null) })).reason).toMatch(/no WebGPU adapter/);
+    await expect(chooseBackend({ ort: webOrt, gpu: gpuWith(null), requested: 'webgpu' })).rejects.toMatchObject({ code: 'no-backend' });
+  });
+
+  it('prefers WASM over a software adapter unless WebGPU is forced', async () => {
+    expect(isSoftwareAdapter(swiftshader)).toBe(true);
+    expect(isSoftwareAdapter(adapter([], { architecture: 'swiftshader' }))).toBe(true);
+    expect(isSoftwareAdapter({ features: new Set(), isFallbackAdapter: true })).toBe(true);
+    expect(isSoftwareAdapter(hardware)).toBe(false);
+    const auto = await chooseBackend({ ort: webOrt, gpu: gpuWith(swiftshader) });
+    expect(auto.backend).toBe('wasm');
+    expect(auto.reason).toMatch(/software fallback.*slower than WASM/);
+    const forced = await chooseBackend({ ort: webOrt, gpu: gpuWith(swiftshader), requested: 'webgpu' });
+    expect(forced).toMatchObject({ backend: 'webgpu', fp16: false });
+  });
+
+  it('uses WebGPU on hardware, with fp16 only when shader-f16 exists', async () => {
+    expect(await chooseBackend({ ort: webOrt, gpu: gpuWith(hardware) })).toMatchObject({ backend: 'webgpu', fp16: true });
+    const noF16 = adapter([], { vendor: 'intel', architecture: 'gen-12lp' });
+    expect(await chooseBackend({ ort: webOrt, gpu: gpuWith(noF16) })).toMatchObject({ backend: 'webgpu', fp16: false });
+    expect((await chooseBackend({ ort: webOrt, gpu: gpuWith(hardware), requested: 'wasm' })).backend).toBe('wasm');
+  });
+});
+
+describe('run queue', () => {
+  it('never overlaps tasks and keeps going after a failure', async () => {
+    const queue = new RunQueue();
+    let running = 0;
+    let maxRunning = 0;
+    const order: number[] = [];
+    const task = (i: number, fail = false) => async () => {
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      await new Promise((r) => setTimeout(r, 5 - i));
+      order.push(i);
+      running--;
+      if (fail) throw new Error(`task ${i}`);
+      return i;
+    };
+    const results = await Promise.allSettled([0, 1, 2, 3].map((i) => queue.enqueue(task(i, i === 1))));
+    expect(order).toEqual([0, 1, 2, 3]);
+    expect(maxRunning).toBe(1);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+    expect(queue.size).toBe(0);
+  });
+});
