@@ -283,6 +283,56 @@ class ConvertedPackageTest(unittest.TestCase):
                 self.assertLess(err, limit, f"{key} ({variant}) output {name}: relative error {err:.2e}")
 
 
+class ExternalWeightsTest(unittest.TestCase):
+    """The path of graphs over 2 GB: torch.onnx.export then writes one external file per tensor,
+    and the converter must quantize, convert to fp16 and re-shard them without loading the
+    whole graph into one protobuf. Simulated here by saving a small graph that way."""
+
+    def test_fp16_quantize_and_shards_from_per_tensor_files(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            fake.build(os.path.join(tmp, "fake"), seed=6)
+            hart, qwen = os.path.join(tmp, "fake", "hart"), os.path.join(tmp, "fake", "qwen")
+            published = convert_hart.load_published(hart, qwen, log=lambda _: None)
+            graphs = {g.key: g for g in build_graphs(published.model, (torch.zeros(3, 8), torch.zeros(3)))}
+            graphs["textEncoder"] = convert_hart.text_encoder_graph(published)
+            runs, names = [], []
+            g = torch.Generator().manual_seed(2)
+            for key, dims in (("transformer", {"N": 2, "L": 5, "P": 3}), ("textEncoder", {"B": 2, "S": 9})):
+                graph = graphs[key]
+                inline_dir, external_dir = os.path.join(tmp, key + "_in"), os.path.join(tmp, key + "_ext")
+                os.makedirs(inline_dir)
+                os.makedirs(external_dir)
+                inline = convert_hart.trace_to_folder(graph, published.model, inline_dir)
+                copy = onnx.ModelProto()
+                copy.CopyFrom(inline)   # onnx.save moves the weights of the proto it is given
+                onnx.save(copy, os.path.join(external_dir, "g.onnx"), save_as_external_data=True,
+                          all_tensors_to_one_file=False, size_threshold=0)
+                external = onnx.load(os.path.join(external_dir, "g.onnx"), load_external_data=False)
+                self.assertTrue(all(t.data_location == TensorProto.EXTERNAL for t in external.graph.initializer))
+                if key == "transformer":
+                    pairs = [(convert_hart._fp16_from_folder(inline, inline_dir),
+                              convert_hart._fp16_from_folder(external, external_dir))]
+                else:
+                    qw.quantize_model(inline, 4)
+                    qw.quantize_model(external, 4, base_dir=external_dir)
+                    pairs = [(inline, external)]
+                feeds = {n: x.numpy() for n, x in zip(graph.input_names, sample_inputs(graph, published.model, dims, g))}
+                for a, b in pairs:
+                    out_a, out_b = os.path.join(tmp, key + "_a"), os.path.join(tmp, key + "_b")
+                    os.makedirs(out_a)
+                    os.makedirs(out_b)
+                    convert_hart.write_graph(a, out_a, "g.onnx", inline_dir, shard_bytes=64 * 1024)
+                    shards = convert_hart.write_graph(b, out_b, "g.onnx", external_dir, shard_bytes=64 * 1024)
+                    self.assertGreater(len(shards), 1)
+                    runs += [(os.path.join(out_a, "g.onnx"), feeds, "all"), (os.path.join(out_b, "g.onnx"), feeds, "all")]
+                    names.append(key)
+            results = run_onnx(runs, tmp)
+        for i, key in enumerate(names):
+            a, b = results[2 * i], results[2 * i + 1]
+            for name in a:
+                np.testing.assert_array_equal(a[name], b[name], f"{key} {name}")
+
+
 class QuantizedTextEncoderTest(unittest.TestCase):
     """int8 and int4 rewrites of a small Qwen2 graph against PyTorch with the same rounded weights."""
 
