@@ -147,14 +147,16 @@ class HartTransformer(nn.Module):
         levels = torch.arange(self.config.num_scales, dtype=torch.float32, device=self.head.weight.device)
         return self.lvl_embed(levels)
 
-    def condition(self, context: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def condition(self, context: torch.Tensor, level0: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """context [N, T, D] → (step-0 input x [N, T, C], head_cond [N, 2C]).
 
         The head's AdaLN pools the embedded text by max over all T slots, padding included
-        (hart.md §2.7); the step-0 input adds the level-0 embedding.
+        (hart.md §2.7); the step-0 input adds the level-0 embedding (pass it precomputed to
+        keep the level MLP out of an exported graph).
         """
         cond = self.context_embed(self.context_norm(context))
-        level0 = self.lvl_embed(torch.zeros(1, dtype=torch.float32, device=context.device))
+        if level0 is None:
+            level0 = self.lvl_embed(torch.zeros(1, dtype=torch.float32, device=context.device))
         head_cond = self.head_nm.condition(cond.max(dim=1).values)
         return cond + level0, head_cond
 

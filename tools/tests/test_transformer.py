@@ -4,7 +4,7 @@ import unittest
 import torch
 
 from hart.config import CONFIGS, HartConfig, get_config
-from hart.export import randomize_
+from hart.model import randomize_
 from hart.rope import image_rope, text_positions, text_rope
 from hart.transformer import Attention, HartTransformer, count_parameters
 
@@ -187,3 +187,22 @@ class TransformerTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TextEncoderTest(unittest.TestCase):
+    @torch.no_grad()
+    def test_padding_keys_are_masked_but_padding_queries_have_states(self):
+        from hart.text_encoder import TextEncoder
+        config = get_config("tiny").text_encoder
+        encoder = randomize_(TextEncoder(config), torch.Generator().manual_seed(2)).eval()
+        ids = torch.tensor([[2, 9, 17, 0, 0, 0, 0, 0]], dtype=torch.int32)
+        mask = (ids != 0).to(torch.int32)
+        hidden = encoder(ids, mask)
+        self.assertEqual(tuple(hidden.shape), (1, 8, config.width))
+        other = ids.clone()
+        other[0, 5] = 12                           # change a padding slot's id
+        changed = encoder(other, mask)
+        self.assertLess((changed[0, :3] - hidden[0, :3]).abs().max().item(), 1e-6)
+        self.assertGreater((changed[0, 5] - hidden[0, 5]).abs().max().item(), 1e-3)
+        # An empty prompt (everything masked) stays finite.
+        self.assertTrue(torch.isfinite(encoder(ids * 0, mask * 0)).all())
