@@ -32,6 +32,7 @@ sys.path.insert(0, TOOLS)
 import convert_hart  # noqa: E402
 import make_fake_published as fake  # noqa: E402
 from hart import checkpoint as ckpt  # noqa: E402
+from hart import model_budget as mb  # noqa: E402
 from hart import quantize_weights as qw  # noqa: E402
 from hart.graphs import build_graphs, sample_inputs  # noqa: E402
 from hart.model import HartModel  # noqa: E402
@@ -256,6 +257,21 @@ class ConvertedPackageTest(unittest.TestCase):
         # A random 64-wide network amplifies rounding, so only ask int4 to keep the float model's direction.
         self.assertGreater(cosine(out["hidden"], unquantized), 0.8)
 
+    def test_budget_predicts_the_weight_bytes(self):
+        predicted = mb.package_bytes(self.model.config, self.qwen.config, text_bits=4)
+        for key, entry in self.manifest["graphs"].items():
+            for variant, files in entry.items():
+                model = onnx.load(os.path.join(self.out, files["path"]), load_external_data=False)
+                actual = 0
+                for t in model.graph.initializer:
+                    if t.data_location == TensorProto.EXTERNAL:
+                        actual += int({e.key: e.value for e in t.external_data}["length"])
+                    else:
+                        actual += len(t.raw_data) or numpy_helper.to_array(t).nbytes
+                want = predicted[key][variant]
+                # constant folding adds a few small tensors (e.g. the [q, 0, v] bias): within 3% + 4 KiB
+                self.assertLess(abs(actual - want), 0.03 * want + 4096, f"{key} {variant}: {actual} vs {want}")
+
     def test_every_hart_graph_equals_pytorch(self):
         model = self.model
         preview = (torch.zeros(3, 8), torch.zeros(3))   # the preview is a fitted map, not a weight: not compared
@@ -281,6 +297,75 @@ class ConvertedPackageTest(unittest.TestCase):
                 err = rel_error(got[name], value)
                 limit = 1e-4 if variant == "fp32" else 2e-2
                 self.assertLess(err, limit, f"{key} ({variant}) output {name}: relative error {err:.2e}")
+
+
+class BudgetTest(unittest.TestCase):
+    """tools/hart/model_budget.py: the numbers behind docs/full-model.md."""
+
+    def test_published_parameter_count(self):
+        from hart.config import CONFIGS
+        counts = mb.transformer_graph_parameters(CONFIGS["hart-0.7b-1024px"])
+        # word_embed is counted in both graphs that read it; HART's total (hart.md §5.2) counts it once
+        self.assertEqual(sum(counts.values()) - counts["scaleUpdate"], 732_399_168)
+        self.assertEqual(counts["transformer"], 24 * 28_317_696)
+
+    def test_qwen2_counts_match_the_module(self):
+        cfg = Qwen2Config.from_hf(fake.QWEN_CONFIG)
+        self.assertEqual(sum(mb.qwen2_parameters(cfg).values()), sum(p.numel() for p in Qwen2Model(cfg).parameters()))
+
+    def test_macs_match_counted_operations(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            fake.build(os.path.join(tmp, "fake"), seed=9)
+            published = convert_hart.load_published(os.path.join(tmp, "fake", "hart"),
+                                                    os.path.join(tmp, "fake", "qwen"), log=lambda _: None)
+        model, config = published.model, published.model.config
+        counted = {"macs": 0}
+
+        def linear_hook(module, inputs, output):
+            counted["macs"] += output.numel() * module.in_features
+
+        def conv_hook(module, inputs, output):
+            counted["macs"] += output.numel() * module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+
+        def attn_hook(module, inputs, output):
+            b, c, h, w = inputs[0].shape
+            counted["macs"] += 2 * b * (h * w) ** 2 * c
+
+        from hart.transformer import Attention
+        from hart.vae import AttnBlock
+
+        def qkv_hook(module, inputs, output):   # qkv_proj is applied with F.linear (bias [q, 0, v])
+            counted["macs"] += inputs[0].numel() * module.qkv_proj.out_features
+
+        hooks = []
+        for module in list(model.transformer.modules()) + list(model.tokenizer.modules()):
+            if isinstance(module, torch.nn.Linear):
+                hooks.append(module.register_forward_hook(linear_hook))
+            elif isinstance(module, torch.nn.Conv2d):
+                hooks.append(module.register_forward_hook(conv_hook))
+            elif isinstance(module, AttnBlock):
+                hooks.append(module.register_forward_hook(attn_hook))
+            elif isinstance(module, Attention):
+                hooks.append(module.register_forward_hook(qkv_hook))
+        g = torch.Generator().manual_seed(0)
+        rows, hd = 2, config.head_dim
+        with torch.no_grad():
+            past = None
+            for length, cached in mb.scale_steps(config):
+                x = torch.randn(rows, length, config.width, generator=g)
+                cos, sin = torch.ones(rows, length, hd), torch.zeros(rows, length, hd)
+                _, past = model.transformer.step(x, cos, sin, past)
+            self.assertEqual(counted["macs"], mb.transformer_macs(config, rows)["linear"])
+            counted["macs"] = 0
+            m = rows * config.latent_side ** 2
+            model.transformer.diffloss.net(torch.randn(m, config.latent_channels), torch.full((m,), 999.0),
+                                           torch.randn(m, config.width))
+            self.assertEqual(counted["macs"] * config.diffusion.steps, mb.diffusion_macs(config, rows))
+            counted["macs"] = 0
+            model.tokenizer.decode(torch.randn(1, config.latent_channels, config.latent_side, config.latent_side))
+            self.assertEqual(counted["macs"], mb.decoder_macs(config))
+        for hook in hooks:
+            hook.remove()
 
 
 class ExternalWeightsTest(unittest.TestCase):
