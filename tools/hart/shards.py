@@ -2,8 +2,9 @@
 
 Browsers cap one ArrayBuffer near 2 GB and onnxruntime-web hands each external-data file to
 the session as one buffer (onnxruntime-web.md §2.6), and a download should resume file by
-file. So the weights go to `<graph>.data.0`, `<graph>.data.1`, … of about `shard_bytes`
-each (50–200 MB), in initializer order. A tensor larger than a shard gets a shard of its
+file. So the weights go to `<graph>.data`, `<graph>.data1`, `<graph>.data2`, … (the
+exporter's naming, docs/model-package.md §1) of about `shard_bytes` each (50–200 MB), in
+initializer order. A tensor larger than a shard gets a shard of its
 own; no shard holds more than 2 GB, and no single tensor may exceed 1 GiB (a WebGPU buffer
 limit on common adapters).
 """
@@ -69,7 +70,7 @@ def save_sharded(model: onnx.ModelProto, path: str, shard_bytes: int = 100 * 2**
             if handle is None or (used > 0 and start + len(raw) > shard_bytes):
                 if handle is not None:
                     handle.close()
-                names.append(f"{stem}.data.{len(names)}")
+                names.append(f"{stem}.data" + (str(len(names)) if names else ""))
                 handle = open(os.path.join(folder, names[-1]), "wb")
                 used, start = 0, 0
             handle.write(b"\0" * (start - used))

@@ -36,6 +36,7 @@ from hart import model_budget as mb  # noqa: E402
 from hart import quantize_weights as qw  # noqa: E402
 from hart.graphs import build_graphs, sample_inputs  # noqa: E402
 from hart.model import HartModel  # noqa: E402
+from hart.package import validate_package  # noqa: E402
 from hart.qwen2 import Qwen2Config, Qwen2Model, Qwen2TextEncoder  # noqa: E402
 from hart.safetensors import save_file  # noqa: E402
 from hart.shards import save_sharded  # noqa: E402
@@ -189,6 +190,9 @@ class ConvertedPackageTest(unittest.TestCase):
                           "decoder", "preview"})
         self.assertNotIn("fp16", self.manifest["graphs"]["textEncoder"])
         self.assertIn("fp16", self.manifest["graphs"]["transformer"])
+
+    def test_package_validates(self):
+        self.assertEqual(validate_package(self.out)["name"], "hart-0.7b-1024px")
 
     def test_files_are_listed_hashed_and_sharded(self):
         listed = {f["path"]: f for f in self.manifest["files"]}
@@ -501,7 +505,7 @@ class ShardTest(unittest.TestCase):
             names = save_sharded(model, os.path.join(tmp, "m.onnx"), shard_bytes=40000)
             sizes = [os.path.getsize(os.path.join(tmp, n)) for n in names]
             # two 16 KiB tensors fit in 40000 bytes with 4 KiB alignment: 2 + 2 + 1, then the big one alone
-            self.assertEqual(names, [f"m.onnx.data.{i}" for i in range(4)])
+            self.assertEqual(names, ["m.onnx.data", "m.onnx.data1", "m.onnx.data2", "m.onnx.data3"])
             self.assertEqual(sizes[-1], big.nbytes)
             self.assertTrue(all(s <= 40000 for s in sizes[:-1]))
             self.assertLess(os.path.getsize(os.path.join(tmp, "m.onnx")), 4096)
