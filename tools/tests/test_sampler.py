@@ -1,10 +1,15 @@
+import json
+import os
+import tempfile
 import unittest
 
 import numpy as np
 import torch
 
 from hart.config import SamplingDefaults, get_config
+from hart.golden import DEFAULT_CASES, write_golden
 from hart.model import HartModel
+from hart.package import validate_package
 from hart.sampler import (encode_prompts, filter_logits, generate, guidance_at, gumbel_tau, make_draws,
                           sample_tokens, scale_ratio, smooth_vectors, to_pixels)
 
@@ -171,3 +176,44 @@ class GenerateTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CommittedFixtureTest(unittest.TestCase):
+    """tests/fixtures/tiny must stay what the current reference produces (else re-export it)."""
+
+    FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                           "tests", "fixtures", "tiny")
+
+    def test_fixture_package_validates(self):
+        manifest = validate_package(self.FIXTURE)
+        self.assertEqual(manifest["name"], get_config("tiny").name)
+
+    def test_golden_traces_match_the_reference(self):
+        with open(os.path.join(self.FIXTURE, "golden.json")) as f:
+            golden = json.load(f)
+        self.assertEqual([c["name"] for c in golden["cases"]], [c.name for c in DEFAULT_CASES])
+        model = HartModel.random(get_config("tiny"), 0)
+        with tempfile.TemporaryDirectory() as tmp:
+            fresh = write_golden(model, tmp)
+            for old, new in zip(golden["cases"], fresh["cases"]):
+                self.assertEqual(old["inputIds"], new["inputIds"])
+                old_bin = np.fromfile(os.path.join(self.FIXTURE, old["bin"]), dtype=np.uint8)
+                new_bin = np.fromfile(os.path.join(tmp, new["bin"]), dtype=np.uint8)
+                self.assertEqual(old["arrays"].keys(), new["arrays"].keys())
+                for name, entry in old["arrays"].items():
+                    a = _array(old_bin, entry)
+                    b = _array(new_bin, new["arrays"][name])
+                    if entry["dtype"] == "int32":
+                        np.testing.assert_array_equal(a, b, err_msg=f"{old['name']} {name}")
+                    elif entry["dtype"] == "uint8":
+                        # floor(255·v) may step by one where another BLAS rounds v differently.
+                        diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+                        self.assertLessEqual(int(diff.max()), 1, f"{old['name']} {name}")
+                    else:
+                        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"{old['name']} {name}")
+
+
+def _array(data: np.ndarray, entry: dict) -> np.ndarray:
+    dtype = {"float64": "<f8", "float32": "<f4", "int32": "<i4", "uint8": "u1"}[entry["dtype"]]
+    count = int(np.prod(entry["shape"]))
+    return np.frombuffer(data.tobytes(), dtype, count, entry["offset"]).reshape(entry["shape"])
