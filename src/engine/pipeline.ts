@@ -14,7 +14,7 @@ import { checkSeed, Rng, Stream } from './rng';
 import { scaleRope, textRope } from './rope';
 import { lookupCodebook, sampleScale, smoothVectors } from './sampling';
 import { guidanceWeight, smoothingRatio, smoothingTau, type DiffusionConstants } from './schedule';
-import { disposeAll, type GraphSession } from './session';
+import { disposeAll, readFloats, type GraphSession } from './session';
 import { resolveSettings } from './settings';
 import { encodeContext, tokenizePrompt, type PromptTokenizer } from './textEncoder';
 import { guidedLogits, transformerStep } from './transformer';
@@ -34,6 +34,7 @@ export interface LoadedModel {
 
 /** What a parity test or a debugger can watch, scale by scale. */
 export type TraceEntry =
+  | { kind: 'context'; data: Float32Array }
   | { kind: 'logits'; scale: number; data: Float32Array }
   | { kind: 'tokens'; scale: number; data: Int32Array }
   | { kind: 'fHat'; scale: number; data: Float32Array }
@@ -141,6 +142,7 @@ export async function generate(model: LoadedModel, request: GenerateRequest, opt
   try {
     // Text → context → the step-0 input and the head's AdaLN condition.
     const context = own(await time('textEncoder', () => encodeContext(ort, sessions.textEncoder, manifest.textEncoder, prompt.ids, images, signal)));
+    if (options.trace) options.trace({ kind: 'context', data: await readFloats(context) });
     const conditioned = await time('textEncoder', () => sessions.condition.run({ context }, ['x', 'head_cond'], signal));
     free(context);
     let x: Tensor = own(conditioned.x);

@@ -1,0 +1,82 @@
+// The CLI as a user runs it: a child process, exit codes, PNG files with their metadata.
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { readPngText } from '../../src/engine/png';
+import { FIXTURE } from './golden';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const work = mkdtempSync(path.join(tmpdir(), 'hart-cli-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+function cli(...args: string[]) {
+  const run = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/generate.ts', ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
+  return { status: run.status, stdout: run.stdout, stderr: run.stderr };
+}
+
+describe('npm run generate', () => {
+  it('writes a PNG with prompt, seed, settings and model as text chunks, and one preview per scale', () => {
+    const out = path.join(work, 'one.png');
+    const previews = path.join(work, 'previews');
+    const run = cli('--model', FIXTURE, '--prompt', 'a red circle on a blue background', '--seed', '7', '--out', out, '--cfg', '2.5', '--no-residual', '--previews', previews, '--json');
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    const line = JSON.parse(run.stdout.trim());
+    expect(line).toMatchObject({ out, seed: 7, backend: 'cpu', model: 'hart-tiny' });
+    expect(Object.keys(line.timings)).toEqual(['textEncoder', 'transformer', 'head', 'sampling', 'scaleUpdate', 'preview', 'diffusion', 'decoder', 'total']);
+    const text = readPngText(new Uint8Array(readFileSync(out)));
+    expect(text).toMatchObject({ prompt: 'a red circle on a blue background', seed: '7', model: 'hart-tiny' });
+    expect(JSON.parse(text.settings)).toMatchObject({ cfg: 2.5, residual: false });
+    const manifest = JSON.parse(readFileSync(path.join(FIXTURE, 'manifest.json'), 'utf8'));
+    expect(readdirSync(previews).sort()).toEqual(manifest.model.patchNums.map((_: number, k: number) => `scale-${String(k).padStart(2, '0')}.png`));
+  });
+
+  it('--prompts writes 000.png, 001.png, … loading the model once, on the wasm backend too', () => {
+    const list = path.join(work, 'prompts.txt');
+    writeFileSync(list, 'a red circle on a blue background\n\ntwo green squares on a white background\n');
+    const dir = path.join(work, 'batch');
+    const run = cli('--model', FIXTURE, '--prompts', list, '--out-dir', dir, '--backend', 'wasm', '--json');
+    expect(run.status).toBe(0);
+    expect(readdirSync(dir).sort()).toEqual(['000.png', '001.png']);
+    const lines = run.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.backend)).toEqual(['wasm', 'wasm']);
+    expect(lines[0].loadMs).toBeGreaterThan(0);
+    expect(lines[1].loadMs).toBe(0);
+    expect(readPngText(new Uint8Array(readFileSync(path.join(dir, '001.png')))).prompt).toBe('two green squares on a white background');
+  });
+
+  it('exits 2 with one clear line on bad arguments or input', () => {
+    const cases: [string[], RegExp][] = [
+      [['--seed', '1'], /Missing --prompt/],
+      [['--prompt', 'x', '--frobnicate'], /Unknown argument --frobnicate/],
+      [['--prompt', 'x', '--top-k', 'many'], /--top-k many: expected a whole number/],
+      [['--prompts', path.join(work, 'missing.txt'), '--out-dir', work], /no such file/],
+      [['--model', path.join(work, 'nowhere'), '--prompt', 'x'], /no such folder/],
+      [['--model', FIXTURE, '--prompt', '  ', '--out', path.join(work, 'empty.png')], /prompt is empty/],
+      [['--model', FIXTURE, '--prompt', 'a red circle', '--top-p', '3', '--out', path.join(work, 'bad.png')], /topP/],
+    ];
+    for (const [args, message] of cases) {
+      const run = cli(...args);
+      expect(run.status, args.join(' ')).toBe(2);
+      expect(run.stderr.trim().split('\n')).toHaveLength(1);
+      expect(run.stderr).toMatch(message);
+      expect(run.stderr).not.toMatch(/\n\s+at /);
+    }
+    expect(existsSync(path.join(work, 'empty.png'))).toBe(false);
+  });
+
+  it('exits 1 naming the file when the package is corrupt', () => {
+    const broken = path.join(work, 'broken');
+    cpSync(FIXTURE, broken, { recursive: true });
+    const file = path.join(broken, 'decoder.onnx');
+    const bytes = readFileSync(file);
+    bytes[100] ^= 0xff;
+    writeFileSync(file, bytes);
+    const run = cli('--model', broken, '--prompt', 'a red circle', '--out', path.join(work, 'never.png'));
+    expect(run.status).toBe(1);
+    expect(run.stderr.trim()).toMatch(/^error: decoder\.onnx: sha256 is [0-9a-f]+ but the manifest says/);
+  });
+});

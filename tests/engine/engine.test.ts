@@ -1,0 +1,164 @@
+// The engine as the worker and the CLI use it: events, determinism, cancellation, bad input.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadEngine } from '../../src/engine/index';
+import { createFsIO } from '../../src/engine/io-node';
+import type { GenerateEvent } from '../../src/engine/types';
+import { FIXTURE, importOrt } from './golden';
+
+type Loaded = Awaited<ReturnType<typeof loadEngine>>;
+const PROMPT = 'a red circle on a blue background';
+
+describe('engine on the tiny package (onnxruntime-node)', () => {
+  let engine: Loaded;
+
+  beforeAll(async () => {
+    const ort = await importOrt('onnxruntime-node');
+    const phases: string[] = [];
+    engine = await loadEngine(FIXTURE, { ort, io: createFsIO(FIXTURE), onProgress: (p) => phases.push(p.phase) });
+    expect(new Set(phases)).toEqual(new Set(['manifest', 'download', 'upload']));
+  });
+  afterAll(() => engine?.dispose());
+
+  it('describes the model and its backend', () => {
+    expect(engine.info.backend).toMatchObject({ backend: 'cpu', fp16: false });
+    expect(engine.info.scales).toEqual(engine.model.manifest.model.patchNums);
+    expect(engine.info.vocabulary).toContain('circle');
+    expect(engine.info.vocabulary).not.toContain('[UNK]');
+  });
+
+  it('streams start, a preview per scale, diffusion steps and decode, then returns pixels and timings', async () => {
+    const events: GenerateEvent[] = [];
+    const result = await engine.generate({ prompt: PROMPT, seed: 3 }, { onEvent: (e) => events.push(e) });
+    const K = engine.info.scales.length;
+    const side = engine.info.scales[K - 1];
+    expect(events[0]).toMatchObject({ type: 'start', scales: K, width: engine.info.imageSize });
+    const scales = events.filter((e) => e.type === 'scale');
+    expect(scales.map((e) => e.index)).toEqual([...Array(K).keys()]);
+    for (const e of scales) expect(e.type === 'scale' && e.preview && [e.preview.width, e.preview.height, e.preview.data.length]).toEqual([side, side, side * side * 4]);
+    expect(events.filter((e) => e.type === 'diffusion').map((e) => e.type === 'diffusion' && e.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(events.at(-1)?.type).toBe('decode');
+    expect(result.image.width).toBe(engine.info.imageSize);
+    expect(result.image.data.length).toBe(engine.info.imageSize ** 2 * 4);
+    expect(result).toMatchObject({ prompt: PROMPT, seed: 3, model: engine.info.name, backend: 'cpu', warnings: [] });
+    for (const stage of ['textEncoder', 'transformer', 'head', 'scaleUpdate', 'preview', 'diffusion', 'decoder'] as const) {
+      expect(result.timings[stage], stage).toBeGreaterThan(0);
+    }
+    expect(result.timings.total).toBeGreaterThanOrEqual(result.timings.transformer + result.timings.diffusion);
+  });
+
+  it('is deterministic: same prompt, seed and settings give the same bytes; another seed does not', async () => {
+    const a = await engine.generate({ prompt: PROMPT, seed: 11 });
+    const b = await engine.generate({ prompt: PROMPT, seed: 11, previews: false });
+    const c = await engine.generate({ prompt: PROMPT, seed: 12 });
+    expect(Buffer.from(b.image.data).equals(Buffer.from(a.image.data))).toBe(true);
+    expect(Buffer.from(c.image.data).equals(Buffer.from(a.image.data))).toBe(false);
+    const smooth = await engine.generate({ prompt: PROMPT, seed: 11, settings: { smooth: true, topK: 8, topP: 0.8 } });
+    const again = await engine.generate({ prompt: PROMPT, seed: 11, settings: { smooth: true, topK: 8, topP: 0.8 } });
+    expect(Buffer.from(again.image.data).equals(Buffer.from(smooth.image.data))).toBe(true);
+    expect(smooth.settings).toMatchObject({ smooth: true, topK: 8, topP: 0.8 });
+  });
+
+  it('discrete-only mode skips the diffusion head and changes the image', async () => {
+    const events: GenerateEvent[] = [];
+    const discrete = await engine.generate({ prompt: PROMPT, seed: 11, settings: { residual: false } }, { onEvent: (e) => events.push(e) });
+    const full = await engine.generate({ prompt: PROMPT, seed: 11 });
+    expect(events.some((e) => e.type === 'diffusion')).toBe(false);
+    expect(discrete.timings.diffusion).toBe(0);
+    expect(Buffer.from(discrete.image.data).equals(Buffer.from(full.image.data))).toBe(false);
+  });
+
+  it('cancels mid-run within one step and stays ready for the next request', async () => {
+    const reference = await engine.generate({ prompt: PROMPT, seed: 5 });
+    for (const stopAt of ['scale', 'diffusion'] as const) {
+      const controller = new AbortController();
+      const seen: GenerateEvent[] = [];
+      const run = engine.generate(
+        { prompt: PROMPT, seed: 5 },
+        {
+          signal: controller.signal,
+          onEvent: (e) => {
+            seen.push(e);
+            if (e.type === stopAt && !controller.signal.aborted) controller.abort();
+          },
+        },
+      );
+      await expect(run).rejects.toMatchObject({ code: 'cancelled' });
+      // Nothing ran after the abort: at most the event that triggered it, then silence.
+      const index = seen.findIndex((e) => e.type === stopAt);
+      expect(seen.length).toBe(index + 1);
+    }
+    const after = await engine.generate({ prompt: PROMPT, seed: 5 });
+    expect(Buffer.from(after.image.data).equals(Buffer.from(reference.image.data))).toBe(true);
+  });
+
+  it('refuses to start when the signal is already aborted', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    await expect(engine.generate({ prompt: PROMPT, seed: 1 }, { signal: controller.signal })).rejects.toMatchObject({ code: 'cancelled' });
+  });
+
+  it('rejects an empty prompt and bad settings as bad input', async () => {
+    await expect(engine.generate({ prompt: '   ', seed: 1 })).rejects.toMatchObject({ code: 'bad-input', message: expect.stringMatching(/prompt is empty/) });
+    await expect(engine.generate({ prompt: PROMPT, seed: -1 })).rejects.toMatchObject({ code: 'bad-input' });
+    await expect(engine.generate({ prompt: PROMPT, seed: 1, settings: { topP: 2 } })).rejects.toMatchObject({ code: 'bad-input', message: expect.stringMatching(/topP/) });
+    await expect(engine.generate({ prompt: PROMPT, seed: 1, settings: { temperature: 0 } })).rejects.toMatchObject({ code: 'bad-input' });
+  });
+
+  it('reads unknown words as the unknown token and lists them', async () => {
+    expect(engine.analyzePrompt('a zebra on a blue background')).toMatchObject({ unknown: ['zebra'], truncated: false });
+    const result = await engine.generate({ prompt: 'a zebra on a blue background', seed: 1 });
+    expect(result.warnings.join(' ')).toMatch(/zebra/);
+    expect(result.image.data.length).toBeGreaterThan(0);
+  });
+
+  it('cuts a prompt longer than the text window with a warning, never a crash', async () => {
+    const long = `${PROMPT} `.repeat(30);
+    expect(engine.analyzePrompt(long).truncated).toBe(true);
+    const result = await engine.generate({ prompt: long, seed: 1 });
+    expect(result.warnings.join(' ')).toMatch(/the model reads the first \d+/);
+  });
+});
+
+describe('tensor lifetimes', () => {
+  /** An ORT whose sessions remember every tensor they return. */
+  async function trackingOrt() {
+    const ort = await importOrt('onnxruntime-node');
+    const returned: { name: string; tensor: { location: string } }[] = [];
+    const InferenceSession = {
+      create: async (...args: unknown[]) => {
+        const session = await (ort.InferenceSession.create as (...a: unknown[]) => Promise<any>)(...args);
+        return {
+          inputNames: session.inputNames,
+          outputNames: session.outputNames,
+          release: () => session.release(),
+          run: async (...runArgs: unknown[]) => {
+            const outputs = await session.run(...runArgs);
+            for (const [name, tensor] of Object.entries(outputs)) returned.push({ name, tensor: tensor as { location: string } });
+            return outputs;
+          },
+        };
+      },
+    };
+    return { ort: { ...ort, InferenceSession } as typeof ort, returned };
+  }
+
+  it('frees every tensor the graphs returned, after a run and after a cancelled run', async () => {
+    const { ort, returned } = await trackingOrt();
+    const engine = await loadEngine(FIXTURE, { ort, io: createFsIO(FIXTURE) });
+    try {
+      await engine.generate({ prompt: PROMPT, seed: 1 });
+      const controller = new AbortController();
+      const cancelled = engine.generate(
+        { prompt: PROMPT, seed: 1 },
+        { signal: controller.signal, onEvent: (e) => e.type === 'scale' && e.index === 1 && controller.abort() },
+      );
+      await expect(cancelled).rejects.toMatchObject({ code: 'cancelled' });
+      expect(returned.length).toBeGreaterThan(20);
+      expect(returned.some((r) => r.name.startsWith('present_key_'))).toBe(true);
+      const alive = returned.filter((r) => r.tensor.location !== 'none').map((r) => r.name);
+      expect(alive).toEqual([]);
+    } finally {
+      await engine.dispose();
+    }
+  });
+});
