@@ -261,6 +261,20 @@ class ConvertedPackageTest(unittest.TestCase):
         # A random 64-wide network amplifies rounding, so only ask int4 to keep the float model's direction.
         self.assertGreater(cosine(out["hidden"], unquantized), 0.8)
 
+    def test_engine_cli_generates_from_the_package(self):
+        """The app's engine (Node CLI, onnxruntime-node) loads the converted package and makes an image:
+        Qwen2's byte-level BPE tokenizer.json, the prefix ids and the int4 text encoder included."""
+        root = os.path.dirname(TOOLS)
+        png = os.path.join(self.tmp.name, "cli.png")
+        result = subprocess.run(["node", "--import", "tsx", "src/cli/generate.ts", "--model", self.out,
+                                 "--prompt", "A cat sleeping on a warm windowsill", "--seed", "3", "--out", png,
+                                 "--json"], cwd=root, capture_output=True, text=True, timeout=120)
+        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        info = json.loads(result.stdout.strip().splitlines()[-1])
+        self.assertEqual((info["width"], info["height"]), (64, 64))
+        self.assertEqual(info["model"], "hart-0.7b-1024px")
+        self.assertEqual(read_bytes(png)[:8], b"\x89PNG\r\n\x1a\n")
+
     def test_budget_predicts_the_weight_bytes(self):
         predicted = mb.package_bytes(self.model.config, self.qwen.config, text_bits=4)
         for key, entry in self.manifest["graphs"].items():
