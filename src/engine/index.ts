@@ -11,7 +11,7 @@ import { diffusionConstants } from './schedule';
 import { createGraphSession, type GraphSession, type SessionContext } from './session';
 import { PromptTokenizer } from './textEncoder';
 import { transformerGpuOutputs } from './transformer';
-import type { Engine, GenerateOptions, GenerateRequest, GenerateResult, LoadProgress, ModelInfo } from './types';
+import type { Engine, GenerateRequest, GenerateResult, LoadProgress, ModelInfo } from './types';
 
 export type * from './types';
 export { EngineError } from './errors';
@@ -110,6 +110,12 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
   };
 }
 
+/** An Engine that also exposes its loaded model and the pipeline's test hooks (trace, forced tokens). */
+export interface LoadedEngine extends Engine {
+  readonly model: LoadedModel;
+  generate(request: GenerateRequest, options?: PipelineOptions): Promise<GenerateResult>;
+}
+
 export function modelInfo(model: LoadedModel): ModelInfo {
   const { manifest } = model;
   return {
@@ -125,14 +131,14 @@ export function modelInfo(model: LoadedModel): ModelInfo {
 }
 
 /** Wraps a loaded model as an `Engine`: the object the worker, the CLI and tests use. */
-export function createEngine(model: LoadedModel): Engine & { readonly model: LoadedModel } {
+export function createEngine(model: LoadedModel): LoadedEngine {
   let disposed = false;
   const info = modelInfo(model);
   return {
     info,
     model,
     analyzePrompt: (prompt: string) => model.tokenizer.analyze(prompt),
-    async generate(request: GenerateRequest, options?: GenerateOptions & PipelineOptions): Promise<GenerateResult> {
+    async generate(request: GenerateRequest, options?: PipelineOptions): Promise<GenerateResult> {
       if (disposed) throw new EngineError('internal', 'This engine was disposed; load the model again.');
       try {
         return await generate(model, request, options);
@@ -152,8 +158,8 @@ export function createEngine(model: LoadedModel): Engine & { readonly model: Loa
  * Loads the package at `source` (a URL, or with `options.io` any location) and returns a ready
  * engine. Every failure is an EngineError with a code and a message for people.
  */
-export async function loadEngine(source: string, options: LoadOptions): Promise<Engine & { readonly model: LoadedModel }> {
-  let engine: (Engine & { readonly model: LoadedModel }) | undefined;
+export async function loadEngine(source: string, options: LoadOptions): Promise<LoadedEngine> {
+  let engine: LoadedEngine | undefined;
   try {
     engine = createEngine(await loadModel(source, options));
     if (options.warmup) {
