@@ -54,6 +54,10 @@ class Qwen2Config:
         act = config.get("hidden_act", "silu")
         if act != "silu":
             raise ValueError(f"text encoder config.json: hidden_act {act!r} is not supported (only 'silu')")
+        if config.get("use_sliding_window"):
+            # HART's sequences (prefix + 300) are far shorter than Qwen2's windows, but a model that
+            # asks for one is not the one HART was trained with: refuse rather than guess.
+            raise ValueError("text encoder config.json: use_sliding_window = true is not supported")
         if config.get("rope_scaling"):
             raise ValueError(f"text encoder config.json: rope_scaling {config['rope_scaling']!r} is not supported")
         heads = int(config["num_attention_heads"])

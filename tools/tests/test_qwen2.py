@@ -116,6 +116,8 @@ class Qwen2Test(unittest.TestCase):
             Qwen2Config.from_hf({**TINY, "model_type": "llama"})
         with self.assertRaisesRegex(ValueError, "rope_theta"):
             Qwen2Config.from_hf({k: v for k, v in TINY.items() if k != "rope_theta"})
+        with self.assertRaisesRegex(ValueError, "use_sliding_window"):
+            Qwen2Config.from_hf({**TINY, "use_sliding_window": True})
         with self.assertRaisesRegex(ValueError, "rope_scaling"):
             Qwen2Config.from_hf({**TINY, "rope_scaling": {"type": "mrope"}})
         with self.assertRaisesRegex(ValueError, "divide"):
