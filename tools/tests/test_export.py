@@ -1,3 +1,4 @@
+import copy
 import json
 import os
 import shutil
@@ -200,20 +201,23 @@ class ExportTest(unittest.TestCase):
             np.testing.assert_array_equal(table(f"downsample.{k}"), area_matrix(pn, c.latent_side).numpy())
 
     @torch.no_grad()
-    def test_preview_approximates_decoder(self):
-        weight, bias = fit_preview(self.model, torch.Generator().manual_seed(0))
+    def test_preview_fit_recovers_a_linear_decoder(self):
+        # With a decoder that is exactly linear per latent pixel (then upscaled), the least-squares
+        # fit must find its weights and bias.
         c = self.model.config
-        quantizer = self.model.tokenizer.quantize
-        g = torch.Generator().manual_seed(99)
-        idx = [torch.randint(0, c.vocab_size, (8, pn, pn), generator=g) for pn in c.patch_nums]
-        latents = quantizer.indices_to_fhat(idx)
-        image = self.model.tokenizer.decode_unit(latents)
-        f = c.image_size // c.latent_side
-        target = image.reshape(8, 3, c.latent_side, f, c.latent_side, f).mean(dim=(3, 5))
-        pred = torch.einsum("oc,bchw->bohw", weight, latents) + bias[None, :, None, None]
-        residual = (pred - target).square().mean()
-        baseline = (target - target.mean(dim=(0, 2, 3), keepdim=True)).square().mean()
-        self.assertLess(residual.item(), baseline.item())
+        g = torch.Generator().manual_seed(5)
+        true_w, true_b = torch.randn(3, c.latent_channels, generator=g), torch.randn(3, generator=g)
+        factor = c.image_size // c.latent_side
+
+        def linear_decoder(f_hat):
+            rgb = torch.einsum("oc,bchw->bohw", true_w, f_hat) + true_b[None, :, None, None]
+            return rgb.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3)
+
+        fake = HartModel(c, self.model.transformer, copy.copy(self.model.tokenizer), self.model.text_encoder)
+        fake.tokenizer.decode_unit = linear_decoder
+        weight, bias = fit_preview(fake, torch.Generator().manual_seed(0))
+        self.assertLess((weight - true_w).abs().max().item(), 1e-4)
+        self.assertLess((bias - true_b).abs().max().item(), 1e-4)
 
     def test_tokenizer_json_matches_python_tokenize(self):
         prompts = ["a red circle on a blue background", "Two GREEN squares, above a white background!",
@@ -294,3 +298,26 @@ class ExportTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CheckpointExportTest(unittest.TestCase):
+    def test_cli_exports_a_trained_checkpoint(self):
+        import export_package
+        model = HartModel.random(get_config("tiny"), 3)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model.pt")
+            torch.save({**model.checkpoint(), "step": 10}, path)       # extra keys are allowed
+            out = os.path.join(tmp, "package")
+            self.assertEqual(export_package.main(["--checkpoint", path, "--out", out, "--no-fp16",
+                                                  "--description", "trained"]), 0)
+            manifest = validate_package(out)
+            self.assertEqual(manifest["description"], "trained")
+            codebook = np.fromfile(os.path.join(out, "tables.bin"), dtype="<f4",
+                                   count=int(np.prod(manifest["tables"]["codebook"]["shape"])))
+            np.testing.assert_array_equal(codebook.reshape(manifest["tables"]["codebook"]["shape"]),
+                                          model.tokenizer.quantize.embedding.weight.detach().numpy())
+
+    def test_checkpoint_without_text_encoder_is_rejected(self):
+        model = HartModel.random(get_config("tiny"), 3)
+        with self.assertRaisesRegex(ValueError, "text_encoder"):
+            HartModel.from_checkpoint({**model.checkpoint(), "text_encoder": None})
