@@ -111,20 +111,23 @@ class MultiScaleQuantizer(nn.Module):
 
     # ----- encoding -----
 
-    def _residual_quantize(self, f: torch.Tensor):
+    def _residual_quantize(self, f: torch.Tensor, queries: list = None):
         """Residual multi-scale VQ of f; returns (indices, f_hat, per-scale f_hat list).
 
         The nearest-code search runs on detached values; f_hat keeps the gradient path to the
         codebook and the φ convs (through lookup, Up and φ), which the VQ loss trains.
+        If `queries` is a list, the vectors that were matched against the codebook at every
+        scale are appended to it (the trainer re-seeds dead codes from them).
         """
         f_rest = f.detach().clone()
         f_hat = torch.zeros_like(f_rest)
         codebook = self.embedding.weight.detach()
         idx_list, partial = [], []
         for k, pn in enumerate(self.patch_nums):
-            rest_small = self.downsample(f_rest, k)
-            idx = _nearest_code(rest_small.permute(0, 2, 3, 1).reshape(-1, f.shape[1]), codebook)
-            idx = idx.view(f.shape[0], pn, pn)
+            rest_small = self.downsample(f_rest, k).permute(0, 2, 3, 1).reshape(-1, f.shape[1])
+            if queries is not None:
+                queries.append(rest_small)
+            idx = _nearest_code(rest_small, codebook).view(f.shape[0], pn, pn)
             h = self.scale_contribution(self.lookup(idx), k)
             f_hat = f_hat + h
             f_rest = f_rest - h.detach()
@@ -139,7 +142,7 @@ class MultiScaleQuantizer(nn.Module):
         idx_list, f_hat, _ = self._residual_quantize(f)
         return idx_list, f_hat, f - f_hat
 
-    def forward(self, f: torch.Tensor):
+    def forward(self, f: torch.Tensor, queries: list = None):
         """Training forward: (straight-through f_hat, VQ loss, token maps).
 
         VQ loss (VAR): mean over scales of ‖sg(f_hat_k) − f‖²·β (commitment, trains the
@@ -148,7 +151,7 @@ class MultiScaleQuantizer(nn.Module):
         """
         with torch.autocast("cpu", enabled=False):
             f = f.float()
-            idx_list, f_hat, partial = self._residual_quantize(f)
+            idx_list, f_hat, partial = self._residual_quantize(f, queries)
             f_detached = f.detach()
             vq_loss = f.new_zeros(())
             for fk in partial:
@@ -156,3 +159,19 @@ class MultiScaleQuantizer(nn.Module):
             vq_loss = vq_loss / self.num_scales
             f_hat_st = f_hat.detach() - f_detached + f
         return f_hat_st, vq_loss, idx_list
+
+    @torch.no_grad()
+    def replace_codes(self, dead: torch.Tensor, candidates: torch.Tensor, noise: float = 0.01) -> int:
+        """Re-seed the codewords flagged in `dead` [V] bool with random rows of candidates [N, Cv].
+
+        Unused codewords get no gradient and stay unused forever; moving them onto vectors the
+        quantizer actually sees gives them a chance to win. Returns how many were replaced.
+        """
+        n_dead = int(dead.sum())
+        if n_dead == 0 or candidates.shape[0] == 0:
+            return 0
+        pick = torch.randint(0, candidates.shape[0], (n_dead,), device=candidates.device)
+        fresh = candidates[pick].float()
+        fresh = fresh + noise * fresh.std() * torch.randn_like(fresh)
+        self.embedding.weight[dead] = fresh.to(self.embedding.weight.dtype)
+        return n_dead

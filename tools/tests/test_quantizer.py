@@ -102,6 +102,22 @@ class QuantizerBehaviour(unittest.TestCase):
         self.assertGreater(q.quant_resi.qresi_ls[0].weight.grad.abs().sum().item(), 0)
         self.assertEqual(len(idx_list), len(PATCH_NUMS))
 
+    def test_queries_and_dead_code_replacement(self):
+        q = make_quantizer()
+        f = torch.randn(2, 8, 16, 16)
+        queries = []
+        q(f, queries)
+        self.assertEqual([t.shape[0] for t in queries], [2 * pn * pn for pn in PATCH_NUMS])
+        candidates = torch.cat(queries)
+        dead = torch.zeros(64, dtype=torch.bool)
+        dead[[3, 10, 60]] = True
+        before = q.embedding.weight.detach().clone()
+        self.assertEqual(q.replace_codes(dead, candidates, noise=0.0), 3)
+        after = q.embedding.weight.detach()
+        self.assertTrue(torch.equal(after[~dead], before[~dead]))
+        for i in (3, 10, 60):  # each re-seeded code is one of the candidate vectors
+            self.assertLess((candidates - after[i]).norm(dim=1).min().item(), 1e-6)
+
 
 if __name__ == "__main__":
     unittest.main()
