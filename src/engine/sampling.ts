@@ -26,14 +26,21 @@ export function filterLogits(logits: ArrayLike<number>, offset: number, vocab: n
 
   if (filter.topP > 0) {
     const probs = softmax(kept);
-    // Descending probability; equal probabilities in vocabulary order so the choice is stable.
-    const order = Array.from({ length: vocab }, (_, v) => v).filter((v) => probs[v] > 0);
-    order.sort((a, b) => probs[b] - probs[a] || a - b);
-    // A mass never reached (topP ≥ 1 and rounding) keeps everything.
+    // Walk the probabilities in descending order (a native sort of the values; equal values
+    // are then taken in vocabulary order) until the mass reaches topP.
+    const descending = probs.slice().sort().reverse();
     let mass = 0;
     let count = 0;
-    while (count < order.length && (count === 0 || mass < filter.topP)) mass += probs[order[count++]];
-    for (let i = count; i < order.length; i++) kept[order[i]] = -Infinity;
+    while (count < vocab && descending[count] > 0 && (count === 0 || mass < filter.topP)) mass += descending[count++];
+    // A mass never reached (topP ≥ 1 and rounding) keeps every token with probability.
+    const threshold = descending[count - 1];
+    let tiesLeft = count;
+    for (let v = 0; v < vocab; v++) if (probs[v] > threshold) tiesLeft--;
+    for (let v = 0; v < vocab; v++) {
+      if (probs[v] > threshold) continue;
+      if (probs[v] === threshold && tiesLeft > 0) tiesLeft--;
+      else kept[v] = -Infinity;
+    }
   }
   return kept;
 }
