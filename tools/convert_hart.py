@@ -195,7 +195,10 @@ def convert(hart_dir: str, qwen_dir: str, out_dir: str, fp16: bool = False, text
         files.append({"path": path, "bytes": os.path.getsize(full), "sha256": sha256_file(full), "dtype": dtype})
 
     graphs_entry: Dict[str, dict] = {}
-    preview = fit_preview(model, torch.Generator().manual_seed(0))
+    # The preview map is fitted on decoded random latents: 16 images at 64 px, but only 2 at
+    # 1024 px (one 1024 px decode is 3.2 TMACs and ~3 GB of activations on the CPU).
+    count = max(2, min(16, 16 * 256 * 256 // config.image_size ** 2))
+    preview = fit_preview(model, torch.Generator().manual_seed(0), count=count)
     graphs = [text_encoder_graph(published)] + build_graphs(model, preview)
     for graph in graphs:
         with tempfile.TemporaryDirectory(prefix=f"hart-{graph.file}-") as tmp:
