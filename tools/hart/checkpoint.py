@@ -52,6 +52,11 @@ def find_weights(folder: str, preferred: Sequence[str] = ()) -> str:
         path = os.path.join(folder, name)
         if os.path.isfile(path):
             return path
+    # Published folders sometimes name their single weight file differently.
+    others = sorted(n for n in os.listdir(folder) if n.endswith((".safetensors", ".bin", ".pt", ".pth"))) \
+        if os.path.isdir(folder) else []
+    if len(others) == 1:
+        return os.path.join(folder, others[0])
     raise CheckpointError(f"no weights in {folder}: looked for {', '.join(tuple(preferred) + WEIGHT_FILES)}")
 
 
