@@ -8,7 +8,6 @@ the KV cache and the largest activations of one 1024 px image, and the multiply-
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from typing import Dict, List, Tuple
