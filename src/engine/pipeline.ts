@@ -18,7 +18,7 @@ import { disposeAll, readFloats, type GraphSession } from './session';
 import { resolveSettings } from './settings';
 import { encodeContext, tokenizePrompt, type PromptTokenizer } from './textEncoder';
 import { guidedLogits, transformerStep } from './transformer';
-import type { BackendInfo, GenerateEvent, GenerateOptions, GenerateRequest, GenerateResult, InjectedDraws, StageTimings } from './types';
+import type { BackendInfo, GenerateEvent, GenerateOptions, GenerateRequest, GenerateResult, InjectedDraws, SamplingSettings, StageTimings } from './types';
 
 /** Everything a loaded package provides to the loop. */
 export interface LoadedModel {
@@ -47,6 +47,9 @@ export interface PipelineOptions extends GenerateOptions {
 }
 
 const now = () => performance.now();
+
+/** One image per request: the CFG batch is N = 2 rows. */
+const IMAGES = 1;
 
 function emptyTimings(): StageTimings {
   return { textEncoder: 0, transformer: 0, head: 0, sampling: 0, scaleUpdate: 0, preview: 0, diffusion: 0, decoder: 0, total: 0 };
@@ -90,157 +93,233 @@ function lastTextLogits(logits: Float32Array, images: number, window: number, vo
   return out;
 }
 
-export async function generate(model: LoadedModel, request: GenerateRequest, options: PipelineOptions = {}): Promise<GenerateResult> {
-  const started = now();
-  const { ort, manifest, sessions } = model;
-  const { signal, draws: injected } = options;
-  const emit = (event: GenerateEvent) => {
+/** The per-request state of one generation: what it owns, how it times and reports. */
+class Run {
+  readonly timings = emptyTimings();
+  readonly started = now();
+  private readonly live = new Set<Tensor>();
+
+  constructor(
+    readonly model: LoadedModel,
+    readonly options: PipelineOptions,
+  ) {}
+
+  get signal(): AbortSignal | undefined {
+    return this.options.signal;
+  }
+
+  emit(event: GenerateEvent): void {
     try {
-      options.onEvent?.(event);
+      this.options.onEvent?.(event);
     } catch {
       // A failing listener must not break the generation.
     }
-  };
-  const timings = emptyTimings();
-  const time = async <T>(stage: keyof StageTimings, work: () => Promise<T> | T): Promise<T> => {
+  }
+
+  elapsed(): number {
+    return now() - this.started;
+  }
+
+  async time<T>(stage: keyof StageTimings, work: () => Promise<T> | T): Promise<T> {
     const t = now();
     try {
       return await work();
     } finally {
-      timings[stage] += now() - t;
+      this.timings[stage] += now() - t;
     }
-  };
+  }
 
-  const settings = resolveSettings(manifest.sampling, request.settings);
+  /** Tensors the run holds until it ends (GPU buffers on WebGPU). */
+  own(tensor: Tensor): Tensor {
+    this.live.add(tensor);
+    return tensor;
+  }
+
+  free(tensor: Tensor): void {
+    this.live.delete(tensor);
+    disposeAll([tensor]);
+  }
+
+  freeAll(): void {
+    disposeAll(this.live);
+    this.live.clear();
+  }
+}
+
+interface Prepared {
+  settings: SamplingSettings;
+  promptIds: number[];
+  warnings: string[];
+}
+
+/** Checks the request before anything runs: settings, seed and prompt. */
+function prepare(model: LoadedModel, request: GenerateRequest): Prepared {
+  const settings = resolveSettings(model.manifest.sampling, request.settings);
   checkSeed(request.seed);
   const prompt = tokenizePrompt(model.tokenizer, request.prompt);
-  const warnings = [...prompt.warnings];
-  throwIfAborted(signal);
+  return { settings, promptIds: prompt.ids, warnings: [...prompt.warnings] };
+}
 
-  const { patchNums, latentChannels: cv, vocabSize: vocab, width, heads, depth, ropeTheta: theta, imageSize } = manifest.model;
+/**
+ * Text → context → condition → transformer step 0 over the text window. Returns the 1×1 scale's
+ * guided logits (from the last text position) and the head's AdaLN condition.
+ */
+async function textStep(run: Run, cache: KvCache, promptIds: number[], cfg: number): Promise<{ logits: Float32Array; headCond: Tensor }> {
+  const { ort, manifest, sessions } = run.model;
+  const { width, heads, ropeTheta, vocabSize, patchNums } = manifest.model;
+  const window = manifest.textEncoder.contextTokens;
+  const context = run.own(await run.time('textEncoder', () => encodeContext(ort, sessions.textEncoder, manifest.textEncoder, promptIds, IMAGES, run.signal)));
+  if (run.options.trace) run.options.trace({ kind: 'context', data: await readFloats(context) });
+  const conditioned = await run.time('textEncoder', () => sessions.condition.run({ context }, ['x', 'head_cond'], run.signal));
+  run.free(context);
+  const x = run.own(conditioned.x);
+  const headCond = run.own(conditioned.head_cond);
+
+  const rope = textRope(IMAGES, window, promptIds.length, width / heads, ropeTheta);
+  const hidden = run.own(await run.time('transformer', () => transformerStep(ort, sessions.transformer, cache, x, rope, true, run.signal)));
+  run.free(x);
+  const guided = await run.time('head', () => guidedLogits(ort, sessions.head, hidden, headCond, guidanceWeight(cfg, 0, patchNums.length), run.signal));
+  run.free(hidden);
+  return { logits: lastTextLogits(guided.data, IMAGES, window, vocabSize), headCond };
+}
+
+/**
+ * Samples scale k from its logits: token indices (or the forced ones), their codebook vectors,
+ * and the vectors f_hat receives (the Gumbel-smoothed ones when smoothing is on).
+ */
+async function sampleTokens(run: Run, draws: Draws, settings: SamplingSettings, k: number, logits: Float32Array): Promise<{ hard: Float32Array; vectors: Float32Array }> {
+  const { manifest, codebook } = run.model;
+  const { patchNums, vocabSize: vocab, latentChannels: cv } = manifest.model;
+  const K = patchNums.length;
+  const positions = IMAGES * patchNums[k] ** 2;
+  const filter = { topK: settings.topK, topP: settings.topP, temperature: settings.temperature };
+  const trace = run.options.trace;
+
+  trace?.({ kind: 'logits', scale: k, data: logits });
+  const sampled = await run.time('sampling', () => sampleScale(logits, positions, vocab, filter, draws.token(k, positions), settings.smooth));
+  const indices = run.options.forcedTokens?.[k] ?? sampled.indices;
+  if (indices.length !== positions) throw new BadInputError(`Forced tokens of scale ${k} have ${indices.length} values, expected ${positions}.`);
+  trace?.({ kind: 'tokens', scale: k, data: indices });
+  const hard = lookupCodebook(codebook, cv, indices);
+  if (!settings.smooth) return { hard, vectors: hard };
+  const vectors = await run.time('sampling', () => {
+    const ratio = smoothingRatio(Math.min(k, K - 2), K);
+    return smoothVectors(sampled.kept!, positions, vocab, ratio, smoothingTau(ratio), draws.gumbel(k, positions * vocab), codebook, cv);
+  });
+  return { hard, vectors };
+}
+
+/** Emits the scale's event, with a preview of f_hat unless previews are off. */
+async function reportScale(run: Run, k: number, fHat: Float32Array, previews: boolean): Promise<void> {
+  const { ort, sessions, manifest } = run.model;
+  const { patchNums, latentChannels: cv } = manifest.model;
+  const side = patchNums[patchNums.length - 1];
+  const preview = previews ? await run.time('preview', () => previewImage(ort, sessions.preview, fHat, cv, side, run.signal)) : undefined;
+  run.emit({ type: 'scale', index: k, count: patchNums.length, preview, elapsedMs: run.elapsed() });
+}
+
+/**
+ * Scale k < K−1 → k+1: f_hat += φ(Up(vectors)), the next input, transformer step k+1 and its
+ * guided logits. The last scale's hidden states are returned (the diffusion head needs them).
+ */
+async function nextScale(
+  run: Run,
+  cache: KvCache,
+  headCond: Tensor,
+  k: number,
+  fHat: Float32Array,
+  vectors: Float32Array,
+  request: { cfg: number; promptTokens: number; previews: boolean },
+): Promise<{ fHat: Float32Array; logits: Float32Array; hidden?: Tensor }> {
+  const { ort, sessions, manifest, scaleTables } = run.model;
+  const { patchNums, width, heads, ropeTheta } = manifest.model;
+  const K = patchNums.length;
+  const update = await run.time('scaleUpdate', () => updateScale(ort, sessions.scaleUpdate, manifest.model, scaleTables, k, fHat, vectors, IMAGES, run.signal));
+  const x = run.own(update.xNext);
+  run.options.trace?.({ kind: 'fHat', scale: k, data: update.fHat });
+  await reportScale(run, k, update.fHat, request.previews);
+
+  const toLast = k + 1 === K - 1;
+  const rope = scaleRope(IMAGES, patchNums[k + 1], patchNums[K - 1], request.promptTokens, width / heads, ropeTheta);
+  // The last scale's keys and values are never read again: the cache is not extended then.
+  const hidden = run.own(await run.time('transformer', () => transformerStep(ort, sessions.transformer, cache, x, rope, !toLast, run.signal)));
+  run.free(x);
+  const guided = await run.time('head', () => guidedLogits(ort, sessions.head, hidden, headCond, guidanceWeight(request.cfg, k + 1, K), run.signal));
+  if (toLast) return { fHat: update.fHat, logits: guided.data, hidden };
+  run.free(hidden);
+  return { fHat: update.fHat, logits: guided.data };
+}
+
+/** The last scale: f_hat += vectors (+ the diffusion residual, conditioned on the hard vectors). */
+async function lastScale(
+  run: Run,
+  draws: Draws,
+  settings: SamplingSettings,
+  fHat: Float32Array,
+  sampled: { hard: Float32Array; vectors: Float32Array },
+  hidden: Tensor,
+  previews: boolean,
+): Promise<Float32Array> {
+  const { ort, sessions, manifest, diffusion } = run.model;
+  const { patchNums, latentChannels: cv } = manifest.model;
   const K = patchNums.length;
   const side = patchNums[K - 1];
-  const headDim = width / heads;
-  const images = 1;
-  const window = manifest.textEncoder.contextTokens;
-  const promptTokens = prompt.ids.length;
-  const filter = { topK: settings.topK, topP: settings.topP, temperature: settings.temperature };
-  const wantPreviews = request.previews !== false;
-  const draws = new Draws(new Rng(request.seed), injected);
+  const discrete = addLastScale(fHat, sampled.vectors, IMAGES, cv, side);
+  await reportScale(run, K - 1, discrete, previews);
+  if (!settings.residual) {
+    run.options.trace?.({ kind: 'fHat', scale: K - 1, data: discrete });
+    return discrete;
+  }
+  const { steps, scale } = manifest.model.diffusion;
+  const count = IMAGES * side * side * cv;
+  const noise = Array.from({ length: steps }, (_, s) => draws.noise(s, count));
+  const inputs = { hidden, tokens: sampled.hard, images: IMAGES, positions: side * side, channels: cv, guidance: guidanceWeight(settings.cfg, K - 1, K), scale, noise };
+  const onStep = (step: number, total: number) => run.emit({ type: 'diffusion', step, steps: total, elapsedMs: run.elapsed() });
+  const residual = await run.time('diffusion', () => sampleResidual(ort, sessions.diffusionHead, diffusion, inputs, onStep, run.signal));
+  run.free(hidden);
+  run.options.trace?.({ kind: 'residual', data: residual });
+  // (vectors + residual) first, then f_hat + that: the reference's order of float32 additions.
+  const continuous = new Float32Array(sampled.vectors.length);
+  for (let j = 0; j < continuous.length; j++) continuous[j] = sampled.vectors[j] + residual[j];
+  const result = addLastScale(fHat, continuous, IMAGES, cv, side);
+  run.options.trace?.({ kind: 'fHat', scale: K - 1, data: result });
+  return result;
+}
 
-  emit({ type: 'start', scales: K, width: imageSize, height: imageSize, warnings });
+export async function generate(model: LoadedModel, request: GenerateRequest, options: PipelineOptions = {}): Promise<GenerateResult> {
+  const run = new Run(model, options);
+  const { settings, promptIds, warnings } = prepare(model, request);
+  throwIfAborted(options.signal);
 
-  const cache = new KvCache(ort, depth, 2 * images, heads, headDim);
-  const live = new Set<Tensor>(); // tensors this run owns until it ends
-  const own = (t: Tensor) => (live.add(t), t);
-  const free = (t: Tensor | undefined) => {
-    if (!t) return;
-    live.delete(t);
-    disposeAll([t]);
-  };
+  const { patchNums, latentChannels: cv, width, heads, depth, imageSize } = model.manifest.model;
+  const K = patchNums.length;
+  const side = patchNums[K - 1];
+  const previews = request.previews !== false;
+  const draws = new Draws(new Rng(request.seed), options.draws);
+  run.emit({ type: 'start', scales: K, width: imageSize, height: imageSize, warnings });
 
+  const cache = new KvCache(model.ort, depth, 2 * IMAGES, heads, width / heads);
   try {
-    // Text → context → the step-0 input and the head's AdaLN condition.
-    const context = own(await time('textEncoder', () => encodeContext(ort, sessions.textEncoder, manifest.textEncoder, prompt.ids, images, signal)));
-    if (options.trace) options.trace({ kind: 'context', data: await readFloats(context) });
-    const conditioned = await time('textEncoder', () => sessions.condition.run({ context }, ['x', 'head_cond'], signal));
-    free(context);
-    let x: Tensor = own(conditioned.x);
-    const headCond = own(conditioned.head_cond);
-
-    // Step 0 over the text window; its last position predicts the 1×1 scale.
-    let hidden = own(await time('transformer', () => transformerStep(ort, sessions.transformer, cache, x, textRope(images, window, promptTokens, headDim, theta), true, signal)));
-    free(x);
-    const first = await time('head', () => guidedLogits(ort, sessions.head, hidden, headCond, guidanceWeight(settings.cfg, 0, K), signal));
-    free(hidden);
-    let logits = lastTextLogits(first.data, images, window, vocab);
-
-    let fHat: Float32Array = new Float32Array(images * cv * side * side);
-    for (let k = 0; k < K; k++) {
-      throwIfAborted(signal);
-      const pn = patchNums[k];
-      const positions = images * pn * pn;
-      const last = k === K - 1;
-
-      options.trace?.({ kind: 'logits', scale: k, data: logits });
-      const sampled = await time('sampling', () => sampleScale(logits, positions, vocab, filter, draws.token(k, positions), settings.smooth));
-      const { kept } = sampled;
-      const indices = options.forcedTokens?.[k] ?? sampled.indices;
-      if (indices.length !== positions) throw new BadInputError(`Forced tokens of scale ${k} have ${indices.length} values, expected ${positions}.`);
-      options.trace?.({ kind: 'tokens', scale: k, data: indices });
-      const hard = lookupCodebook(model.codebook, cv, indices);
-      const vectors = settings.smooth
-        ? await time('sampling', () => {
-            const ratio = smoothingRatio(Math.min(k, K - 2), K);
-            return smoothVectors(kept!, positions, vocab, ratio, smoothingTau(ratio), draws.gumbel(k, positions * vocab), model.codebook, cv);
-          })
-        : hard;
-
-      if (!last) {
-        const update = await time('scaleUpdate', () => updateScale(ort, sessions.scaleUpdate, manifest.model, model.scaleTables, k, fHat, vectors, images, signal));
-        fHat = update.fHat;
-        x = own(update.xNext);
-        options.trace?.({ kind: 'fHat', scale: k, data: fHat });
-        const preview = wantPreviews ? await time('preview', () => previewImage(ort, sessions.preview, fHat, cv, side, signal)) : undefined;
-        emit({ type: 'scale', index: k, count: K, preview, elapsedMs: now() - started });
-
-        const next = patchNums[k + 1];
-        const rope = scaleRope(images, next, side, promptTokens, headDim, theta);
-        hidden = own(await time('transformer', () => transformerStep(ort, sessions.transformer, cache, x, rope, k + 1 < K - 1, signal)));
-        free(x);
-        const step = await time('head', () => guidedLogits(ort, sessions.head, hidden, headCond, guidanceWeight(settings.cfg, k + 1, K), signal));
-        logits = step.data;
-        // The last scale's hidden states also condition the diffusion head: keep them.
-        if (k + 1 < K - 1) free(hidden);
-        continue;
-      }
-
-      // Last scale: tokens (plus the residual) are added to f_hat without φ or resampling.
-      const discrete = addLastScale(fHat, vectors, images, cv, side);
-      const preview = wantPreviews ? await time('preview', () => previewImage(ort, sessions.preview, discrete, cv, side, signal)) : undefined;
-      emit({ type: 'scale', index: k, count: K, preview, elapsedMs: now() - started });
-      if (!settings.residual) {
-        fHat = discrete;
-        options.trace?.({ kind: 'fHat', scale: k, data: fHat });
-        break;
-      }
-      const { steps, scale } = manifest.model.diffusion;
-      const noise = Array.from({ length: steps }, (_, s) => draws.noise(s, positions * cv));
-      const residual = await time('diffusion', () =>
-        sampleResidual(
-          ort,
-          sessions.diffusionHead,
-          model.diffusion,
-          { hidden, tokens: hard, images, positions: pn * pn, channels: cv, guidance: guidanceWeight(settings.cfg, k, K), scale, noise },
-          (step, total) => emit({ type: 'diffusion', step, steps: total, elapsedMs: now() - started }),
-          signal,
-        ),
-      );
-      free(hidden);
-      options.trace?.({ kind: 'residual', data: residual });
-      const continuous = new Float32Array(vectors.length);
-      for (let j = 0; j < continuous.length; j++) continuous[j] = vectors[j] + residual[j];
-      fHat = addLastScale(fHat, continuous, images, cv, side);
-      options.trace?.({ kind: 'fHat', scale: k, data: fHat });
+    const text = await textStep(run, cache, promptIds, settings.cfg);
+    let logits = text.logits;
+    let hidden: Tensor | undefined;
+    let fHat: Float32Array = new Float32Array(IMAGES * cv * side * side);
+    for (let k = 0; k < K - 1; k++) {
+      throwIfAborted(options.signal);
+      const { vectors } = await sampleTokens(run, draws, settings, k, logits);
+      ({ fHat, logits, hidden } = await nextScale(run, cache, text.headCond, k, fHat, vectors, { cfg: settings.cfg, promptTokens: promptIds.length, previews }));
     }
+    throwIfAborted(options.signal);
+    const sampled = await sampleTokens(run, draws, settings, K - 1, logits);
+    fHat = await lastScale(run, draws, settings, fHat, sampled, hidden!, previews);
 
-    throwIfAborted(signal);
-    emit({ type: 'decode', elapsedMs: now() - started });
-    const [image] = await time('decoder', () => decodeImage(ort, sessions.decoder, fHat, images, cv, side, signal));
-    timings.total = now() - started;
-    return {
-      image,
-      prompt: request.prompt,
-      seed: request.seed,
-      settings,
-      model: manifest.name,
-      backend: model.backend.backend,
-      timings,
-      warnings,
-    };
+    throwIfAborted(options.signal);
+    run.emit({ type: 'decode', elapsedMs: run.elapsed() });
+    const [image] = await run.time('decoder', () => decodeImage(model.ort, model.sessions.decoder, fHat, IMAGES, cv, side, options.signal));
+    run.timings.total = run.elapsed();
+    return { image, prompt: request.prompt, seed: request.seed, settings, model: model.manifest.name, backend: model.backend.backend, timings: run.timings, warnings };
   } finally {
     cache.dispose();
-    disposeAll(live);
-    live.clear();
+    run.freeAll();
   }
 }
