@@ -39,6 +39,18 @@ async function networkFirst(request) {
   }
 }
 
+// The page lists the build files it loaded before this worker was in control.
+self.addEventListener('message', (event) => {
+  const { type, urls } = event.data ?? {};
+  if (type !== 'keep' || !Array.isArray(urls)) return;
+  const wanted = urls.map((u) => new URL(u, scope)).filter(isAsset);
+  event.waitUntil(
+    caches.open(SHELL).then((cache) =>
+      Promise.all(wanted.map(async (url) => (await cache.match(url.href)) ?? cache.add(url.href).catch(() => undefined))),
+    ),
+  );
+});
+
 self.addEventListener('fetch', (event) => {
   const { request } = event;
   if (request.method !== 'GET') return;

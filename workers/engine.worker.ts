@@ -24,8 +24,9 @@ const host = createEngineHost((source, { backend, onProgress, signal }) =>
     backend,
     onProgress,
     signal,
-    // One full run while loading compiles the GPU shaders, so the first Generate is not the slow one.
-    warmup: true,
+    // One full run while loading compiles the GPU shaders, so the first Generate is not the slow
+    // one; WASM has no shaders to compile, so a WASM-only request skips it.
+    warmup: backend !== 'wasm',
   }),
 );
 

@@ -17,6 +17,8 @@ export function createModelSlice(deps: AppDeps, backendChoice: BackendChoice): S
         modelSource: source,
         modelLabel: label,
         modelStatus: 'loading',
+        // The worker drops the old engine before loading the new one: nothing is loaded now.
+        modelInfo: undefined,
         modelError: undefined,
         loadPhases: {},
         loadPhase: undefined,

@@ -17,7 +17,7 @@ export function ImageStage() {
   return (
     <section className="stage" aria-label="Image">
       <div className={`canvas-frame${running ? ' is-running' : ''}`}>
-        <PixelCanvas pixels={frame?.pixels} size={size} label="Generated image" className="main-canvas" />
+        <PixelCanvas pixels={frame?.pixels} size={size} label="Generated image" className={`main-canvas${frame?.final ? ' is-final' : ''}`} />
         {!frame && <p className="canvas-empty">Your image appears here, scale by scale.</p>}
         {frame && <span className="frame-tag">{frame.label}</span>}
       </div>

@@ -81,7 +81,9 @@ export function ModelPanel() {
           </p>
         </div>
       ) : (
-        <p className="muted">{status === 'loading' ? `Loading ${label}…` : 'No model loaded.'}</p>
+        <p className="muted">
+          {status === 'loading' ? `Loading ${label}…` : status === 'error' ? `${label} could not be loaded (see the message above).` : 'No model loaded.'}
+        </p>
       )}
       <LoadPhases />
       <form className="model-url" onSubmit={loadUrl}>

@@ -1,0 +1,144 @@
+// `npm run test:e2e`: builds the app, serves dist/ on a free port, drives Debian's Chromium
+// through the user journeys on WASM and on WebGPU (SwiftShader), and stops the server.
+// Exit code 0 only when every check passed. Screenshots land in docs/screenshots/.
+//
+// Environment:
+//   E2E_MODEL_DIR   serve this package folder at /e2e-model/ and use it instead of the default
+//   E2E_BACKENDS    comma list of journeys: wasm,webgpu (default both)
+//   E2E_NO_BUILD=1  reuse the existing dist/
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startServer } from './server.mjs';
+import { errorJourney, journey, offlineJourney } from './scenarios.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const dist = path.join(root, 'dist');
+const shots = path.join(root, 'docs/screenshots');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const BASE_FLAGS = [
+  '--no-sandbox',
+  '--headless=new',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+const backends = (process.env.E2E_BACKENDS ?? 'wasm,webgpu').split(',').map((b) => b.trim());
+const PROMPTS = ['a red circle on a blue background', 'a small yellow square on a black background'];
+
+function build() {
+  if (process.env.E2E_NO_BUILD === '1' && existsSync(dist)) return;
+  console.log('▶ vite build');
+  const run = spawnSync('npx', ['vite', 'build', '--logLevel', 'warn'], { cwd: root, stdio: 'inherit' });
+  if (run.status !== 0) throw new Error('vite build failed');
+}
+
+function modelQuery() {
+  if (process.env.E2E_MODEL_DIR) return { mounts: { '/e2e-model/': path.resolve(process.env.E2E_MODEL_DIR) }, model: '/e2e-model/' };
+  const manifest = path.join(dist, 'models/hart-shapes/manifest.json');
+  if (!existsSync(manifest)) throw new Error(`the default model package is missing (${manifest}); set E2E_MODEL_DIR`);
+  return { mounts: {}, model: undefined };
+}
+
+function query(backend, model) {
+  const params = new URLSearchParams();
+  if (backend) params.set('backend', backend);
+  if (model) params.set('model', model);
+  const text = params.toString();
+  return text ? `?${text}` : '';
+}
+
+const results = [];
+async function step(name, fn) {
+  const started = Date.now();
+  process.stdout.write(`  … ${name}\n`);
+  try {
+    const value = await fn();
+    results.push({ name, ok: true, seconds: (Date.now() - started) / 1000 });
+    console.log(`  ✓ ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+    return value;
+  } catch (error) {
+    results.push({ name, ok: false, seconds: (Date.now() - started) / 1000, error: error.message });
+    console.log(`  ✗ ${name}: ${error.message}`);
+    throw error;
+  }
+}
+
+async function withBrowser(flags, fn) {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...BASE_FLAGS, ...flags] });
+  try {
+    return await fn(browser);
+  } finally {
+    await browser.close();
+  }
+}
+
+/** Runs one journey; a failed check ends that journey but not the others. */
+async function attempt(fn) {
+  try {
+    return await fn();
+  } catch {
+    return undefined;
+  }
+}
+
+async function main() {
+  const started = Date.now();
+  build();
+  const { mounts, model } = modelQuery();
+  const server = await startServer(dist, mounts);
+  console.log(`▶ serving ${dist} at ${server.url}`);
+  const timeouts = { load: 240_000, run: 240_000 };
+  const webgpuTimeouts = { load: 400_000, run: 400_000 };
+  const measured = [];
+  try {
+    if (backends.includes('wasm')) {
+      // WebGPU switched off (no --enable-unsafe-webgpu): no adapter, so 'auto' must fall back to WASM and say why.
+      await withBrowser([], async (browser) => {
+        console.log('▶ WASM (WebGPU unavailable, backend=auto)');
+        const common = { browser, baseUrl: server.url, shots, timeouts, prompts: PROMPTS, step };
+        const result = {};
+        measured.push(result);
+        const expectBadge = { name: 'WASM', reason: /adapter|WebGPU/i };
+        await attempt(() => journey({ ...common, result, query: query('auto', model), label: 'wasm', expectBadge }));
+        await attempt(() => errorJourney({ ...common, query: query('wasm', model) }));
+        await attempt(() => offlineJourney({ ...common, query: query('wasm', model) }));
+      });
+    }
+    if (backends.includes('webgpu')) {
+      // SwiftShader is a software adapter: 'auto' would pick WASM, so the test forces WebGPU.
+      await withBrowser(['--enable-unsafe-webgpu'], async (browser) => {
+        console.log('▶ WebGPU (SwiftShader, backend=webgpu forced)');
+        const result = {};
+        measured.push(result);
+        const common = { browser, baseUrl: server.url, shots, timeouts: webgpuTimeouts, prompts: PROMPTS, step };
+        await attempt(() => journey({ ...common, result, query: query('webgpu', model), label: 'webgpu', expectBadge: { name: 'WebGPU' } }));
+      });
+    }
+  } finally {
+    await server.close();
+  }
+
+  console.log('\nMeasurements (from the key press, in the page)');
+  for (const m of measured.filter((m) => m.label)) {
+    const first = m.firstPreviewMs !== undefined ? `${(m.firstPreviewMs / 1000).toFixed(2)} s` : 'n/a';
+    const final = m.finalMs !== undefined ? `${(m.finalMs / 1000).toFixed(2)} s` : 'n/a';
+    console.log(`  ${m.label.padEnd(7)} first preview ${first}, final image ${final} | badge: ${m.badge}`);
+  }
+  const failed = results.filter((r) => !r.ok);
+  console.log(`\n${results.length - failed.length}/${results.length} e2e checks passed in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  for (const f of failed) console.log(`  ✗ ${f.name}: ${f.error}`);
+  return failed.length === 0 && results.length > 0 ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error) => {
+    console.error(`e2e runner failed: ${error.message}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,230 @@
+// What a person does with the app, checked in a real Chromium: load, generate, watch every scale,
+// keep, reload, download, cancel, and the error and offline paths.
+import { readFileSync } from 'node:fs';
+import { PNG } from 'pngjs';
+import {
+  CANVAS,
+  check,
+  installRecorder,
+  markStart,
+  recorded,
+  screenshotState,
+  statusText,
+  waitForStatus,
+} from './checks.mjs';
+import { pngTextChunks } from './pngText.mjs';
+
+async function openApp(context, url, loadTimeout) {
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error' && !/favicon|not assigned to the preferred execution providers/i.test(message.text())) {
+      problems.push(`console error: ${message.text()}`);
+    }
+  });
+  await page.goto(url);
+  await waitForStatus(page, /^Ready$/, loadTimeout);
+  return { page, problems };
+}
+
+async function scaleCount(page) {
+  const text = await page.locator('.model-info .small').textContent();
+  const match = /(\d+) scales/.exec(text ?? '');
+  check(match, `the model panel does not say how many scales the model has ("${text}")`);
+  return Number(match[1]);
+}
+
+async function galleryItems(page) {
+  return page.getByRole('list', { name: 'Gallery' }).getByRole('listitem').count();
+}
+
+/**
+ * Types a prompt, presses Enter and follows the run to the end. Returns the status log and the
+ * times to the first preview and to the final image, measured in the page from the key press.
+ */
+async function generateAndWatch(page, prompt, runTimeout) {
+  const box = page.getByRole('textbox', { name: 'Prompt' });
+  await box.fill(prompt);
+  await markStart(page);
+  await box.press('Enter');
+  await waitForStatus(page, /^Done in \d+\.\d s$/, runTimeout);
+  const log = await recorded(page);
+  const first = log.find((entry) => /^Scale 1 of/.test(entry.text));
+  const done = log.find((entry) => entry.text.startsWith('Done'));
+  return { log, firstPreviewMs: first?.t, finalMs: done?.t };
+}
+
+function checkScales(log, K, refining) {
+  const scales = log.filter((entry) => entry.text.startsWith('Scale'));
+  const expected = Array.from({ length: K }, (_, k) => `Scale ${k + 1} of ${K}`);
+  check(
+    JSON.stringify(scales.map((s) => s.text)) === JSON.stringify(expected),
+    `the status did not pass through every scale in order: saw ${JSON.stringify(scales.map((s) => s.text))}`,
+  );
+  for (let k = 1; k < scales.length; k++) {
+    check(scales[k].hash !== scales[k - 1].hash, `the canvas did not change between "${scales[k - 1].text}" and "${scales[k].text}"`);
+  }
+  check(scales.every((s) => s.opaque), 'a preview was drawn transparent (blank canvas)');
+  if (refining) check(log.some((e) => e.text === 'Refining'), 'the status never read "Refining" although residual diffusion is on');
+  const done = log[log.length - 1];
+  check(done.text.startsWith('Done'), `the run ended on "${done.text}"`);
+  check(done.colors > 1, 'the final image is a single flat colour');
+  check(done.hash !== scales[scales.length - 1].hash, 'the final image is identical to the last preview');
+  return scales;
+}
+
+/** The full user journey on one backend. Returns measurements for the report. */
+export async function journey({ browser, baseUrl, query, label, expectBadge, shots, timeouts, prompts, step, result }) {
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+  result.label = label;
+  try {
+    const { page, problems } = await step(`${label}: page loads the default model`, async () => {
+      const opened = await openApp(context, `${baseUrl}/${query}`, timeouts.load);
+      const badge = (await opened.page.locator('.badge').textContent()) ?? '';
+      check(badge.includes(expectBadge.name), `the backend badge reads "${badge}", expected ${expectBadge.name}`);
+      if (expectBadge.reason) check(expectBadge.reason.test(badge), `the badge does not give the reason: "${badge}"`);
+      result.badge = badge;
+      await screenshotState(opened.page, shots, `${label}-ready`, { texts: ['Ready', expectBadge.name] });
+      return opened;
+    });
+    const K = await scaleCount(page);
+    await installRecorder(page);
+
+    await step(`${label}: Enter generates; status passes every "Scale k of K", canvas changes each scale, final image`, async () => {
+      const run = await generateAndWatch(page, prompts[0], timeouts.run);
+      checkScales(run.log, K, true);
+      result.firstPreviewMs = run.firstPreviewMs;
+      result.finalMs = run.finalMs;
+      result.pageMetrics = await page.locator('.run-times').textContent();
+      check((await galleryItems(page)) === 1, 'the finished image is not in the gallery');
+      await screenshotState(page, shots, `${label}-done`, { texts: [prompts[0], 'Done in'], canvasShown: true });
+    });
+
+    await step(`${label}: the timeline scrubs back to an earlier scale`, async () => {
+      const canvas = page.locator(CANVAS);
+      const before = await canvas.evaluate((c) => c.toDataURL());
+      await page.getByRole('button', { name: /^Show scale 2 / }).click();
+      const earlier = await canvas.evaluate((c) => c.toDataURL());
+      check(earlier !== before, 'picking scale 2 on the timeline did not change the canvas');
+      await page.getByRole('button', { name: 'Show the final image' }).click();
+      check((await canvas.evaluate((c) => c.toDataURL())) === before, 'picking the final frame did not bring the final image back');
+    });
+
+    await step(`${label}: the gallery entry survives a reload`, async () => {
+      await page.reload();
+      await waitForStatus(page, /^Ready$/, timeouts.load);
+      const items = page.getByRole('list', { name: 'Gallery' }).getByRole('listitem');
+      check((await items.count()) === 1, `after reload the gallery holds ${await items.count()} images`);
+      check((await items.first().textContent()).includes(prompts[0]), 'the reloaded gallery entry lost its prompt');
+      await installRecorder(page);
+    });
+
+    await step(`${label}: download as PNG carries prompt, seed, settings and model`, async () => {
+      const [download] = await Promise.all([
+        page.waitForEvent('download'),
+        page.getByRole('button', { name: `Download “${prompts[0]}” as PNG` }).click(),
+      ]);
+      const file = await download.path();
+      const bytes = new Uint8Array(readFileSync(file));
+      const text = pngTextChunks(bytes);
+      check(text.prompt === prompts[0], `the PNG's prompt is "${text.prompt}"`);
+      check(/^\d+$/.test(text.seed ?? ''), `the PNG's seed is "${text.seed}"`);
+      const settings = JSON.parse(text.settings ?? '{}');
+      check(typeof settings.cfg === 'number' && typeof settings.residual === 'boolean', `the PNG's settings are "${text.settings}"`);
+      check(Boolean(text.model), 'the PNG names no model');
+      const png = PNG.sync.read(Buffer.from(bytes));
+      check(png.width > 1 && png.width === png.height, `the PNG is ${png.width}×${png.height}`);
+      check(download.suggestedFilename().endsWith('.png'), `the download is named ${download.suggestedFilename()}`);
+      result.pngText = { prompt: text.prompt, seed: text.seed, model: text.model };
+    });
+
+    await step(`${label}: Cancel stops a run at once, the next run completes`, async () => {
+      const box = page.getByRole('textbox', { name: 'Prompt' });
+      await box.fill(prompts[1]);
+      await markStart(page);
+      await page.getByRole('button', { name: 'Generate' }).click();
+      await waitForStatus(page, /^Scale [2-9]\d* of/, timeouts.run, /^Done/);
+      await page.getByRole('button', { name: 'Cancel' }).click();
+      await waitForStatus(page, /^Cancelled$/, 2000);
+      await screenshotState(page, shots, `${label}-cancelled`, { texts: ['Cancelled'], canvasShown: true, minColors: 1 });
+      check((await galleryItems(page)) === 1, 'a cancelled run was added to the gallery');
+      const run = await generateAndWatch(page, prompts[1], timeouts.run);
+      checkScales(run.log, K, true);
+      check((await galleryItems(page)) === 2, 'the run after a cancel did not reach the gallery');
+      // A Generate while a run is going replaces it: one new gallery entry, never two at once.
+      await box.fill(prompts[0]);
+      await page.getByRole('button', { name: 'Generate' }).click();
+      await waitForStatus(page, /^Scale [2-9]\d* of/, timeouts.run, /^Done/);
+      await box.fill(prompts[1]);
+      await page.getByRole('button', { name: 'Generate' }).click();
+      await waitForStatus(page, /^Done in/, timeouts.run);
+      const items = page.getByRole('list', { name: 'Gallery' }).getByRole('listitem');
+      check((await items.count()) === 3, `replacing a run left ${await items.count()} gallery images (expected 3)`);
+      check((await items.first().textContent()).includes(prompts[1]), 'the replacing run is not the newest gallery image');
+      await screenshotState(page, shots, `${label}-gallery`, { texts: ['Gallery', prompts[1]], canvasShown: true });
+    });
+
+    check(problems.length === 0, `the page logged errors: ${problems.join(' | ')}`);
+    await page.close();
+  } finally {
+    await context.close();
+  }
+  return result;
+}
+
+/** A model URL that does not exist: the page says which file failed, in words. */
+export async function errorJourney({ browser, baseUrl, query, shots, timeouts, step }) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  try {
+    await step('error: a missing model is reported in the page', async () => {
+      const page = await context.newPage();
+      await page.goto(`${baseUrl}/${query}`);
+      await waitForStatus(page, /^(Ready|Model not loaded)$/, timeouts.load);
+      await page.getByRole('textbox', { name: 'Model URL' }).fill(`${baseUrl}/models/does-not-exist/`);
+      await page.getByRole('button', { name: 'Load' }).click();
+      await waitForStatus(page, /^Model not loaded$/, timeouts.load);
+      const alert = (await page.getByRole('alert').textContent()) ?? '';
+      check(/manifest\.json/.test(alert) && /404/.test(alert), `the error does not name the file and cause: "${alert}"`);
+      await screenshotState(page, shots, 'error-missing-model', { texts: ['The model could not be loaded', 'manifest.json'] });
+    });
+  } finally {
+    await context.close();
+  }
+}
+
+/** After one visit, the app and the model load without a network. */
+export async function offlineJourney({ browser, baseUrl, query, timeouts, prompts, step }) {
+  const context = await browser.newContext({ viewport: { width: 420, height: 900 } });
+  try {
+    await step('offline: a second visit loads app and model without network', async () => {
+      const page = await context.newPage();
+      await page.goto(`${baseUrl}/${query}`);
+      await waitForStatus(page, /^Ready$/, timeouts.load);
+      // The service worker claims the page once it is active; wait for that before going offline.
+      await page.waitForFunction(() => navigator.serviceWorker?.controller !== null, null, { timeout: timeouts.load });
+      // …and until it has kept the page's scripts, which loaded before it existed.
+      const scripts = await page.evaluate(() => [...document.scripts].map((s) => s.src).filter(Boolean));
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const kept = await page.evaluate(async (urls) => {
+          const cache = await caches.open('hart-web-shell-v1');
+          return (await Promise.all(urls.map((u) => cache.match(u)))).every(Boolean);
+        }, scripts);
+        if (kept) break;
+        check(Date.now() < deadline, 'the service worker never kept the page scripts');
+        await page.waitForTimeout(200);
+      }
+      await context.setOffline(true);
+      await page.reload();
+      await waitForStatus(page, /^Ready$/, timeouts.load);
+      await installRecorder(page);
+      await page.getByRole('textbox', { name: 'Prompt' }).fill(prompts[0]);
+      await page.getByRole('button', { name: 'Generate' }).click();
+      await waitForStatus(page, /^Done in/, timeouts.run);
+      check((await statusText(page)).startsWith('Done'), 'offline generation did not finish');
+    });
+  } finally {
+    await context.close();
+  }
+}

@@ -1,0 +1,65 @@
+// A tiny static server for the built app, with the headers the app needs (COOP/COEP make the page
+// cross-origin isolated, as `vite preview` does). Extra folders can be mounted under a prefix.
+import { createServer } from 'node:http';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.png': 'image/png',
+  '.svg': 'image/svg+xml',
+};
+
+async function resolveFile(root, urlPath) {
+  const decoded = decodeURIComponent(urlPath);
+  const file = path.resolve(root, `.${decoded}`);
+  if (!file.startsWith(path.resolve(root))) return undefined;
+  try {
+    const info = await stat(file);
+    if (info.isDirectory()) return resolveFile(root, path.posix.join(decoded, 'index.html'));
+    return { file, size: info.size };
+  } catch {
+    return undefined;
+  }
+}
+
+/** mounts: { '/prefix/': '/abs/folder' }; everything else comes from root. */
+export async function startServer(root, mounts = {}) {
+  const server = createServer(async (req, res) => {
+    const { pathname } = new URL(req.url, 'http://localhost');
+    const mount = Object.keys(mounts).find((prefix) => pathname.startsWith(prefix));
+    const found = mount
+      ? await resolveFile(mounts[mount], `/${pathname.slice(mount.length)}`)
+      : await resolveFile(root, pathname);
+    const headers = {
+      'Cross-Origin-Opener-Policy': 'same-origin',
+      'Cross-Origin-Embedder-Policy': 'require-corp',
+      'Cache-Control': 'no-cache',
+    };
+    if (!found) {
+      res.writeHead(404, { ...headers, 'Content-Type': 'text/plain' });
+      res.end('not found');
+      return;
+    }
+    const type = TYPES[path.extname(found.file)] ?? 'application/octet-stream';
+    res.writeHead(200, { ...headers, 'Content-Type': type, 'Content-Length': String(found.size) });
+    if (req.method === 'HEAD') res.end();
+    else createReadStream(found.file).pipe(res);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections?.();
+        server.close(() => resolve());
+      }),
+  };
+}
