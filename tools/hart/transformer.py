@@ -73,7 +73,9 @@ class Attention(nn.Module):
         if past is not None:
             k = torch.cat([past[0], k], dim=2)
             v = torch.cat([past[1], v], dim=2)
-        scores = torch.matmul(q, k.transpose(-1, -2)) * self.scale
+        # Scale q before the product: the raw q·k is 1/scale = 4√hd times larger and is what
+        # would overflow first in a float16 graph.
+        scores = torch.matmul(q * self.scale, k.transpose(-1, -2))
         if attn_bias is not None:
             scores = scores + attn_bias
         out = torch.matmul(scores.softmax(dim=-1), v)

