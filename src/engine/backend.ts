@@ -92,3 +92,12 @@ export async function chooseBackend({ ort, requested = 'auto', gpu = defaultGpu(
   const how = requested === 'webgpu' ? 'WebGPU was requested' : 'WebGPU';
   return { backend: 'webgpu', fp16, reason: `${how} on ${adapterName(adapter)}, ${f16Note}.` };
 }
+
+/**
+ * Calls `onLost` when ORT's WebGPU device is lost (driver reset, out of memory). ORT creates the
+ * device with the first WebGPU session and exposes it as `env.webgpu.device`.
+ */
+export function watchDeviceLoss(ort: Ort, onLost: (message: string) => void): void {
+  const device = (ort.env as { webgpu?: { device?: { lost?: Promise<{ message?: string; reason?: string }> } } }).webgpu?.device;
+  void device?.lost?.then((info) => onLost(info.message || info.reason || 'unknown reason'));
+}

@@ -1,5 +1,5 @@
 // The engine's entry points: load a model package onto a backend, and wrap it as an `Engine`.
-import { chooseBackend, type BackendRequest, type GpuLike, type Ort } from './backend';
+import { chooseBackend, watchDeviceLoss, type BackendRequest, type GpuLike, type Ort } from './backend';
 import { BadPackageError, EngineError, toEngineError } from './errors';
 import { createFetchIO, type PackageIO } from './io';
 import { GRAPH_NAMES, type GraphName } from './manifest';
@@ -98,7 +98,7 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
   }
 
   const { diffusion } = manifest.model;
-  return {
+  const model: LoadedModel = {
     ort,
     manifest,
     backend,
@@ -108,6 +108,8 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
     codebook: tables.get('codebook')!,
     diffusion: diffusionConstants(diffusion.steps, diffusion.trainSteps, diffusion.schedule),
   };
+  if (backend.backend === 'webgpu') watchDeviceLoss(ort, (message) => (model.deviceLost = message));
+  return model;
 }
 
 /** An Engine that also exposes its loaded model and the pipeline's test hooks (trace, forced tokens). */
@@ -140,6 +142,7 @@ export function createEngine(model: LoadedModel): LoadedEngine {
     analyzePrompt: (prompt: string) => model.tokenizer.analyze(prompt),
     async generate(request: GenerateRequest, options?: PipelineOptions): Promise<GenerateResult> {
       if (disposed) throw new EngineError('internal', 'This engine was disposed; load the model again.');
+      if (model.deviceLost) throw new EngineError('device-lost', `The GPU device was lost (${model.deviceLost}); load the model again.`);
       try {
         return await generate(model, request, options);
       } catch (error) {

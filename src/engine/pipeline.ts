@@ -30,6 +30,8 @@ export interface LoadedModel {
   scaleTables: ScaleTables;
   codebook: Float32Array;
   diffusion: DiffusionConstants;
+  /** Set when the WebGPU device was lost: the sessions are unusable from then on. */
+  deviceLost?: string;
 }
 
 /** What a parity test or a debugger can watch, scale by scale. */

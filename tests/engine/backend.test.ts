@@ -69,3 +69,20 @@ describe('run queue', () => {
     expect(queue.size).toBe(0);
   });
 });
+
+describe('device loss', () => {
+  it('reports when the WebGPU device ORT created is lost', async () => {
+    const { watchDeviceLoss } = await import('../../src/engine/backend');
+    let lose!: (info: { message: string }) => void;
+    const lost = new Promise<{ message: string }>((resolve) => (lose = resolve));
+    const ort = { env: { webgpu: { device: { lost } } } } as unknown as Ort;
+    const seen: string[] = [];
+    watchDeviceLoss(ort, (message) => seen.push(message));
+    watchDeviceLoss({ env: {} } as unknown as Ort, (message) => seen.push(`unexpected ${message}`));
+    expect(seen).toEqual([]);
+    lose({ message: 'out of memory' });
+    await lost;
+    await Promise.resolve();
+    expect(seen).toEqual(['out of memory']);
+  });
+});
