@@ -20,17 +20,18 @@ import sys
 import time
 from dataclasses import asdict
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TOOLS)
 sys.path.insert(0, TOOLS)
 
-from hart.quantizer import QuantizerConfig  # noqa: E402
+# train_utils first: it sets OMP_WAIT_POLICY before torch creates its thread pool.
 from hart.train_utils import (ProgressLog, Stopwatch, autocast_bf16, cosine_lr, load_checkpoint,  # noqa: E402
                               psnr, rng_state, save_checkpoint, set_lr, set_rng_state, setup_cpu)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from hart.quantizer import QuantizerConfig  # noqa: E402
 from hart.vae import HybridTokenizer, VaeConfig  # noqa: E402
 
 DEFAULT_PATCH_NUMS = "1,2,3,4,5,6,8,10,13,16"
@@ -40,6 +41,8 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/tokenizer")
     ap.add_argument("--minutes", type=float, default=45.0, help="total training time, both stages")
+    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                    help="cpu: minutes of this job's own compute (robust to other jobs on the box); wall: wall-clock")
     ap.add_argument("--stage2-fraction", type=float, default=0.3, help="share of the time for hybrid training")
     # A private cache under runs/: another job rebuilding a shared cache cannot pull the file from under us.
     ap.add_argument("--data", default=os.path.join(REPO, "runs", "shapes-20k"), help="shapes .npy cache folder")
@@ -208,14 +211,15 @@ def main(argv=None):
     optimizer = make_optimizer(params, args.lr)
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
-    clock = Stopwatch(ckpt["elapsed"] if ckpt is not None else 0.0)
+    clock = Stopwatch(ckpt["elapsed"] if ckpt is not None else 0.0, mode=args.clock, threads=args.threads)
 
     n_params = sum(p.numel() for p in model.parameters())
     if ckpt is None:
         log.write(f"start: {n_params / 1e6:.2f}M parameters (decoder "
                   f"{sum(p.numel() for p in model.decoder.parameters()) / 1e6:.2f}M), vae={asdict(vae_cfg)}, "
                   f"quantizer={asdict(q_cfg)}, batch={args.batch}, lr={args.lr}, minutes={args.minutes}, "
-                  f"stage 2 from minute {stage1_s / 60:.1f}")
+                  f"stage 2 from minute {stage1_s / 60:.1f} ({args.clock} clock), "
+                  f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     else:
         log.write(f"resume at step {step}, stage {stage}, {clock.elapsed() / 60:.1f} min trained")
 
@@ -225,7 +229,7 @@ def main(argv=None):
             "elapsed": clock.elapsed(), "usage": usage.hits, "rng": rng_state(), "done": done,
             "config": {"vae": asdict(vae_cfg), "quantizer": asdict(q_cfg)}, "metrics": metrics})
 
-    last_eval = last_ckpt = time.time()
+    last_eval = last_ckpt = wall_start = time.time()
     window = {"loss": 0.0, "vq": 0.0, "n": 0, "images": 0, "t": time.time(), "replaced": 0}
 
     def report(tag="progress"):
@@ -233,6 +237,7 @@ def main(argv=None):
         n = max(window["n"], 1)
         rate = window["images"] / max(time.time() - window["t"], 1e-6)
         log.write(f"{tag} step {step} stage {stage} elapsed {clock.elapsed() / 60:.1f} min "
+                  f"(wall {(time.time() - wall_start) / 60:.1f} min this run) "
                   f"loss {window['loss'] / n:.4f} vq {window['vq'] / n:.4f} lr {optimizer.param_groups[0]['lr']:.2e} "
                   f"psnr_discrete {m['psnr_discrete']:.2f} psnr_continuous {m['psnr_continuous']:.2f} "
                   f"gain {m['psnr_continuous'] - m['psnr_discrete']:+.2f} dB codes_used "
