@@ -1,0 +1,115 @@
+"""Encode the shapes cache with a trained hybrid tokenizer, once, for generator training.
+
+    /usr/bin/python3 tools/encode_dataset.py --tokenizer runs/tokenizer/tokenizer.pt \
+        --data runs/shapes-20k --out runs/generator/encoded.npz
+
+Per image it stores what teacher-forced training needs (hart.md §4.2, §9):
+  - `indices` int16 [N, Σ pn_k²]: the multi-scale token maps, scale after scale, row-major;
+  - `residual` float16 [N, h², Cv]: the continuous residual f − f_hat_discrete of the last
+    scale (the residual diffusion head's target, in latent units), row-major tokens;
+  - `captions`: the caption of each image.
+The scale inputs (Down_area of f_hat) are rebuilt from the indices during training: that costs
+little next to the transformer and keeps the file small.
+"""
+import argparse
+import hashlib
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+TOOLS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TOOLS)
+if TOOLS not in sys.path:
+    sys.path.insert(0, TOOLS)
+
+from hart.train_utils import autocast_bf16  # noqa: E402
+from hart.vae import HybridTokenizer, load_tokenizer  # noqa: E402
+
+
+def tokenizer_fingerprint(tokenizer: HybridTokenizer) -> str:
+    """A short hash of the tokenizer's weights: an encoding made with other weights is stale."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(tokenizer.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@torch.no_grad()
+def encode_images(tokenizer: HybridTokenizer, images_uint8: np.ndarray, bf16: bool = True):
+    """uint8 [B, H, W, 3] → (indices int64 [B, Σ pn²], residual float32 [B, h², Cv]).
+
+    The encoder runs under bf16 autocast (several times faster here); the quantization, which
+    defines the targets, runs in fp32 on its output.
+    """
+    x = torch.from_numpy(np.array(images_uint8)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    with autocast_bf16(bf16):
+        f = tokenizer.encode_continuous(x)
+    f = f.float()
+    idx_list, _, residual = tokenizer.quantize.encode_indices(f)
+    indices = torch.cat([idx.reshape(idx.shape[0], -1) for idx in idx_list], dim=1)
+    return indices, residual.flatten(2).transpose(1, 2)
+
+
+def encode_cache(tokenizer: HybridTokenizer, images: np.ndarray, batch: int = 32, log=print) -> dict:
+    n = images.shape[0]
+    q = tokenizer.quantizer_config
+    total = sum(pn * pn for pn in q.patch_nums)
+    side = q.patch_nums[-1]
+    indices = np.zeros((n, total), dtype=np.int16)
+    residual = np.zeros((n, side * side, q.channels), dtype=np.float16)
+    t0 = last = time.time()
+    for start in range(0, n, batch):
+        stop = min(n, start + batch)
+        idx, res = encode_images(tokenizer, images[start:stop])
+        indices[start:stop] = idx.numpy().astype(np.int16)
+        residual[start:stop] = res.numpy().astype(np.float16)
+        if time.time() - last > 60:
+            log(f"encoded {stop}/{n} images ({stop / (time.time() - t0):.1f} img/s)")
+            last = time.time()
+    return {"indices": indices, "residual": residual}
+
+
+def load_or_encode(tokenizer: HybridTokenizer, data_dir: str, out_path: str, limit: int = 0, log=print) -> dict:
+    """The encoded data set (from out_path when it matches this tokenizer and data, else encoded now)."""
+    from shapes.dataset import load_cache
+    images, meta = load_cache(data_dir)
+    n = images.shape[0] if limit <= 0 else min(limit, images.shape[0])
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    if os.path.exists(out_path):
+        blob = np.load(out_path)
+        if str(blob["fingerprint"]) == fingerprint and int(blob["n"]) == n:
+            return {"indices": blob["indices"], "residual": blob["residual"], "captions": list(blob["captions"])}
+        log(f"{out_path} was made with another tokenizer or data size: encoding again")
+    t0 = time.time()
+    log(f"encoding {n} images of {data_dir} with the tokenizer (once)")
+    encoded = encode_cache(tokenizer, images[:n], log=log)
+    encoded["captions"] = list(meta["captions"][:n])
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    tmp = out_path + ".tmp.npz"
+    np.savez(tmp, indices=encoded["indices"], residual=encoded["residual"],
+             captions=np.array(encoded["captions"]), fingerprint=np.array(fingerprint), n=np.array(n))
+    os.replace(tmp, out_path)
+    log(f"encoded {n} images in {time.time() - t0:.0f} s → {out_path}")
+    return encoded
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokenizer", required=True, help="tokenizer.pt from train_tokenizer.py")
+    ap.add_argument("--data", default=os.path.join(REPO, "runs", "shapes-20k"))
+    ap.add_argument("--out", default=os.path.join(REPO, "runs", "generator", "encoded.npz"))
+    ap.add_argument("--limit", type=int, default=0, help="encode only the first N images (0: all)")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    encoded = load_or_encode(load_tokenizer(a.tokenizer), a.data, a.out, a.limit)
+    print(f"{len(encoded['captions'])} images, indices {encoded['indices'].shape}, "
+          f"residual {encoded['residual'].shape} (rms {np.sqrt(np.mean(np.square(encoded['residual'][:256].astype(np.float32)))):.3f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Generator training on the tiny config: the fast forward matches the reference, loss falls, resume works."""
+import contextlib
+import dataclasses
+import io
+import os
+import shutil
+import tempfile
+import unittest
+
+import numpy as np
+import torch
+
+import train_generator as tg
+from hart.config import get_config
+from hart.model import HartModel
+from hart.vae import HybridTokenizer
+from shapes.dataset import build_cache
+
+TINY_SIZE = dict(width=64, depth=2, heads=2, text_width=32, text_depth=1, text_heads=2,
+                 diff_width=32, diff_depth=2)
+
+
+def tiny_args(folder, *extra):
+    argv = ["--tokenizer", os.path.join(folder, "tokenizer.pt"), "--out", os.path.join(folder, "run"),
+            "--config", "tiny", "--data", os.path.join(folder, "data"), "--batch", "8", "--lr", "3e-3",
+            "--warmup", "0.0", "--held-out", "4", "--diff-tokens", "8", "--log-seconds", "1e9",
+            "--checkpoint-minutes", "1e9", "--snapshot-minutes", "0", "--minutes", "10", "--threads", "1"]
+    for key, value in TINY_SIZE.items():
+        argv += ["--" + key.replace("_", "-"), str(value)]
+    return argv + list(extra)
+
+
+class TrainingForward(unittest.TestCase):
+    def setUp(self):
+        torch.manual_seed(0)
+        self.model = HartModel.random(get_config("shapes-128"), seed=1)
+        c = self.model.config
+        self.context = torch.randn(2, c.context_tokens, c.context_dim)
+        self.inputs = torch.randn(2, sum(pn * pn for pn in c.patch_nums[1:]), c.latent_channels)
+
+    def test_equals_block_causal_reference(self):
+        tr = self.model.transformer
+        with torch.no_grad():
+            ref_logits, ref_hidden = tr.forward_train(self.context, [5, 1], self.inputs)
+            logits, hidden = tg.training_forward(tr, self.context, [5, 1], self.inputs, tg.RopeCache(tr))
+        self.assertEqual(logits.shape, ref_logits.shape)
+        self.assertLess((logits - ref_logits).abs().max().item(), 1e-4)
+        self.assertLess((hidden - ref_hidden).abs().max().item(), 1e-4)
+
+    def test_thinned_last_scale_keeps_earlier_scales_and_picks_the_right_tokens(self):
+        tr, c = self.model.transformer, self.model.config
+        side2 = c.latent_side ** 2
+        order = torch.stack([torch.randperm(side2)[:10] for _ in range(2)])
+        with torch.no_grad():
+            full, _ = tg.training_forward(tr, self.context, [5, 3], self.inputs, tg.RopeCache(tr))
+            thin, hidden = tg.training_forward(tr, self.context, [5, 3], self.inputs, tg.RopeCache(tr), order)
+        self.assertEqual(thin.shape[1], full.shape[1] - side2 + 10)
+        self.assertEqual(hidden.shape[1], 10)
+        # Earlier scales never see the last scale (block-causal): their logits are unchanged.
+        self.assertLess((thin[:, :-10] - full[:, :-side2]).abs().max().item(), 1e-4)
+        # Kept last-scale tokens see fewer same-level keys, so they differ, but not wildly.
+        self.assertGreater((thin[:, -10:] - full[:, -side2:].gather(
+            1, order[:, :, None].expand(-1, -1, c.vocab_size))).abs().max().item(), 0.0)
+
+    def test_scale_weights(self):
+        c = self.model.config
+        w = tg.scale_weights(c, 0.0, c.latent_side ** 2)
+        self.assertAlmostEqual(w.sum().item(), 1.0, places=5)
+        self.assertTrue(torch.allclose(w, torch.full_like(w, w[0].item())))
+        w = tg.scale_weights(c, 1.0, c.latent_side ** 2)
+        self.assertAlmostEqual(w[0].item(), 1.0 / c.num_scales, places=5)   # equal weight per scale
+        self.assertAlmostEqual(w[-256:].sum().item(), 1.0 / c.num_scales, places=5)
+
+
+class TinyRun(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.folder = tempfile.mkdtemp(prefix="train_generator_")
+        config = get_config("tiny")
+        torch.manual_seed(0)
+        tokenizer = HybridTokenizer(config.vae, config.quantizer)
+        torch.save({"state_dict": tokenizer.state_dict(),
+                    "config": {"vae": dataclasses.asdict(config.vae), "quantizer": dataclasses.asdict(config.quantizer)}},
+                   os.path.join(cls.folder, "tokenizer.pt"))
+        build_cache(os.path.join(cls.folder, "data"), 24, seed=0, size=config.image_size, log_every=0)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.folder, ignore_errors=True)
+
+    def batch_loss(self, model, data, args):
+        with torch.no_grad():
+            out = tg.losses(model, data.batch(np.arange(16)), args, tg.RopeCache(model.transformer),
+                            torch.Generator().manual_seed(0), train=False)
+        return float(out["ce"]), float(out["diff"])
+
+    def test_loss_falls_and_resume_continues(self):
+        run = os.path.join(self.folder, "run")
+        with contextlib.redirect_stdout(io.StringIO()):
+            tg.main(tiny_args(self.folder, "--max-steps", "40"))
+        first = torch.load(os.path.join(run, "checkpoint.pt"))
+        self.assertEqual(first["step"], 40)
+        for name in ("transformer", "text_encoder", "ema", "optimizer"):
+            self.assertIn(name, first)
+
+        # The exported model (EMA weights) predicts the training tokens far better than the init.
+        args = tg.parse_args(tiny_args(self.folder))
+        trained = HartModel.from_checkpoint(os.path.join(run, "model.pt"))
+        self.assertEqual(torch.load(os.path.join(run, "model.pt"))["step"], 40)
+        fresh = HartModel.from_checkpoint(os.path.join(run, "model.pt"))
+        tg.init_weights(fresh)
+        data = tg.EncodedData(trained.config, np.load(os.path.join(run, "encoded.npz")))
+        ce_trained, _ = self.batch_loss(trained, data, args)
+        ce_fresh, _ = self.batch_loss(fresh, data, args)
+        self.assertLess(ce_trained, ce_fresh - 0.3)
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            tg.main(tiny_args(self.folder, "--max-steps", "45"))
+        second = torch.load(os.path.join(run, "checkpoint.pt"))
+        self.assertEqual(second["step"], 45)
+        self.assertGreater(second["elapsed_s"], first["elapsed_s"])
+        with open(os.path.join(run, "log.txt")) as f:
+            self.assertIn("resume at step 40", f.read())
+        # The resumed run started from the saved weights, not from a fresh init.
+        resumed, _ = self.batch_loss(HartModel.from_checkpoint(os.path.join(run, "model.pt")), data, args)
+        self.assertLess(resumed, ce_fresh - 0.3)
+
+
+if __name__ == "__main__":
+    unittest.main()
