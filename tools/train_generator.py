@@ -53,37 +53,43 @@ from hart.vae import HybridTokenizer, VaeConfig  # noqa: E402
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tokenizer", required=True, help="tokenizer.pt written by train_tokenizer.py")
+    ap.add_argument("--tokenizer", help="tokenizer.pt written by train_tokenizer.py (a resumed run may omit it)")
+    ap.add_argument("--resume-from", help="continue from this model file when --out has no checkpoint "
+                                          "(e.g. checkpoints/hart-shapes-128.pt)")
     ap.add_argument("--out", default="runs/generator")
     ap.add_argument("--minutes", type=float, default=70.0, help="training time (encoding not counted)")
     ap.add_argument("--config", default="shapes-128", help="base config; the tokenizer's vae/quantizer replace its own")
     ap.add_argument("--data", default=os.path.join(REPO, "runs", "shapes-20k"), help="shapes .npy cache folder")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
     # Model size (a fresh run only; a resumed run keeps the config stored in its checkpoint).
-    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--width", type=int, default=192)
     ap.add_argument("--depth", type=int, default=6)
-    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=3)
     ap.add_argument("--text-width", type=int, default=128)
     ap.add_argument("--text-depth", type=int, default=2)
     ap.add_argument("--text-heads", type=int, default=2)
-    ap.add_argument("--diff-width", type=int, default=256)
+    ap.add_argument("--diff-width", type=int, default=192)
     ap.add_argument("--diff-depth", type=int, default=3)
+    # Sampling defaults written into the model (and the package manifest).
+    ap.add_argument("--cfg", type=float, default=4.0)
+    ap.add_argument("--top-k", type=int, default=20)
+    ap.add_argument("--top-p", type=float, default=0.0)
     # Optimisation.
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--weight-decay", type=float, default=0.05)
-    ap.add_argument("--warmup", type=float, default=0.03, help="share of the budget for linear warm-up")
-    ap.add_argument("--ema", type=float, default=0.998)
+    ap.add_argument("--warmup", type=float, default=0.05, help="share of the budget for linear warm-up")
+    ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--cond-drop", type=float, default=0.1, help="condition dropout (HART's cond_drop_rate)")
     ap.add_argument("--diff-mul", type=int, default=4, help="noise draws per token (HART's diffusion_batch_mul)")
-    ap.add_argument("--diff-tokens", type=int, default=64, help="last-scale tokens per image for the diffusion loss")
+    ap.add_argument("--diff-tokens", type=int, default=32, help="last-scale tokens per image for the diffusion loss")
     ap.add_argument("--diff-weight", type=float, default=1.0)
     ap.add_argument("--scale-weight-power", type=float, default=0.5,
                     help="cross-entropy weight of scale k's tokens ∝ (1/pn_k²)^power (0: plain token mean)")
-    ap.add_argument("--last-keep", type=int, default=0,
+    ap.add_argument("--last-keep", type=int, default=64,
                     help="last-scale tokens kept in the training sequence (0: all; fewer is faster)")
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
-    ap.add_argument("--snapshot-minutes", type=float, default=15.0)
+    ap.add_argument("--snapshot-minutes", type=float, default=10.0)
     ap.add_argument("--log-seconds", type=float, default=60.0)
     ap.add_argument("--held-out", type=int, default=32, help="held-out images for the validation loss")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: time only)")
@@ -440,11 +446,20 @@ def main(argv=None):
     final_path = os.path.join(args.out, "model.pt")
 
     ckpt = load_checkpoint(ckpt_path)
-    tokenizer_blob = torch.load(args.tokenizer, map_location="cpu")
-    if ckpt is not None:
-        config = HartConfig.from_dict(ckpt["config"])
+    if ckpt is None and args.resume_from:
+        # E.g. the committed checkpoints/hart-shapes-128.pt: a model file (EMA weights) to continue from.
+        ckpt = torch.load(args.resume_from, map_location="cpu")
+        log.write(f"continuing from {args.resume_from}")
+    if args.tokenizer:
+        tokenizer_blob = torch.load(args.tokenizer, map_location="cpu")
+    elif ckpt is not None:
+        cfg = ckpt["config"]
+        tokenizer_blob = {"state_dict": ckpt["tokenizer"], "config": {"vae": cfg["vae"], "quantizer": cfg["quantizer"]}}
     else:
-        config = build_config(args, tokenizer_blob)
+        raise SystemExit("--tokenizer is needed for a fresh run")
+    config = HartConfig.from_dict(ckpt["config"]) if ckpt is not None else build_config(args, tokenizer_blob)
+    # Sampling defaults are not learned: they always come from the command line.
+    config.sampling = dataclasses.replace(config.sampling, cfg=args.cfg, top_k=args.top_k, top_p=args.top_p)
     model = HartModel.build(config)
     model.tokenizer.load_state_dict(tokenizer_blob["state_dict"])
     model.tokenizer.eval().requires_grad_(False)
@@ -463,12 +478,14 @@ def main(argv=None):
     optimizer = make_optimizer(model, args)
     step, snapshots_done = 0, 0
     if ckpt is not None:
-        ema.load(ckpt["ema"])
+        if ckpt.get("ema") is not None:
+            ema.load(ckpt["ema"])   # else the EMA starts at the loaded (already averaged) weights
         if ckpt.get("optimizer") is not None:
             optimizer.load_state_dict(ckpt["optimizer"])
         else:
             log.write("checkpoint has no optimizer state: AdamW starts afresh")
-        step, snapshots_done = ckpt["step"], ckpt.get("snapshots", 0)
+        step = ckpt["step"]
+        snapshots_done = ckpt.get("snapshots", int(ckpt["elapsed_s"] // max(args.snapshot_minutes * 60, 1e-9)))
         if "rng" in ckpt:
             set_rng_state(ckpt["rng"])
     clock = Stopwatch(ckpt["elapsed_s"] if ckpt is not None else 0.0)

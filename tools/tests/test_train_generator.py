@@ -125,6 +125,20 @@ class TinyRun(unittest.TestCase):
         resumed, _ = self.batch_loss(HartModel.from_checkpoint(os.path.join(run, "model.pt")), data, args)
         self.assertLess(resumed, ce_fresh - 0.3)
 
+        # A model file alone (the committed checkpoint: EMA weights, no optimizer) also continues,
+        # without the tokenizer file, and keeps its sampling defaults from the command line.
+        argv = tiny_args(self.folder, "--max-steps", "47", "--resume-from", os.path.join(run, "model.pt"),
+                         "--top-k", "7")
+        argv = argv[2:]                                   # drop --tokenizer
+        argv[argv.index("--out") + 1] = os.path.join(self.folder, "run2")
+        with contextlib.redirect_stdout(io.StringIO()):
+            tg.main(argv)
+        third = torch.load(os.path.join(self.folder, "run2", "model.pt"))
+        self.assertEqual(third["step"], 47)
+        self.assertEqual(third["config"]["sampling"]["top_k"], 7)
+        continued, _ = self.batch_loss(HartModel.from_checkpoint(third), data, args)
+        self.assertLess(continued, ce_fresh - 0.3)
+
 
 if __name__ == "__main__":
     unittest.main()
