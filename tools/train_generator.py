@@ -28,7 +28,11 @@ import sys
 import time
 
 import numpy as np
-import torch
+
+# Threads sleep instead of spinning while they wait: on this shared 2-core box spinning threads
+# steal the cores other jobs (and our own second thread) need. Read when torch loads OpenMP.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
 import torch.nn as nn
 import torch.nn.functional as F
 
