@@ -33,7 +33,15 @@ const store = createAppStore(
 const modelUrl = normalizeModelUrl(modelUrlFromSearch(location.search, DEFAULT_MODEL), location.href);
 void store.getState().loadGallery();
 void store.getState().loadModel({ kind: 'url', url: modelUrl }, modelUrl.replace(location.origin, ''));
-registerOfflineCache();
+registerOfflineCache(
+  new Promise<void>((resolve) => {
+    const unsubscribe = store.subscribe((state) => {
+      if (state.modelStatus !== 'ready') return;
+      unsubscribe();
+      resolve();
+    });
+  }),
+);
 
 createRoot(document.getElementById('root')!).render(
   <StrictMode>

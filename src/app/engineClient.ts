@@ -3,9 +3,15 @@
 import * as Comlink from 'comlink';
 import { toAppFailure, type AppFailure, type WorkerApi } from './protocol';
 
+export type CrashListener = (failure: AppFailure, restarted: boolean) => void;
+
 export interface EngineClient extends WorkerApi {
-  /** Listens for worker deaths; a fresh worker (without a model) is already in place. */
-  onCrash(listener: (failure: AppFailure) => void): () => void;
+  /**
+   * Listens for worker deaths. `restarted`: a fresh worker (without a model) is already in place.
+   * A worker that dies again before any call succeeded (e.g. its script cannot load) is not
+   * restarted in a loop; the next call starts one.
+   */
+  onCrash(listener: CrashListener): () => void;
   dispose(): void;
 }
 
@@ -19,13 +25,15 @@ export function createEngineClient(
   makeWorker: () => WorkerLike,
   connect: (worker: WorkerLike) => WorkerApi = (worker) => Comlink.wrap<WorkerApi>(worker as unknown as Worker) as unknown as WorkerApi,
 ): EngineClient {
-  const listeners = new Set<(failure: AppFailure) => void>();
-  let worker: WorkerLike;
+  const listeners = new Set<CrashListener>();
+  let worker: WorkerLike | undefined;
   let remote: WorkerApi;
   // Calls in flight on the current worker reject through this when it dies; comlink would
   // otherwise leave them pending forever.
   let rejectInFlight: (failure: AppFailure) => void = () => {};
   let died: Promise<never>;
+  // Deaths since the last call that succeeded.
+  let crashStreak = 0;
 
   function start(): void {
     worker = makeWorker();
@@ -38,22 +46,30 @@ export function createEngineClient(
     const onDeath = (event: Event) => {
       if (current !== worker) return;
       const detail = (event as ErrorEvent).message;
+      const cause = `The image engine stopped unexpectedly${detail ? ` (${detail})` : ''}.`;
+      const restart = ++crashStreak === 1;
       const failure: AppFailure = {
         code: 'worker-crashed',
-        message: `The image engine stopped unexpectedly${detail ? ` (${detail})` : ''}. It was restarted; the model is loading again.`,
+        message: restart
+          ? `${cause} It was restarted; the model is loading again.`
+          : `${cause} It failed again right after a restart, so it was left stopped: check the connection, then load the model again or reload the page.`,
       };
       rejectInFlight(failure);
       current.terminate();
-      start();
-      for (const listener of listeners) listener(failure);
+      worker = undefined;
+      if (restart) start();
+      for (const listener of listeners) listener(failure, restart);
     };
     worker.addEventListener('error', onDeath);
     worker.addEventListener('messageerror', onDeath);
   }
 
   async function call<T>(invoke: (api: WorkerApi) => Promise<T>): Promise<T> {
+    if (!worker) start();
     try {
-      return await Promise.race([invoke(remote), died]);
+      const result = await Promise.race([invoke(remote), died]);
+      crashStreak = 0;
+      return result;
     } catch (error) {
       throw toAppFailure(error);
     }
@@ -73,7 +89,8 @@ export function createEngineClient(
     },
     dispose() {
       listeners.clear();
-      worker.terminate();
+      worker?.terminate();
+      worker = undefined;
     },
   };
 }

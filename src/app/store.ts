@@ -18,13 +18,17 @@ export function createAppStore(deps: AppDeps, backendChoice: BackendChoice = 'au
     ...createGallerySlice(deps)(...args),
   }));
 
-  deps.client.onCrash((failure) => {
+  deps.client.onCrash((failure, restarted) => {
     const { modelSource, modelLabel, run } = store.getState();
     const wasRunning = run.phase === 'starting' || run.phase === 'scales' || run.phase === 'refining';
     store.setState({
       runError: failure,
       run: wasRunning ? { ...run, phase: 'error' } : run,
     });
+    if (!restarted) {
+      store.setState({ modelStatus: 'error', modelInfo: undefined });
+      return;
+    }
     if (modelSource) void store.getState().loadModel(modelSource, modelLabel);
   });
 

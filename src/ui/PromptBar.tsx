@@ -16,6 +16,9 @@ export function PromptBar() {
     if (event.key === 'Enter' && !event.shiftKey && !event.nativeEvent.isComposing) {
       event.preventDefault();
       void generate();
+    } else if (event.key === 'Escape' && running) {
+      event.preventDefault();
+      void cancel();
     }
   };
 
@@ -37,6 +40,7 @@ export function PromptBar() {
         placeholder={example ? `Describe an image, e.g. “${example}”` : 'Describe an image'}
         onChange={(event) => setPrompt(event.target.value)}
         onKeyDown={onKeyDown}
+        aria-describedby="prompt-keys"
         spellCheck={false}
         autoFocus
       />
@@ -44,10 +48,13 @@ export function PromptBar() {
         <button type="submit" className="primary" disabled={!ready}>
           Generate
         </button>
-        <button type="button" onClick={() => void cancel()} disabled={!running}>
+        <button type="button" onClick={() => void cancel()} disabled={!running} title="Stop the run (Esc)">
           Cancel
         </button>
       </div>
+      <p id="prompt-keys" className="visually-hidden">
+        Enter generates, Shift+Enter adds a line, Escape cancels a run.
+      </p>
       <PromptHints />
     </form>
   );

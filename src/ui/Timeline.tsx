@@ -13,18 +13,6 @@ export function Timeline() {
 
   return (
     <div className="timeline">
-      <input
-        type="range"
-        aria-label="Timeline position"
-        min={0}
-        max={frames.length - 1}
-        value={running ? frames.length - 1 : current}
-        disabled={running}
-        onChange={(event) => {
-          const index = Number(event.target.value);
-          selectFrame(index === frames.length - 1 ? null : index);
-        }}
-      />
       <ol className="timeline-strip" aria-label="Timeline">
         {frames.map((frame, index) => (
           <li key={index}>
@@ -42,6 +30,19 @@ export function Timeline() {
           </li>
         ))}
       </ol>
+      <input
+        type="range"
+        className="scrubber"
+        aria-label="Timeline position"
+        min={0}
+        max={frames.length - 1}
+        value={running ? frames.length - 1 : current}
+        disabled={running}
+        onChange={(event) => {
+          const index = Number(event.target.value);
+          selectFrame(index === frames.length - 1 ? null : index);
+        }}
+      />
     </div>
   );
 }

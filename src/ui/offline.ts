@@ -15,13 +15,17 @@ function shellFiles(): string[] {
   return [...new Set([...loaded, new URL(wasmUrl, location.href).href])];
 }
 
-export function registerOfflineCache(): void {
+/**
+ * `appLoaded` resolves once the worker script and the wasm have been fetched (the first model is
+ * ready): only then are all build files in the page's resource timing.
+ */
+export function registerOfflineCache(appLoaded: Promise<void>): void {
   // The dev server rebuilds modules on the fly: caching them there would serve stale code.
   if (!import.meta.env.PROD || !('serviceWorker' in navigator)) return;
   navigator.serviceWorker
     .register(`${import.meta.env.BASE_URL}sw.js`)
-    .then(() => navigator.serviceWorker.ready)
-    .then((registration) => registration.active?.postMessage({ type: 'keep', urls: shellFiles() }))
+    .then(() => Promise.all([navigator.serviceWorker.ready, appLoaded]))
+    .then(([registration]) => registration.active?.postMessage({ type: 'keep', urls: shellFiles() }))
     .catch(() => {
       // Without it the app still works online; offline use is a bonus, not a requirement to start.
     });

@@ -2,17 +2,24 @@
 // through the user journeys on WASM and on WebGPU (SwiftShader), and stops the server.
 // Exit code 0 only when every check passed. Screenshots land in docs/screenshots/.
 //
+// Models: the WASM journeys use the app's default package (public/models/hart-shapes). WebGPU on
+// SwiftShader is a software rasteriser, far too slow for that package on 2 cores (its warm-up
+// alone ran past 6 minutes), so the WebGPU journey loads the tiny golden-fixture package
+// (tests/fixtures/tiny, 4 scales at 32 px) through the same "?model=" URL a person can use.
+//
 // Environment:
-//   E2E_MODEL_DIR   serve this package folder at /e2e-model/ and use it instead of the default
-//   E2E_BACKENDS    comma list of journeys: wasm,webgpu (default both)
-//   E2E_NO_BUILD=1  reuse the existing dist/
+//   E2E_MODEL_DIR         serve this package at /e2e-model/ and use it instead of the default
+//   E2E_WEBGPU_MODEL_DIR  package for the WebGPU journey (default tests/fixtures/tiny)
+//   E2E_BACKENDS          comma list of journeys: wasm,webgpu (default both)
+//   E2E_NO_BUILD=1        reuse the existing dist/
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startServer } from './server.mjs';
-import { errorJourney, journey, offlineJourney } from './scenarios.mjs';
+import { startDevServer } from './devServer.mjs';
+import { autoPicksWasmJourney, devServerJourney, errorJourney, journey, offlineJourney } from './scenarios.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const dist = path.join(root, 'dist');
@@ -37,11 +44,24 @@ function build() {
   if (run.status !== 0) throw new Error('vite build failed');
 }
 
-function modelQuery() {
-  if (process.env.E2E_MODEL_DIR) return { mounts: { '/e2e-model/': path.resolve(process.env.E2E_MODEL_DIR) }, model: '/e2e-model/' };
-  const manifest = path.join(dist, 'models/hart-shapes/manifest.json');
-  if (!existsSync(manifest)) throw new Error(`the default model package is missing (${manifest}); set E2E_MODEL_DIR`);
-  return { mounts: {}, model: undefined };
+function requirePackage(dir, hint) {
+  if (!existsSync(path.join(dir, 'manifest.json'))) throw new Error(`no model package at ${dir} (${hint})`);
+  return dir;
+}
+
+/** Folders to serve besides dist/, and the `?model=` value of each journey (undefined: the app's default). */
+function models() {
+  const mounts = {};
+  let model;
+  if (process.env.E2E_MODEL_DIR) {
+    mounts['/e2e-model/'] = requirePackage(path.resolve(process.env.E2E_MODEL_DIR), 'E2E_MODEL_DIR');
+    model = '/e2e-model/';
+  } else {
+    requirePackage(path.join(dist, 'models/hart-shapes'), 'the default package, copied from public/models by vite build');
+  }
+  const tiny = path.resolve(process.env.E2E_WEBGPU_MODEL_DIR ?? path.join(root, 'tests/fixtures/tiny'));
+  mounts['/e2e-tiny/'] = requirePackage(tiny, 'E2E_WEBGPU_MODEL_DIR or tests/fixtures/tiny');
+  return { mounts, model, webgpuModel: '/e2e-tiny/' };
 }
 
 function query(backend, model) {
@@ -89,7 +109,7 @@ async function attempt(fn) {
 async function main() {
   const started = Date.now();
   build();
-  const { mounts, model } = modelQuery();
+  const { mounts, model, webgpuModel } = models();
   const server = await startServer(dist, mounts);
   console.log(`▶ serving ${dist} at ${server.url}`);
   const timeouts = { load: 240_000, run: 240_000 };
@@ -107,6 +127,13 @@ async function main() {
         await attempt(() => journey({ ...common, result, query: query('auto', model), label: 'wasm', expectBadge }));
         await attempt(() => errorJourney({ ...common, query: query('wasm', model) }));
         await attempt(() => offlineJourney({ ...common, query: query('wasm', model) }));
+        // The dev server serves the repository, so the fixture package is reachable by its path.
+        const dev = await startDevServer(root);
+        try {
+          await attempt(() => devServerJourney({ ...common, baseUrl: dev.url, query: query('wasm', '/tests/fixtures/tiny/') }));
+        } finally {
+          await dev.close();
+        }
       });
     }
     if (backends.includes('webgpu')) {
@@ -116,7 +143,8 @@ async function main() {
         const result = {};
         measured.push(result);
         const common = { browser, baseUrl: server.url, shots, timeouts: webgpuTimeouts, prompts: PROMPTS, step };
-        await attempt(() => journey({ ...common, result, query: query('webgpu', model), label: 'webgpu', expectBadge: { name: 'WebGPU' } }));
+        await attempt(() => journey({ ...common, result, query: query('webgpu', webgpuModel), label: 'webgpu', expectBadge: { name: 'WebGPU' } }));
+        await attempt(() => autoPicksWasmJourney({ ...common, query: query('auto', webgpuModel) }));
       });
     }
   } finally {

@@ -79,7 +79,7 @@ export async function journey({ browser, baseUrl, query, label, expectBadge, sho
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
   result.label = label;
   try {
-    const { page, problems } = await step(`${label}: page loads the default model`, async () => {
+    const { page, problems } = await step(`${label}: the page loads its model and names the backend`, async () => {
       const opened = await openApp(context, `${baseUrl}/${query}`, timeouts.load);
       const badge = (await opened.page.locator('.badge').textContent()) ?? '';
       check(badge.includes(expectBadge.name), `the backend badge reads "${badge}", expected ${expectBadge.name}`);
@@ -194,7 +194,7 @@ export async function errorJourney({ browser, baseUrl, query, shots, timeouts, s
 }
 
 /** After one visit, the app and the model load without a network. */
-export async function offlineJourney({ browser, baseUrl, query, timeouts, prompts, step }) {
+export async function offlineJourney({ browser, baseUrl, query, shots, timeouts, prompts, step }) {
   const context = await browser.newContext({ viewport: { width: 420, height: 900 } });
   try {
     await step('offline: a second visit loads app and model without network', async () => {
@@ -203,8 +203,14 @@ export async function offlineJourney({ browser, baseUrl, query, timeouts, prompt
       await waitForStatus(page, /^Ready$/, timeouts.load);
       // The service worker claims the page once it is active; wait for that before going offline.
       await page.waitForFunction(() => navigator.serviceWorker?.controller !== null, null, { timeout: timeouts.load });
-      // …and until it has kept the page's scripts, which loaded before it existed.
-      const scripts = await page.evaluate(() => [...document.scripts].map((s) => s.src).filter(Boolean));
+      // …and until it has kept the build files the first visit loaded before it existed.
+      const scripts = await page.evaluate(() =>
+        performance
+          .getEntriesByType('resource')
+          .map((entry) => entry.name)
+          .filter((url) => new URL(url).pathname.startsWith('/assets/')),
+      );
+      check(scripts.some((url) => url.includes('worker')), `the engine worker script is not among the loaded files: ${scripts.join(', ')}`);
       const deadline = Date.now() + 30_000;
       for (;;) {
         const kept = await page.evaluate(async (urls) => {
@@ -223,6 +229,39 @@ export async function offlineJourney({ browser, baseUrl, query, timeouts, prompt
       await page.getByRole('button', { name: 'Generate' }).click();
       await waitForStatus(page, /^Done in/, timeouts.run);
       check((await statusText(page)).startsWith('Done'), 'offline generation did not finish');
+      await screenshotState(page, shots, 'mobile-offline-done', { texts: ['Done in', prompts[0]], canvasShown: true });
+    });
+  } finally {
+    await context.close();
+  }
+}
+
+/** On a software WebGPU adapter, 'auto' prefers WASM and the badge says why. */
+export async function autoPicksWasmJourney({ browser, baseUrl, query, timeouts, step }) {
+  const context = await browser.newContext();
+  try {
+    await step('auto on a software WebGPU adapter picks WASM and says why', async () => {
+      const { page } = await openApp(context, `${baseUrl}/${query}`, timeouts.load);
+      const badge = (await page.locator('.badge').textContent()) ?? '';
+      check(badge.startsWith('WASM'), `the badge reads "${badge}"`);
+      check(/software|fallback|swiftshader/i.test(badge), `the badge does not say the adapter is a software one: "${badge}"`);
+    });
+  } finally {
+    await context.close();
+  }
+}
+
+/** `npm start` serves the same app from sources: load a model, generate once. */
+export async function devServerJourney({ browser, baseUrl, query, timeouts, prompts, step }) {
+  const context = await browser.newContext();
+  try {
+    await step('dev server: the page loads a model and generates', async () => {
+      const { page, problems } = await openApp(context, `${baseUrl}/${query}`, timeouts.load);
+      await installRecorder(page);
+      await page.getByRole('textbox', { name: 'Prompt' }).fill(prompts[0]);
+      await page.getByRole('button', { name: 'Generate' }).click();
+      await waitForStatus(page, /^Done in/, timeouts.run);
+      check(problems.length === 0, `the page logged errors: ${problems.join(' | ')}`);
     });
   } finally {
     await context.close();

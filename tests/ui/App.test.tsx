@@ -99,13 +99,13 @@ describe('the app page', () => {
     expect(harness.fake.requests[0].prompt).toBe('a blue square on green');
   });
 
-  it('Cancel stops the run and a new one can start at once', async () => {
+  it('Escape (like Cancel) stops the run and a new one can start at once', async () => {
     const harness = await loaded({ stepMs: 20 });
     renderApp(harness);
     fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a red circle' } });
     fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
     await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Scale/));
-    fireEvent.click(screen.getByRole('button', { name: 'Cancel' }));
+    fireEvent.keyDown(screen.getByRole('textbox', { name: 'Prompt' }), { key: 'Escape' });
     expect(screen.getByRole('status').textContent).toBe('Cancelled');
     expect((screen.getByRole('button', { name: 'Cancel' }) as HTMLButtonElement).disabled).toBe(true);
     fireEvent.click(screen.getByRole('button', { name: 'Generate' }));

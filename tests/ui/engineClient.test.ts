@@ -40,6 +40,26 @@ describe('engine client (the page side)', () => {
     expect(workers).toHaveLength(2);
   });
 
+  it('does not restart in a loop when the fresh worker dies too; the next call starts one', async () => {
+    const workers: FakeWorker[] = [];
+    const client = createEngineClient(
+      () => {
+        const w = new FakeWorker();
+        workers.push(w);
+        return w;
+      },
+      () => hangingApi(),
+    );
+    const restarts: boolean[] = [];
+    client.onCrash((_, restarted) => restarts.push(restarted));
+    workers[0].dispatchEvent(new Event('error'));
+    workers[1].dispatchEvent(new Event('error'));
+    expect(restarts).toEqual([true, false]);
+    expect(workers).toHaveLength(2);
+    void client.cancel();
+    expect(workers).toHaveLength(3);
+  });
+
   it('normalizes failures thrown by the worker', async () => {
     const api: WorkerApi = {
       ...hangingApi(),

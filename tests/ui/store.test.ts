@@ -167,6 +167,15 @@ describe('app store', () => {
     expect(harness.store.getState().modelStatus).toBe('ready');
   });
 
+  it('a worker that was not restarted leaves the model unloaded instead of looping', async () => {
+    const harness = await loaded();
+    harness.crash({ code: 'worker-crashed', message: 'It failed again right after a restart.' }, false);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(harness.loads).toBe(1);
+    expect(harness.store.getState().modelStatus).toBe('error');
+    expect(harness.store.getState().runError?.message).toMatch(/failed again/);
+  });
+
   it('a failed load is shown as an error with the engine message', async () => {
     const failure = { code: 'fetch-failed' as const, message: 'transformer.onnx: HTTP 404 Not Found' };
     const { store } = createHarness({ failLoad: failure });

@@ -11,14 +11,14 @@ import { createFakeEngine, fakeInfo, type FakeEngineControls } from './fakeEngin
 export interface Harness {
   store: ReturnType<typeof createAppStore>;
   fake: FakeEngineControls;
-  crash(failure: AppFailure): void;
+  crash(failure: AppFailure, restarted?: boolean): void;
   loads: number;
   encoded: Array<Record<string, string>>;
 }
 
 export function createHarness(options: { info?: ModelInfo; stepMs?: number; gallery?: GalleryEntry[]; failLoad?: AppFailure } = {}): Harness {
   const fake = createFakeEngine(options.info ?? fakeInfo(), options.stepMs ?? 1);
-  const crashListeners: Array<(f: AppFailure) => void> = [];
+  const crashListeners: Array<(f: AppFailure, restarted: boolean) => void> = [];
   let seeds = 1000;
   let ids = 0;
   const harness: Harness = {
@@ -26,7 +26,7 @@ export function createHarness(options: { info?: ModelInfo; stepMs?: number; gall
     fake,
     loads: 0,
     encoded: [],
-    crash: (failure) => crashListeners.forEach((l) => l(failure)),
+    crash: (failure, restarted = true) => crashListeners.forEach((l) => l(failure, restarted)),
   };
   const host = createEngineHost(async (_source, opts) => {
     harness.loads++;
