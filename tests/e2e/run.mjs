@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startServer } from './server.mjs';
 import { startDevServer } from './devServer.mjs';
-import { autoPicksWasmJourney, devServerJourney, errorJourney, journey, offlineJourney } from './scenarios.mjs';
+import { autoPicksWasmJourney, devServerJourney, errorJourney, journey, localFolderJourney, offlineJourney } from './scenarios.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const dist = path.join(root, 'dist');
@@ -123,10 +123,14 @@ async function main() {
         const common = { browser, baseUrl: server.url, shots, timeouts, prompts: PROMPTS, step };
         const result = {};
         measured.push(result);
-        const expectBadge = { name: 'WASM', reason: /adapter|WebGPU/i };
+        // 'auto' still warms up (it could have been WebGPU); a forced 'wasm' skips that phase.
+        const expectBadge = { name: 'WASM', reason: /adapter|WebGPU/i, phases: ['download', 'upload to gpu', 'warm-up'] };
         await attempt(() => journey({ ...common, result, query: query('auto', model), label: 'wasm', expectBadge }));
         await attempt(() => errorJourney({ ...common, query: query('wasm', model) }));
         await attempt(() => offlineJourney({ ...common, query: query('wasm', model) }));
+        await attempt(() =>
+          localFolderJourney({ ...common, query: query('wasm', model), folder: mounts['/e2e-tiny/'], modelName: 'hart-tiny' }),
+        );
         // The dev server serves the repository, so the fixture package is reachable by its path.
         const dev = await startDevServer(root);
         try {
@@ -143,7 +147,7 @@ async function main() {
         const result = {};
         measured.push(result);
         const common = { browser, baseUrl: server.url, shots, timeouts: webgpuTimeouts, prompts: PROMPTS, step };
-        await attempt(() => journey({ ...common, result, query: query('webgpu', webgpuModel), label: 'webgpu', expectBadge: { name: 'WebGPU' } }));
+        await attempt(() => journey({ ...common, result, query: query('webgpu', webgpuModel), label: 'webgpu', expectBadge: { name: 'WebGPU', phases: ['download', 'upload to gpu', 'warm-up'] } }));
         await attempt(() => autoPicksWasmJourney({ ...common, query: query('auto', webgpuModel) }));
       });
     }

@@ -16,6 +16,16 @@ import { pngTextChunks } from './pngText.mjs';
 
 async function openApp(context, url, loadTimeout) {
   const page = await context.newPage();
+  // Every text the status region shows while the page loads, sampled from the first script on.
+  await page.addInitScript(() => {
+    const seen = [];
+    window.__hartLoadLog = seen;
+    const timer = setInterval(() => {
+      const text = document.querySelector('[role="status"]')?.textContent;
+      if (text && seen[seen.length - 1] !== text) seen.push(text);
+      if (text === 'Ready') clearInterval(timer);
+    }, 10);
+  });
   const problems = [];
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
   page.on('console', (message) => {
@@ -85,11 +95,24 @@ export async function journey({ browser, baseUrl, query, label, expectBadge, sho
       check(badge.includes(expectBadge.name), `the backend badge reads "${badge}", expected ${expectBadge.name}`);
       if (expectBadge.reason) check(expectBadge.reason.test(badge), `the badge does not give the reason: "${badge}"`);
       result.badge = badge;
+      const loadLog = await opened.page.evaluate(() => window.__hartLoadLog);
+      for (const phase of expectBadge.phases) {
+        check(loadLog.includes(`Loading model (${phase})`), `loading never showed the phase "${phase}": ${JSON.stringify(loadLog)}`);
+      }
       await screenshotState(opened.page, shots, `${label}-ready`, { texts: ['Ready', expectBadge.name] });
       return opened;
     });
     const K = await scaleCount(page);
     await installRecorder(page);
+
+    await step(`${label}: words the model does not know are pointed out before generating`, async () => {
+      await page.getByRole('textbox', { name: 'Prompt' }).fill('a red zebra on a blue background');
+      const hint = page.locator('#unknown-words');
+      await hint.waitFor({ timeout: 10_000 }).catch(() => undefined);
+      const text = (await hint.textContent().catch(() => '')) ?? '';
+      const flagged = await hint.locator('mark').allTextContents();
+      check(/Unknown to this model/.test(text) && JSON.stringify(flagged) === '["zebra"]', `expected only "zebra" flagged, got ${JSON.stringify(flagged)} (hint: "${text}")`);
+    });
 
     await step(`${label}: Enter generates; status passes every "Scale k of K", canvas changes each scale, final image`, async () => {
       const run = await generateAndWatch(page, prompts[0], timeouts.run);
@@ -262,6 +285,26 @@ export async function devServerJourney({ browser, baseUrl, query, timeouts, prom
       await page.getByRole('button', { name: 'Generate' }).click();
       await waitForStatus(page, /^Done in/, timeouts.run);
       check(problems.length === 0, `the page logged errors: ${problems.join(' | ')}`);
+    });
+  } finally {
+    await context.close();
+  }
+}
+
+/** A package from the person's disk: the folder input (the fallback of showDirectoryPicker). */
+export async function localFolderJourney({ browser, baseUrl, query, folder, modelName, timeouts, step }) {
+  const context = await browser.newContext();
+  try {
+    await step('local folder: a package picked from disk loads and generates', async () => {
+      const { page } = await openApp(context, `${baseUrl}/${query}`, timeouts.load);
+      await page.getByLabel('Model folder').setInputFiles(folder);
+      await waitForStatus(page, /^Loading model/, timeouts.load);
+      await waitForStatus(page, /^Ready$/, timeouts.load);
+      const name = (await page.locator('.model-name').textContent()) ?? '';
+      check(name === modelName, `the model panel names "${name}", expected ${modelName}`);
+      await page.getByRole('textbox', { name: 'Prompt' }).fill('a red circle on a blue background');
+      await page.getByRole('button', { name: 'Generate' }).click();
+      await waitForStatus(page, /^Done in/, timeouts.run);
     });
   } finally {
     await context.close();
