@@ -1,9 +1,10 @@
 // The engine's entry points: load a model package onto a backend, and wrap it as an `Engine`.
-import { chooseBackend, watchDeviceLoss, type BackendRequest, type GpuLike, type Ort } from './backend';
-import { BadPackageError, EngineError, toEngineError } from './errors';
-import { createFetchIO, type PackageIO } from './io';
-import { GRAPH_NAMES, type GraphName } from './manifest';
-import { graphVariant, neededFiles, readManifest, readTables, readVerified } from './modelPackage';
+import { chooseBackend, watchDeviceLoss, type AdapterLike, type BackendRequest, type GpuLike, type Ort } from './backend';
+import { BadPackageError, EngineError, NoBackendError, toEngineError } from './errors';
+import { createFetchIO, estimateStorage, type PackageIO, type StorageManagerLike } from './io';
+import { GRAPH_NAMES, MANIFEST_FILE, parseManifestBytes, type GraphName, type Manifest } from './manifest';
+import { graphVariant, neededFiles, readTables, readVerified } from './modelPackage';
+import { checkModelFits, readRequirements, type GpuLimits, type PackageRequirements, type PreflightResult } from './preflight';
 import { generate, type LoadedModel, type PipelineOptions } from './pipeline';
 import { SCALE_UPDATE_GPU_OUTPUTS, scaleTables } from './quantizer';
 import { sharedQueue, type RunQueue } from './queue';
@@ -11,13 +12,17 @@ import { diffusionConstants } from './schedule';
 import { createGraphSession, type GraphSession, type SessionContext } from './session';
 import { PromptTokenizer } from './textEncoder';
 import { transformerGpuOutputs } from './transformer';
-import type { Engine, GenerateRequest, GenerateResult, LoadProgress, ModelInfo } from './types';
+import type { BackendInfo, BackendName, Engine, GenerateRequest, GenerateResult, LoadProgress, ModelInfo } from './types';
 
 export type * from './types';
 export { EngineError } from './errors';
 export type { BackendRequest, GpuLike, Ort } from './backend';
 export type { PackageIO } from './io';
 export { createFetchIO, createFileListIO, createDirectoryHandleIO, createFileMapIO } from './io';
+export { listCachedModels, deleteCachedModel, persistStorage, estimateStorage, MODEL_CACHE_NAME } from './io';
+export type { CachedModel, CacheOptions, StorageManagerLike } from './io';
+export { checkModelFits, formatBytes } from './preflight';
+export type { PreflightEnv, PreflightResult, PackageRequirements, GpuLimits } from './preflight';
 export { encodePng, readPngText } from './png';
 
 export interface LoadOptions {
@@ -34,6 +39,29 @@ export interface LoadOptions {
   queue?: RunQueue;
   /** Run one full generation while loading, so shaders compile before the first request. */
   warmup?: boolean;
+  /** `navigator.storage` by default (tests inject a fake; null: no storage check). */
+  storage?: StorageManagerLike | null;
+  /** Check storage and GPU limits before downloading (default true); see preflight.ts. */
+  preflight?: boolean;
+  /**
+   * Release the text encoder after each encoding and recreate it on the next request. By
+   * default on when the text encoder's weights exceed TEXT_ENCODER_FREE_BYTES.
+   */
+  freeTextEncoderAfterUse?: boolean;
+}
+
+/** Above this size the text encoder is released after each use (Qwen2-1.5B int4 is ~1 GB). */
+export const TEXT_ENCODER_FREE_BYTES = 256 * 1024 ** 2;
+
+/** Whether to release the text encoder after each use: as asked, else when it is large. */
+export function shouldFreeTextEncoder(manifest: Manifest, fp16: boolean, requested?: boolean): boolean {
+  return requested ?? textEncoderBytes(manifest, fp16) > TEXT_ENCODER_FREE_BYTES;
+}
+
+/** Bytes of the text encoder graph (and its external data) the backend will load. */
+export function textEncoderBytes(manifest: Manifest, fp16: boolean): number {
+  const variant = graphVariant(manifest, 'textEncoder', fp16);
+  return [variant.path, ...(variant.externalData ?? [])].reduce((n, path) => n + (manifest.files.find((f) => f.path === path)?.bytes ?? 0), 0);
 }
 
 /** Outputs each graph keeps on the GPU (WebGPU only): what only other graphs read. */
@@ -48,6 +76,68 @@ function checkAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw new EngineError('cancelled', 'Loading was cancelled.');
 }
 
+/** The manifest, and its optional `requirements` (which the manifest parser does not keep). */
+async function readPackageManifest(io: PackageIO, signal?: AbortSignal): Promise<{ manifest: Manifest; requirements?: PackageRequirements }> {
+  const bytes = await io.read(MANIFEST_FILE, { signal });
+  const manifest = parseManifestBytes(bytes, MANIFEST_FILE);
+  return { manifest, requirements: readRequirements(JSON.parse(new TextDecoder().decode(bytes)), MANIFEST_FILE) };
+}
+
+/** The adapter's limits and shader-f16, asked again of the same `navigator.gpu` backend choice used. */
+async function adapterFacts(gpu: GpuLike | null | undefined): Promise<{ limits?: GpuLimits; shaderF16?: boolean }> {
+  const source = gpu === undefined ? (globalThis as { navigator?: { gpu?: GpuLike } }).navigator?.gpu : gpu;
+  try {
+    const adapter = (await source?.requestAdapter({ powerPreference: 'high-performance' })) as (AdapterLike & { limits?: Partial<GpuLimits> }) | null | undefined;
+    if (!adapter) return {};
+    const { maxBufferSize, maxStorageBufferBindingSize } = adapter.limits ?? {};
+    const limits = maxBufferSize !== undefined && maxStorageBufferBindingSize !== undefined ? { maxBufferSize, maxStorageBufferBindingSize } : undefined;
+    return { limits, shaderF16: adapter.features.has('shader-f16') };
+  } catch {
+    return {};
+  }
+}
+
+/** Gathers this machine's facts and checks the package against them (preflight.ts). */
+async function preflight(
+  manifest: Manifest,
+  requirements: PackageRequirements | undefined,
+  io: PackageIO,
+  backend: { backend: BackendName; fp16: boolean },
+  options: Pick<LoadOptions, 'gpu' | 'storage'>,
+): Promise<PreflightResult> {
+  const gpu = backend.backend === 'webgpu' ? await adapterFacts(options.gpu) : {};
+  const storage = options.storage === null ? undefined : await estimateStorage(options.storage);
+  const cached = new Set<string>();
+  if (io.isCached) {
+    for (const path of neededFiles(manifest, backend.fp16)) {
+      const entry = manifest.files.find((f) => f.path === path);
+      if (entry && (await io.isCached(path, entry.sha256))) cached.add(path);
+    }
+  }
+  return checkModelFits(manifest, { backend: backend.backend, fp16: backend.fp16, shaderF16: gpu.shaderF16, gpuLimits: gpu.limits, storage, cached, requirements });
+}
+
+export interface PackageCheck extends PreflightResult {
+  backend: BackendInfo;
+  name: string;
+}
+
+/**
+ * Reads only the manifest of the package at `source` and says whether this machine can run it,
+ * and how much is left to download: what a UI shows before the user starts a large download.
+ */
+export async function checkPackage(source: string, options: Pick<LoadOptions, 'ort' | 'io' | 'backend' | 'gpu' | 'storage' | 'signal'>): Promise<PackageCheck> {
+  try {
+    const io = options.io ?? createFetchIO(source);
+    const { manifest, requirements } = await readPackageManifest(io, options.signal);
+    const backend = await chooseBackend({ ort: options.ort, requested: options.backend ?? 'auto', gpu: options.gpu });
+    const fits = await preflight(manifest, requirements, io, backend, options);
+    return { ...fits, backend, name: manifest.name };
+  } catch (error) {
+    throw toEngineError(error);
+  }
+}
+
 /** Loads and verifies a package and creates its sessions: what the pipeline runs on. */
 export async function loadModel(source: string, options: LoadOptions): Promise<LoadedModel> {
   const { ort, signal, onProgress } = options;
@@ -55,10 +145,14 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
   const queue = options.queue ?? sharedQueue;
 
   onProgress?.({ phase: 'manifest', file: 'manifest.json', loaded: 0, total: 1 });
-  const manifest = await readManifest(io, signal);
+  const { manifest, requirements } = await readPackageManifest(io, signal);
   onProgress?.({ phase: 'manifest', file: 'manifest.json', loaded: 1, total: 1 });
 
   const backend = await chooseBackend({ ort, requested: options.backend ?? 'auto', gpu: options.gpu });
+  if (options.preflight !== false) {
+    const fits = await preflight(manifest, requirements, io, backend, options);
+    if (!fits.ok) throw new NoBackendError(`${manifest.name} cannot run here (${backend.backend}): ${fits.problems.join(' ')}`);
+  }
   const files = await readVerified(io, manifest, neededFiles(manifest, backend.fp16), onProgress, signal);
 
   const tables = readTables(manifest, files);
@@ -71,22 +165,25 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
   const tokenizer = new PromptTokenizer(tokenizerJson as object, manifest.textEncoder, manifest.tokenizer);
 
   const context: SessionContext = { ort, backend: backend.backend, queue };
+  const freeTextEncoder = shouldFreeTextEncoder(manifest, backend.fp16, options.freeTextEncoderAfterUse);
   const sessions = {} as Record<GraphName, GraphSession>;
   try {
     for (const [i, name] of GRAPH_NAMES.entries()) {
       checkAborted(signal);
       const variant = graphVariant(manifest, name, backend.fp16);
+      const source = (bytes: Map<string, Uint8Array>) => ({
+        path: variant.path,
+        bytes: bytes.get(variant.path)!,
+        externalData: (variant.externalData ?? []).map((path) => ({ path, data: bytes.get(path)! })),
+      });
+      // A suspended text encoder is read again from the package (Cache Storage when fetched),
+      // verified like the first time, rather than kept in memory.
+      const reload =
+        name === 'textEncoder' && freeTextEncoder
+          ? async () => source(await readVerified(io, manifest, [variant.path, ...(variant.externalData ?? [])]))
+          : undefined;
       onProgress?.({ phase: 'upload', file: variant.path, loaded: i, total: GRAPH_NAMES.length });
-      sessions[name] = await createGraphSession(
-        context,
-        name,
-        {
-          path: variant.path,
-          bytes: files.get(variant.path)!,
-          externalData: (variant.externalData ?? []).map((path) => ({ path, data: files.get(path)! })),
-        },
-        gpuOutputs(name, manifest.model.depth),
-      );
+      sessions[name] = await createGraphSession(context, name, source(files), gpuOutputs(name, manifest.model.depth), reload);
       // The session holds its own copy of the weights now.
       files.delete(variant.path);
       variant.externalData?.forEach((path) => files.delete(path));
@@ -107,6 +204,7 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
     scaleTables: scaleTables(manifest.model, tables),
     codebook: tables.get('codebook')!,
     diffusion: diffusionConstants(diffusion.steps, diffusion.trainSteps, diffusion.schedule),
+    freeTextEncoderAfterUse: freeTextEncoder,
   };
   if (backend.backend === 'webgpu') watchDeviceLoss(ort, (message) => (model.deviceLost = message));
   return model;

@@ -32,6 +32,11 @@ export interface LoadedModel {
   diffusion: DiffusionConstants;
   /** Set when the WebGPU device was lost: the sessions are unusable from then on. */
   deviceLost?: string;
+  /**
+   * Release the text encoder's session after each encoding (its weights leave the GPU before the
+   * transformer's KV cache grows) and create it again on the next request.
+   */
+  freeTextEncoderAfterUse?: boolean;
 }
 
 /** What a parity test or a debugger can watch, scale by scale. */
@@ -171,6 +176,7 @@ async function textStep(run: Run, cache: KvCache, promptIds: number[], cfg: numb
   const { width, heads, ropeTheta, vocabSize, patchNums } = manifest.model;
   const window = manifest.textEncoder.contextTokens;
   const context = run.own(await run.time('textEncoder', () => encodeContext(ort, sessions.textEncoder, manifest.textEncoder, promptIds, IMAGES, run.signal)));
+  if (run.model.freeTextEncoderAfterUse) await run.time('textEncoder', () => sessions.textEncoder.suspend());
   if (run.options.trace) run.options.trace({ kind: 'context', data: await readFloats(context) });
   const conditioned = await run.time('textEncoder', () => sessions.condition.run({ context }, ['x', 'head_cond'], run.signal));
   run.free(context);
@@ -243,9 +249,12 @@ async function nextScale(
 
   const toLast = k + 1 === K - 1;
   const rope = scaleRope(IMAGES, patchNums[k + 1], patchNums[K - 1], request.promptTokens, width / heads, ropeTheta);
-  // The last scale's keys and values are never read again: the cache is not extended then.
+  // The last scale's keys and values are never read again: the cache is not extended then,
+  // and the cache itself is freed as soon as the last step has read it, so the diffusion head
+  // and the decoder run without it.
   const hidden = run.own(await run.time('transformer', () => transformerStep(ort, sessions.transformer, cache, x, rope, !toLast, run.signal)));
   run.free(x);
+  if (toLast) cache.dispose();
   const guided = await run.time('head', () => guidedLogits(ort, sessions.head, hidden, headCond, guidanceWeight(request.cfg, k + 1, K), run.signal));
   if (toLast) return { fHat: update.fHat, logits: guided.data, hidden };
   run.free(hidden);

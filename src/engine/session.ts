@@ -22,21 +22,38 @@ export interface SessionContext {
   queue: RunQueue;
 }
 
+/** Reads a graph's bytes again, for a session that was suspended to free its memory. */
+export type GraphLoader = () => Promise<GraphSource>;
+
 export class GraphSession {
   private released = false;
+  private session: InferenceSession | null;
+  private reloading: Promise<InferenceSession> | null = null;
+  private readonly names: { inputs: readonly string[]; outputs: readonly string[] };
+  /** How many times the session was created again after a suspend (for tests and logs). */
+  reloads = 0;
 
   constructor(
     readonly name: string,
-    private readonly session: InferenceSession,
+    session: InferenceSession,
     private readonly context: SessionContext,
-  ) {}
+    private readonly reload?: { load: GraphLoader; gpuOutputs: readonly string[] },
+  ) {
+    this.session = session;
+    this.names = { inputs: [...session.inputNames], outputs: [...session.outputNames] };
+  }
 
   get inputNames(): readonly string[] {
-    return this.session.inputNames;
+    return this.names.inputs;
   }
 
   get outputNames(): readonly string[] {
-    return this.session.outputNames;
+    return this.names.outputs;
+  }
+
+  /** False while suspended: the next run creates the session again. */
+  get loaded(): boolean {
+    return this.session !== null;
   }
 
   /**
@@ -45,11 +62,13 @@ export class GraphSession {
    * starts another run.
    */
   async run(feeds: Feeds, outputs?: string[], signal?: AbortSignal): Promise<Record<string, Tensor>> {
+    if (signal?.aborted) throw new CancelledError();
+    const session = this.session ?? (await this.recreate());
     return this.context.queue.enqueue(async () => {
       if (signal?.aborted) throw new CancelledError();
       if (this.released) throw new Error(`The ${this.name} graph was released.`);
       try {
-        return (await (outputs ? this.session.run(feeds, outputs) : this.session.run(feeds))) as Record<string, Tensor>;
+        return (await (outputs ? session.run(feeds, outputs) : session.run(feeds))) as Record<string, Tensor>;
       } catch (error) {
         const wrapped = toEngineError(error);
         wrapped.message = `${this.name}: ${wrapped.message}`;
@@ -58,23 +77,49 @@ export class GraphSession {
     });
   }
 
+  /**
+   * Releases the ORT session (its GPU buffers) but keeps this object usable: the next run reads
+   * the graph again and recreates it. Only for sessions created with a loader.
+   */
+  async suspend(): Promise<void> {
+    if (!this.reload) throw new Error(`The ${this.name} graph cannot be suspended (it has no loader).`);
+    const session = this.session;
+    if (this.released || !session) return;
+    this.session = null;
+    await this.context.queue.enqueue(() => session.release());
+  }
+
+  private recreate(): Promise<InferenceSession> {
+    if (this.released) return Promise.reject(new Error(`The ${this.name} graph was released.`));
+    this.reloading ??= (async () => {
+      try {
+        const source = await this.reload!.load();
+        const session = await createOrtSession(this.context, source, this.reload!.gpuOutputs);
+        if (this.released) {
+          await this.context.queue.enqueue(() => session.release());
+          throw new Error(`The ${this.name} graph was released.`);
+        }
+        this.session = session;
+        this.reloads++;
+        return session;
+      } finally {
+        this.reloading = null;
+      }
+    })();
+    return this.reloading;
+  }
+
   async release(): Promise<void> {
     if (this.released) return;
     this.released = true;
-    await this.context.queue.enqueue(() => this.session.release());
+    const session = this.session;
+    this.session = null;
+    if (session) await this.context.queue.enqueue(() => session.release());
   }
 }
 
-/**
- * Creates a session. On WebGPU, `gpuOutputs` (the KV cache, and outputs that only other graphs
- * read) stay on the GPU as 'gpu-buffer' tensors; names the graph lacks are ignored by ORT.
- */
-export async function createGraphSession(
-  context: SessionContext,
-  name: string,
-  source: GraphSource,
-  gpuOutputs: readonly string[] = [],
-): Promise<GraphSession> {
+/** Creates the ORT session of a graph through the queue; see createGraphSession. */
+async function createOrtSession(context: SessionContext, source: GraphSource, gpuOutputs: readonly string[]): Promise<InferenceSession> {
   const { ort, backend } = context;
   const options: InferenceSession.SessionOptions = {
     executionProviders: [backend],
@@ -91,14 +136,30 @@ export async function createGraphSession(
   if (backend === 'webgpu' && gpuOutputs.length) {
     options.preferredOutputLocation = Object.fromEntries(gpuOutputs.map((output) => [output, 'gpu-buffer' as const]));
   }
-  const session = await context.queue.enqueue(async () => {
+  return context.queue.enqueue(async () => {
     try {
       return await ort.InferenceSession.create(source.bytes, options);
     } catch (error) {
       throw new BadPackageError(`could not be loaded as an ONNX graph on ${backend} (${(error as Error).message})`, source.path, { cause: error });
     }
   });
-  return new GraphSession(name, session, context);
+}
+
+/**
+ * Creates a session. On WebGPU, `gpuOutputs` (the KV cache, and outputs that only other graphs
+ * read) stay on the GPU as 'gpu-buffer' tensors; names the graph lacks are ignored by ORT.
+ * With `load`, the session can be suspended to free its memory and is recreated from what
+ * `load` returns when it runs next.
+ */
+export async function createGraphSession(
+  context: SessionContext,
+  name: string,
+  source: GraphSource,
+  gpuOutputs: readonly string[] = [],
+  load?: GraphLoader,
+): Promise<GraphSession> {
+  const session = await createOrtSession(context, source, gpuOutputs);
+  return new GraphSession(name, session, context, load ? { load, gpuOutputs } : undefined);
 }
 
 /** A float32 CPU tensor. */

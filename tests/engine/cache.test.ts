@@ -1,0 +1,145 @@
+// Cached models in Cache Storage: listing, deleting one package, persistence, and a download
+// resumed after a reload (files already cached are not fetched again).
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadEngine } from '../../src/engine/index';
+import { createFetchIO, deleteCachedModel, estimateStorage, listCachedModels, persistStorage } from '../../src/engine/io';
+import { parseManifest } from '../../src/engine/manifest';
+import { neededFiles } from '../../src/engine/modelPackage';
+import { fakeCaches, fakeFetch } from './fakeCaches';
+import { FIXTURE, importOrt } from './golden';
+
+const g = globalThis as { caches?: CacheStorage };
+afterEach(() => {
+  delete g.caches;
+});
+
+const readFixture = (file: string) => new Uint8Array(readFileSync(path.join(FIXTURE, ...file.split('/'))));
+const manifest = parseManifest(JSON.parse(readFileSync(path.join(FIXTURE, 'manifest.json'), 'utf8')));
+const total = manifest.files.reduce((n, f) => n + f.bytes, 0);
+const manifestBytes = readFixture('manifest.json').length;
+
+/** Reads the fixture package through the fetch IO from `base`, as loadEngine would. */
+async function download(base: string, paths = neededFiles(manifest, false)) {
+  const net = fakeFetch(base, readFixture);
+  const io = createFetchIO(base, { fetch: net.fetch });
+  await io.read('manifest.json');
+  for (const p of paths) {
+    const entry = manifest.files.find((f) => f.path === p)!;
+    await io.read(p, { sha256: entry.sha256, bytes: entry.bytes });
+  }
+  return net;
+}
+
+describe('cached models', () => {
+  it('lists each cached package with its name, size and whether it loads offline', async () => {
+    const { caches } = fakeCaches();
+    g.caches = caches;
+    expect(await listCachedModels()).toEqual([]);
+    await download('https://host/models/tiny/');
+    // A second package in a sub-folder, cut short after the tokenizer.
+    await download('https://host/models/tiny/v2/', ['tokenizer.json']);
+    const models = await listCachedModels();
+    expect(models).toEqual([
+      { baseUrl: 'https://host/models/tiny/', name: 'hart-tiny', files: manifest.files.length + 1, bytes: total + manifestBytes, offline: true },
+      { baseUrl: 'https://host/models/tiny/v2/', name: 'hart-tiny', files: 2, bytes: manifestBytes + 1129, offline: false },
+    ]);
+  });
+
+  it('deletes one package and leaves the others', async () => {
+    const { caches, stores } = fakeCaches();
+    g.caches = caches;
+    await download('https://host/models/tiny/');
+    await download('https://host/models/tiny/v2/', ['tokenizer.json']);
+    expect(await deleteCachedModel('https://host/models/tiny/manifest.json')).toBe(total + manifestBytes);
+    expect([...stores.get('hart-web-models')!.keys()].every((k) => k.startsWith('https://host/models/tiny/v2/'))).toBe(true);
+    expect((await listCachedModels()).map((m) => m.baseUrl)).toEqual(['https://host/models/tiny/v2/']);
+    expect(await deleteCachedModel('https://host/models/tiny/v2')).toBe(manifestBytes + 1129);
+    expect(await listCachedModels()).toEqual([]);
+    expect(await deleteCachedModel('https://host/models/none/')).toBe(0);
+  });
+
+  it('deletes the files of a download cut short before its manifest was cached', async () => {
+    const { caches, stores } = fakeCaches();
+    g.caches = caches;
+    const net = fakeFetch('https://host/m/', readFixture);
+    const io = createFetchIO('https://host/m/', { fetch: net.fetch });
+    const entry = manifest.files.find((f) => f.path === 'tables.bin')!;
+    await io.read('tables.bin', { sha256: entry.sha256 });
+    expect(await listCachedModels()).toEqual([]);
+    expect(await deleteCachedModel('https://host/m/')).toBe(entry.bytes);
+    expect(stores.get('hart-web-models')!.size).toBe(0);
+  });
+
+  it('works without Cache Storage', async () => {
+    expect(await listCachedModels()).toEqual([]);
+    expect(await deleteCachedModel('https://host/models/tiny/')).toBe(0);
+  });
+});
+
+describe('storage persistence', () => {
+  it('asks for persistent storage once, and reports what the browser decided', async () => {
+    const asked: string[] = [];
+    const storage = (persisted: boolean, grant: boolean) => ({
+      persisted: async () => (asked.push('persisted'), persisted),
+      persist: async () => (asked.push('persist'), grant),
+    });
+    expect(await persistStorage(storage(true, false))).toBe(true);
+    expect(asked).toEqual(['persisted']);
+    expect(await persistStorage(storage(false, true))).toBe(true);
+    expect(await persistStorage(storage(false, false))).toBe(false);
+    expect(await persistStorage({ persist: async () => Promise.reject(new Error('denied')) })).toBe(false);
+    expect(await persistStorage({})).toBeUndefined();
+    expect(await persistStorage(undefined)).toBeUndefined();
+    expect(await estimateStorage({ estimate: async () => ({ quota: 10, usage: 3 }) })).toEqual({ quota: 10, usage: 3 });
+    expect(await estimateStorage({})).toBeUndefined();
+  });
+});
+
+describe('resume after a reload', () => {
+  it('fetches only the files a cancelled load did not cache', async () => {
+    const { caches, stores } = fakeCaches();
+    g.caches = caches;
+    const ort = await importOrt('onnxruntime-node');
+    const base = 'https://host/models/tiny/';
+    const needed = neededFiles(manifest, false);
+
+    // First visit: the user cancels after three files.
+    const first = fakeFetch(base, readFixture);
+    const controller = new AbortController();
+    const seen = new Set<string>();
+    const cancelled = loadEngine(base, {
+      ort,
+      io: createFetchIO(base, { fetch: first.fetch }),
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (p.phase === 'download' && p.file) seen.add(p.file);
+        if (seen.size === 3) controller.abort();
+      },
+    });
+    await expect(cancelled).rejects.toMatchObject({ code: 'cancelled' });
+    const fetchedFirst = first.calls.map((u) => u.slice(base.length)).filter((p) => p !== 'manifest.json');
+    expect(fetchedFirst).toEqual(needed.slice(0, 3));
+    // The file being read when the user cancelled is not cached; the ones before it are.
+    const cached = new Set([...stores.get('hart-web-models')!.keys()].map((k) => new URL(k).pathname.slice('/models/tiny/'.length)));
+    expect(needed.filter((p) => cached.has(p))).toEqual(needed.slice(0, 2));
+
+    // After a reload (a new IO, same Cache Storage): the rest only, then a working engine.
+    const second = fakeFetch(base, readFixture);
+    const engine = await loadEngine(base, { ort, io: createFetchIO(base, { fetch: second.fetch }) });
+    try {
+      const fetchedSecond = second.calls.map((u) => u.slice(base.length));
+      expect(fetchedSecond).toEqual(['manifest.json', ...needed.slice(2)]);
+      expect(engine.info.name).toBe('hart-tiny');
+    } finally {
+      await engine.dispose();
+    }
+
+    // A third visit downloads nothing but the manifest.
+    const third = fakeFetch(base, readFixture);
+    const again = await loadEngine(base, { ort, io: createFetchIO(base, { fetch: third.fetch }) });
+    await again.dispose();
+    expect(third.calls).toEqual([`${base}manifest.json`]);
+  });
+});
