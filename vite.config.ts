@@ -11,7 +11,12 @@ const isolation = {
 export default defineConfig({
   plugins: [react()],
   worker: { format: 'es' },
-  optimizeDeps: { exclude: ['onnxruntime-web'] },
+  optimizeDeps: {
+    exclude: ['onnxruntime-web'],
+    // Crawl the worker too: its dependencies (the tokenizer) found late would make the dev server
+    // re-optimize and reload the page in the middle of the first model load.
+    entries: ['index.html', 'workers/engine.worker.ts'],
+  },
   server: { headers: isolation },
   preview: { headers: isolation },
   test: {

@@ -5,8 +5,9 @@ import * as Comlink from 'comlink';
 import * as ort from 'onnxruntime-web/webgpu';
 import wasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.asyncify.wasm?url';
 import { createDirectoryHandleIO, createFileListIO, loadEngine } from '../src/engine/index';
-import type { ModelSource } from '../src/app/protocol';
+import type { ModelSource, WorkerApi } from '../src/app/protocol';
 import { createEngineHost } from './engineHost';
+import { relay } from './relay';
 
 // The app ships the wasm itself (no CDN), so it works offline once cached.
 ort.env.wasm.wasmPaths = { wasm: wasmUrl };
@@ -30,4 +31,11 @@ const host = createEngineHost((source, { backend, onProgress, signal }) =>
   }),
 );
 
-Comlink.expose(host);
+const api: WorkerApi = {
+  load: (source, options, onProgress) => relay(onProgress, (forward) => host.load(source, options, forward)),
+  generate: (request, onEvent) => relay(onEvent, (forward) => host.generate(request, forward)),
+  cancel: () => host.cancel(),
+  analyzePrompt: (prompt) => host.analyzePrompt(prompt),
+};
+
+Comlink.expose(api);

@@ -60,15 +60,20 @@ export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
 
     async function paint(id: number, seed: number, started: number): Promise<GenerateResult | undefined> {
       const { prompt, settings } = get();
+      // Events travel on their own message port, so the result may overtake the last of them;
+      // once the result is in, late events must not pull the status back to "Refining".
+      let settled = false;
       try {
         const result = await deps.client.generate(
           { prompt: prompt.trim(), seed, settings: { ...settings }, previews: true },
           (event) => {
-            if (id === runId) set(applyEvent(get(), event, deps.now() - started));
+            if (id === runId && !settled) set(applyEvent(get(), event, deps.now() - started));
           },
         );
+        settled = true;
         return id === runId ? result : undefined;
       } catch (error) {
+        settled = true;
         if (id !== runId) return undefined;
         const failure = error as AppFailure;
         if (failure.code === 'cancelled') {

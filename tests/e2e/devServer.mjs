@@ -21,10 +21,11 @@ export async function startDevServer(root) {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
+  vite.stdout.on('data', (chunk) => (output += chunk));
+  vite.stderr.on('data', (chunk) => (output += chunk));
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`vite dev server did not start: ${output}`)), 30_000);
-    const onData = (chunk) => {
-      output += chunk;
+    const onData = () => {
       if (/ready in/i.test(output)) {
         clearTimeout(timer);
         resolve();
@@ -36,6 +37,8 @@ export async function startDevServer(root) {
   });
   return {
     url: `http://127.0.0.1:${port}`,
+    /** What the dev server printed, for failure reports. */
+    output: () => output,
     close: () =>
       new Promise((resolve) => {
         if (vite.exitCode !== null) return resolve();

@@ -134,7 +134,11 @@ async function main() {
         // The dev server serves the repository, so the fixture package is reachable by its path.
         const dev = await startDevServer(root);
         try {
-          await attempt(() => devServerJourney({ ...common, baseUrl: dev.url, query: query('wasm', '/tests/fixtures/tiny/') }));
+          const devTimeouts = { load: 120_000, run: 60_000 };
+          const ok = await attempt(() =>
+            devServerJourney({ ...common, timeouts: devTimeouts, baseUrl: dev.url, query: query('wasm', '/tests/fixtures/tiny/') }).then(() => true),
+          );
+          if (!ok) console.log(`  vite dev server output:\n${dev.output().trim().slice(-2000)}`);
         } finally {
           await dev.close();
         }

@@ -29,6 +29,7 @@ async function openApp(context, url, loadTimeout) {
   const problems = [];
   page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
   page.on('console', (message) => {
+    if (process.env.E2E_DEBUG) console.log(`    [console ${message.type()}] ${message.text().slice(0, 300)}`);
     if (message.type() === 'error' && !/favicon|not assigned to the preferred execution providers/i.test(message.text())) {
       problems.push(`console error: ${message.text()}`);
     }
@@ -47,6 +48,17 @@ async function scaleCount(page) {
 
 async function galleryItems(page) {
   return page.getByRole('list', { name: 'Gallery' }).getByRole('listitem').count();
+}
+
+/** The gallery saves right after "Done" (PNG encoding is asynchronous): give it a moment. */
+async function expectGalleryCount(page, count, message) {
+  const deadline = Date.now() + 5000;
+  let seen = await galleryItems(page);
+  while (seen !== count && Date.now() < deadline) {
+    await page.waitForTimeout(50);
+    seen = await galleryItems(page);
+  }
+  check(seen === count, `${message} (the gallery holds ${seen} images, expected ${count})`);
 }
 
 /**
@@ -120,7 +132,7 @@ export async function journey({ browser, baseUrl, query, label, expectBadge, sho
       result.firstPreviewMs = run.firstPreviewMs;
       result.finalMs = run.finalMs;
       result.pageMetrics = await page.locator('.run-times').textContent();
-      check((await galleryItems(page)) === 1, 'the finished image is not in the gallery');
+      await expectGalleryCount(page, 1, 'the finished image is not in the gallery');
       await screenshotState(page, shots, `${label}-done`, { texts: [prompts[0], 'Done in'], canvasShown: true });
     });
 
@@ -171,10 +183,10 @@ export async function journey({ browser, baseUrl, query, label, expectBadge, sho
       await page.getByRole('button', { name: 'Cancel' }).click();
       await waitForStatus(page, /^Cancelled$/, 2000);
       await screenshotState(page, shots, `${label}-cancelled`, { texts: ['Cancelled'], canvasShown: true, minColors: 1 });
-      check((await galleryItems(page)) === 1, 'a cancelled run was added to the gallery');
+      await expectGalleryCount(page, 1, 'a cancelled run was added to the gallery');
       const run = await generateAndWatch(page, prompts[1], timeouts.run);
       checkScales(run.log, K, true);
-      check((await galleryItems(page)) === 2, 'the run after a cancel did not reach the gallery');
+      await expectGalleryCount(page, 2, 'the run after a cancel did not reach the gallery');
       // A Generate while a run is going replaces it: one new gallery entry, never two at once.
       await box.fill(prompts[0]);
       await page.getByRole('button', { name: 'Generate' }).click();
@@ -183,7 +195,7 @@ export async function journey({ browser, baseUrl, query, label, expectBadge, sho
       await page.getByRole('button', { name: 'Generate' }).click();
       await waitForStatus(page, /^Done in/, timeouts.run);
       const items = page.getByRole('list', { name: 'Gallery' }).getByRole('listitem');
-      check((await items.count()) === 3, `replacing a run left ${await items.count()} gallery images (expected 3)`);
+      await expectGalleryCount(page, 3, 'replacing a run must add exactly one image');
       check((await items.first().textContent()).includes(prompts[1]), 'the replacing run is not the newest gallery image');
       await screenshotState(page, shots, `${label}-gallery`, { texts: ['Gallery', prompts[1]], canvasShown: true });
     });
@@ -283,7 +295,11 @@ export async function devServerJourney({ browser, baseUrl, query, timeouts, prom
       await installRecorder(page);
       await page.getByRole('textbox', { name: 'Prompt' }).fill(prompts[0]);
       await page.getByRole('button', { name: 'Generate' }).click();
-      await waitForStatus(page, /^Done in/, timeouts.run);
+      try {
+        await waitForStatus(page, /^Done in/, timeouts.run);
+      } catch (error) {
+        throw new Error(`${error.message}; page log: ${problems.join(' | ') || 'nothing'}`);
+      }
       check(problems.length === 0, `the page logged errors: ${problems.join(' | ')}`);
     });
   } finally {

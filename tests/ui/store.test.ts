@@ -176,6 +176,25 @@ describe('app store', () => {
     expect(harness.store.getState().runError?.message).toMatch(/failed again/);
   });
 
+  it('events that arrive after the result do not undo "Done"', async () => {
+    const harness = await loaded();
+    const { store } = harness;
+    const late: Array<() => void> = [];
+    const client = harness.client;
+    const generate = client.generate;
+    // Deliver every event only after the result, as two message ports may do.
+    client.generate = async (request, onEvent) => {
+      const result = await generate(request, (event) => late.push(() => onEvent?.(event)));
+      setTimeout(() => late.forEach((deliver) => deliver()), 0);
+      return result;
+    };
+    store.getState().setPrompt('a red circle');
+    await store.getState().generate();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(late.length).toBeGreaterThan(3);
+    expect(statusText(store.getState().run)).toMatch(/^Done in/);
+  });
+
   it('a failed load is shown as an error with the engine message', async () => {
     const failure = { code: 'fetch-failed' as const, message: 'transformer.onnx: HTTP 404 Not Found' };
     const { store } = createHarness({ failLoad: failure });

@@ -6,11 +6,14 @@ import { createMemoryGalleryStorage } from '../../src/app/galleryStorage';
 import type { AppFailure } from '../../src/app/protocol';
 import type { ImagePixels, ModelInfo } from '../../src/engine/types';
 import type { GalleryEntry } from '../../src/app/galleryEntry';
+import type { AppDeps } from '../../src/app/storeTypes';
 import { createFakeEngine, fakeInfo, type FakeEngineControls } from './fakeEngine';
 
 export interface Harness {
   store: ReturnType<typeof createAppStore>;
   fake: FakeEngineControls;
+  /** The client the store talks to; tests may wrap its methods. */
+  client: AppDeps['client'];
   crash(failure: AppFailure, restarted?: boolean): void;
   loads: number;
   encoded: Array<Record<string, string>>;
@@ -23,6 +26,7 @@ export function createHarness(options: { info?: ModelInfo; stepMs?: number; gall
   let ids = 0;
   const harness: Harness = {
     store: undefined as never,
+    client: undefined as never,
     fake,
     loads: 0,
     encoded: [],
@@ -36,15 +40,16 @@ export function createHarness(options: { info?: ModelInfo; stepMs?: number; gall
     opts.onProgress?.({ phase: 'upload', loaded: 8, total: 8 });
     return fake.engine;
   });
+  harness.client = {
+    ...host,
+    onCrash(listener) {
+      crashListeners.push(listener);
+      return () => undefined;
+    },
+  };
   harness.store = createAppStore(
     {
-      client: {
-        ...host,
-        onCrash(listener) {
-          crashListeners.push(listener);
-          return () => undefined;
-        },
-      },
+      client: harness.client,
       gallery: createMemoryGalleryStorage(options.gallery),
       async encodePng(pixels: ImagePixels, text: Record<string, string>) {
         harness.encoded.push(text);
