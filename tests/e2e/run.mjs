@@ -1,6 +1,7 @@
 // `npm run test:e2e`: builds the app, serves dist/ on a free port, drives Debian's Chromium
 // through the user journeys on WASM and on WebGPU (SwiftShader), and stops the server.
-// Exit code 0 only when every check passed. Screenshots land in docs/screenshots/.
+// Exit code 0 only when every check passed. Screenshots are checked in test-results/screenshots/;
+// E2E_UPDATE_SCREENSHOTS=1 writes them to docs/screenshots/ (the ones the docs show) instead.
 //
 // Models: the WASM journeys use the app's default package (public/models/hart-shapes). WebGPU on
 // SwiftShader is a software rasteriser, far too slow for that package on 2 cores (its warm-up
@@ -23,7 +24,7 @@ import { autoPicksWasmJourney, devServerJourney, errorJourney, journey, localFol
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const dist = path.join(root, 'dist');
-const shots = path.join(root, 'docs/screenshots');
+const shots = path.join(root, process.env.E2E_UPDATE_SCREENSHOTS === '1' ? 'docs/screenshots' : 'test-results/screenshots');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const BASE_FLAGS = [
   '--no-sandbox',
