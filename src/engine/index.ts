@@ -138,6 +138,35 @@ export async function checkPackage(source: string, options: Pick<LoadOptions, 'o
   }
 }
 
+/**
+ * Downloads and verifies every needed file, with one byte-progress over all of them. A graph
+ * file that the IO has cached is not kept in memory: the upload phase reads it back (and checks
+ * it again) just before its session is created, so at most one graph's files are in memory at a
+ * time instead of the whole package (2.7 GB at 1024 px, over what a browser tab can hold).
+ */
+async function downloadFiles(
+  io: PackageIO,
+  manifest: Manifest,
+  paths: string[],
+  onProgress?: (progress: LoadProgress) => void,
+  signal?: AbortSignal,
+): Promise<Map<string, Uint8Array>> {
+  const entry = (path: string) => manifest.files.find((f) => f.path === path);
+  const small = new Set([manifest.tokenizer, ...Object.values(manifest.tables).map((t) => t.path)]);
+  const total = paths.reduce((n, path) => n + (entry(path)?.bytes ?? 0), 0);
+  const files = new Map<string, Uint8Array>();
+  let done = 0;
+  for (const path of paths) {
+    const before = done;
+    const read = await readVerified(io, manifest, [path], (p) => onProgress?.({ ...p, loaded: before + p.loaded, total }), signal);
+    const sha256 = entry(path)?.sha256;
+    const cached = !small.has(path) && sha256 !== undefined && io.isCached !== undefined && (await io.isCached(path, sha256));
+    if (!cached) files.set(path, read.get(path)!);
+    done += entry(path)?.bytes ?? 0;
+  }
+  return files;
+}
+
 /** Loads and verifies a package and creates its sessions: what the pipeline runs on. */
 export async function loadModel(source: string, options: LoadOptions): Promise<LoadedModel> {
   const { ort, signal, onProgress } = options;
@@ -153,7 +182,7 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
     const fits = await preflight(manifest, requirements, io, backend, options);
     if (!fits.ok) throw new NoBackendError(`${manifest.name} cannot run here (${backend.backend}): ${fits.problems.join(' ')}`);
   }
-  const files = await readVerified(io, manifest, neededFiles(manifest, backend.fp16), onProgress, signal);
+  const files = await downloadFiles(io, manifest, neededFiles(manifest, backend.fp16), onProgress, signal);
 
   const tables = readTables(manifest, files);
   let tokenizerJson: unknown;
@@ -183,6 +212,9 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
           ? async () => source(await readVerified(io, manifest, [variant.path, ...(variant.externalData ?? [])]))
           : undefined;
       onProgress?.({ phase: 'upload', file: variant.path, loaded: i, total: GRAPH_NAMES.length });
+      const paths = [variant.path, ...(variant.externalData ?? [])];
+      const missing = paths.filter((path) => !files.has(path));
+      if (missing.length) for (const [path, bytes] of await readVerified(io, manifest, missing, undefined, signal)) files.set(path, bytes);
       sessions[name] = await createGraphSession(context, name, source(files), gpuOutputs(name, manifest.model.depth), reload);
       // The session holds its own copy of the weights now.
       files.delete(variant.path);

@@ -143,3 +143,55 @@ describe('resume after a reload', () => {
     expect(third.calls).toEqual([`${base}manifest.json`]);
   });
 });
+
+describe('loading a cached package one graph at a time', () => {
+  /** The fetch IO, logging every read next to the load's progress events. */
+  function loggingIO(base: string, cacheName?: null) {
+    const net = fakeFetch(base, readFixture);
+    const inner = createFetchIO(base, { fetch: net.fetch, cacheName });
+    const log: string[] = [];
+    const io = { ...inner, read: (p: string, o?: Parameters<typeof inner.read>[1]) => (log.push(`read ${p}`), inner.read(p, o)) };
+    return { io, log, net };
+  }
+
+  it('keeps no graph in memory after its download when it is cached, and reads it back just before its session', async () => {
+    const { caches } = fakeCaches();
+    g.caches = caches;
+    const ort = await importOrt('onnxruntime-node');
+    const base = 'https://host/models/tiny/';
+    const { io, log, net } = loggingIO(base);
+    const downloads: number[] = [];
+    const engine = await loadEngine(base, {
+      ort,
+      io,
+      onProgress: (p) => {
+        if (p.phase === 'upload' && p.file) log.push(`upload ${p.file}`);
+        if (p.phase === 'download') downloads.push(p.loaded);
+      },
+    });
+    await engine.dispose();
+    const needed = neededFiles(manifest, false);
+    // Each file crossed the network once.
+    expect(net.calls.map((u) => u.slice(base.length))).toEqual(['manifest.json', ...needed]);
+    expect(downloads.at(-1)).toBe(needed.reduce((n, p) => n + manifest.files.find((f) => f.path === p)!.bytes, 0));
+    expect(downloads.every((v, i) => i === 0 || v >= downloads[i - 1])).toBe(true);
+    // Upload phase: each graph's files are read back right after its upload starts.
+    const upload = log.slice(log.indexOf(log.find((l) => l.startsWith('upload'))!));
+    const expected = (['textEncoder', 'condition', 'transformer', 'head', 'scaleUpdate', 'diffusionHead', 'decoder', 'preview'] as const).flatMap((name) => {
+      const v = manifest.graphs[name].fp32;
+      return [`upload ${v.path}`, ...[v.path, ...(v.externalData ?? [])].map((p) => `read ${p}`)];
+    });
+    expect(upload).toEqual(expected);
+  });
+
+  it('keeps the bytes in memory when there is no cache to read them back from', async () => {
+    const ort = await importOrt('onnxruntime-node');
+    const base = 'https://host/models/tiny/';
+    const { io, log, net } = loggingIO(base, null);
+    const engine = await loadEngine(base, { ort, io });
+    await engine.dispose();
+    const needed = neededFiles(manifest, false);
+    expect(log).toEqual(['read manifest.json', ...needed.map((p) => `read ${p}`)]);
+    expect(net.calls).toHaveLength(needed.length + 1);
+  });
+});
