@@ -8,6 +8,7 @@ import { createDirectoryHandleIO, createFileListIO, loadEngine } from '../src/en
 import type { ModelSource, WorkerApi } from '../src/app/protocol';
 import { createEngineHost } from './engineHost';
 import { relay } from './relay';
+import { withTestHooks } from './testHooks';
 
 // The app ships the wasm itself (no CDN), so it works offline once cached.
 ort.env.wasm.wasmPaths = { wasm: wasmUrl };
@@ -28,7 +29,7 @@ const host = createEngineHost((source, { backend, onProgress, signal }) =>
     // One full run while loading compiles the GPU shaders, so the first Generate is not the slow
     // one; WASM has no shaders to compile, so a WASM-only request skips it.
     warmup: backend !== 'wasm',
-  }),
+  }).then(withTestHooks), // injected draws and per-scale tokens for the parity tests only
 );
 
 const api: WorkerApi = {
