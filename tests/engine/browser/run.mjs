@@ -1,44 +1,120 @@
-// Engine parity in headless Chromium: `node tests/engine/browser/run.mjs [webgpu] [wasm]`.
-// Bundles page.ts with esbuild, serves it with the golden fixture and onnxruntime-web's files,
-// runs the engine on WebGPU (forced: here it is the SwiftShader software adapter) and on WASM,
-// and exits 1 unless tokens match, logits are within 1e-3 and pixels within 1/255 everywhere.
-// Slow on SwiftShader (shader compilation): about a minute.
-import { build } from 'esbuild';
-import { createReadStream, existsSync, mkdtempSync, rmSync } from 'node:fs';
+// Engine parity in headless Chromium: `node tests/engine/browser/run.mjs [page|worker] [webgpu] [wasm]`.
+// Two pages, each run on WebGPU (forced: here it is the SwiftShader software adapter) and WASM:
+// - page: page.ts (bundled with esbuild) runs the engine in the page and checks tokens, logits
+//   (1e-3 relative) and pixels (1/255) against the golden fixture;
+// - worker: worker.html is built with Vite and the app's config, so the app's real engine worker
+//   (workers/engine.worker.ts) runs the fixture through comlink: tokens and pixels per golden
+//   case with the fixture's draws, cancel-then-run and determinism.
+// Exits 1 unless every check passes. Slow on SwiftShader (shader compilation): a few minutes.
+import { build as esbuild } from 'esbuild';
+import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { build as viteBuild } from 'vite';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
 const fixture = process.env.HART_FIXTURE ?? path.join(root, 'tests/fixtures/tiny');
-const backends = process.argv.slice(2).length ? process.argv.slice(2) : ['webgpu', 'wasm'];
+const args = process.argv.slice(2);
+const modes = args.filter((a) => a === 'page' || a === 'worker');
+const backendArgs = args.filter((a) => a === 'webgpu' || a === 'wasm');
+const unknown = args.filter((a) => !modes.includes(a) && !backendArgs.includes(a));
+if (unknown.length) {
+  console.error(`unknown argument(s): ${unknown.join(' ')} (expected page, worker, webgpu, wasm)`);
+  process.exit(2);
+}
+const runModes = modes.length ? modes : ['page', 'worker'];
+const backends = backendArgs.length ? backendArgs : ['webgpu', 'wasm'];
 const work = mkdtempSync(path.join(tmpdir(), 'hart-browser-'));
+const viteOut = path.join(work, 'vite');
 
-await build({ entryPoints: [path.join(here, 'page.ts')], bundle: true, format: 'esm', outfile: path.join(work, 'page.js'), logLevel: 'warning' });
+if (runModes.includes('page')) {
+  await esbuild({ entryPoints: [path.join(here, 'page.ts')], bundle: true, format: 'esm', outfile: path.join(work, 'page.js'), logLevel: 'warning' });
+}
+if (runModes.includes('worker')) {
+  // The app's vite.config.ts (plugins, worker format) with this folder as the root and
+  // worker.html as the only entry: the worker is bundled exactly as `vite build` bundles it.
+  await viteBuild({
+    configFile: path.join(root, 'vite.config.ts'),
+    root: here,
+    publicDir: false,
+    logLevel: 'warn',
+    build: { outDir: viteOut, emptyOutDir: true, rollupOptions: { input: path.join(here, 'worker.html') } },
+  });
+}
 
-const types = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
+const types = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
+
+/** The file a request path names, or undefined: fixture files, ORT's dist files, the built pages. */
+function resolve(pathname) {
+  if (pathname.startsWith('/fixture/')) return path.join(fixture, path.basename(pathname));
+  if (pathname.startsWith('/ort/')) return path.join(root, 'node_modules/onnxruntime-web/dist', path.basename(pathname));
+  if (pathname === '/page.js') return path.join(work, 'page.js');
+  const file = path.join(viteOut, path.normalize(pathname));
+  return file.startsWith(viteOut + path.sep) ? file : undefined;
+}
+
 const server = http.createServer((req, res) => {
   const { pathname } = new URL(req.url, 'http://localhost');
-  let file = path.join(work, 'page.js');
+  // Cross-origin isolated, as the app is served (vite.config.ts), so ORT sees the same page.
+  const headers = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
   if (pathname === '/') {
-    res.writeHead(200, { 'content-type': 'text/html' });
+    res.writeHead(200, { ...headers, 'content-type': 'text/html' });
     res.end('<!doctype html><meta charset="utf-8"><script type="module" src="/page.js"></script>');
     return;
   }
-  if (pathname.startsWith('/ort/')) file = path.join(root, 'node_modules/onnxruntime-web/dist', path.basename(pathname));
-  else if (pathname.startsWith('/fixture/')) file = path.join(fixture, path.basename(pathname));
-  if (!existsSync(file)) {
-    res.writeHead(404);
+  const file = resolve(decodeURIComponent(pathname));
+  if (!file || !existsSync(file) || !statSync(file).isFile()) {
+    res.writeHead(404, headers);
     res.end();
     return;
   }
-  res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream' });
+  res.writeHead(200, { ...headers, 'content-type': types[path.extname(file)] ?? 'application/octet-stream' });
   createReadStream(file).pipe(res);
 });
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const origin = `http://127.0.0.1:${server.address().port}`;
+
+/** The checks a report fails, in words (empty when it passes). */
+function pageFailures(report, backend) {
+  return [
+    report.backend.backend !== backend && `ran on ${report.backend.backend}`,
+    report.results.length !== 2 && `${report.results.length} golden cases instead of 2`,
+    ...report.results.flatMap((r) => [
+      !r.tokensSame && `${r.name}: tokens differ`,
+      !(r.logitsError < 1e-3) && `${r.name}: logits off by ${r.logitsError}`,
+      !(r.maxPixelDiff <= 1) && `${r.name}: pixels off by ${r.maxPixelDiff}`,
+    ]),
+    report.cancelled !== 'cancelled' && `cancel mid-run gave "${report.cancelled}"`,
+    !report.deterministic && 'two runs with one seed differ',
+  ].filter(Boolean);
+}
+
+function workerFailures(report, backend) {
+  return [
+    report.backend.backend !== backend && `ran on ${report.backend.backend}`,
+    report.results.length !== 2 && `${report.results.length} golden cases instead of 2`,
+    ...report.results.flatMap((r) => [
+      r.tokenMismatches.length > 0 && `${r.name}: tokens differ at scales ${r.tokenMismatches.join(', ')}`,
+      !(r.maxPixelDiff <= 1) && `${r.name}: pixels off by ${r.maxPixelDiff}`,
+    ]),
+    // The page cancels when scale 1 is reported; the worker only sees that message when the
+    // engine yields to the worker's event loop.
+    report.cancelled !== 'cancelled' && `cancel mid-run gave "${report.cancelled}" (events: ${report.cancelEvents.join(' ')})`,
+    !(report.afterCancelPixelDiff <= 1) && `the golden run after the cancel is off by ${report.afterCancelPixelDiff}`,
+    !report.deterministic && 'two runs with one seed differ',
+    !report.plainResult && 'a request without test hooks came back with tokens',
+    ...report.workerErrors.map((e) => `worker error: ${e}`),
+  ].filter(Boolean);
+}
+
+const checks = {
+  page: { url: '/', entry: 'runCheck', failures: pageFailures },
+  worker: { url: '/worker.html', entry: 'runWorkerCheck', failures: workerFailures },
+};
 
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
@@ -46,20 +122,24 @@ const browser = await chromium.launch({
 });
 let ok = true;
 try {
-  const page = await browser.newPage();
-  page.on('pageerror', (error) => console.error(`page error: ${error.message}`));
-  await page.goto(`http://127.0.0.1:${server.address().port}/`);
-  await page.waitForFunction(() => 'runCheck' in window);
-  for (const backend of backends) {
-    const report = await page.evaluate((b) => window.runCheck(b), backend);
-    console.log(JSON.stringify(report));
-    const pass =
-      report.backend.backend === backend &&
-      report.cancelled === 'cancelled' &&
-      report.deterministic &&
-      report.results.every((r) => r.tokensSame && r.logitsError < 1e-3 && r.maxPixelDiff <= 1);
-    console.log(`${pass ? '✓' : '✗'} ${backend}`);
-    ok &&= pass;
+  for (const mode of runModes) {
+    const { url, entry, failures } = checks[mode];
+    // A fresh context per mode: the worker's package cache starts empty, as on a first visit.
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.on('pageerror', (error) => console.error(`page error: ${error.message}`));
+    await page.goto(origin + url);
+    await page.waitForFunction((name) => name in window, entry);
+    for (const backend of backends) {
+      const started = Date.now();
+      const report = await page.evaluate(([name, b]) => window[name](b), [entry, backend]);
+      console.log(JSON.stringify(report));
+      const failed = failures(report, backend);
+      console.log(`${failed.length ? '✗' : '✓'} ${mode} ${backend} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+      for (const f of failed) console.log(`    ${f}`);
+      ok &&= failed.length === 0;
+    }
+    await context.close();
   }
 } catch (error) {
   console.error(error instanceof Error ? error.message : error);

@@ -1,0 +1,70 @@
+// The parity check through the app's real engine worker (workers/engine.worker.ts, built by Vite
+// as the app builds it): load the golden fixture in the worker, run both golden cases with the
+// fixture's draws, then cancel a run mid-way and check the next runs are good and identical.
+// Not a vitest file: run.mjs builds worker.html with Vite and drives it in Chromium.
+import * as Comlink from 'comlink';
+import type { BackendChoice, WorkerApi } from '../../../src/app/protocol';
+import type { GenerateEvent } from '../../../src/engine/types';
+import { goldenCases, maxPixelDiff, sameBytes, tokenMismatches } from './fixture';
+
+/** Failures cross comlink as plain `{ code, message }` objects. */
+function failureCode(error: unknown): string {
+  return (error as { code?: string })?.code ?? String(error);
+}
+
+async function check(backend: Exclude<BackendChoice, 'auto'>) {
+  const worker = new Worker(new URL('../../../workers/engine.worker.ts', import.meta.url), { type: 'module', name: 'hart-engine' });
+  const api = Comlink.wrap<WorkerApi>(worker);
+  const errors: string[] = [];
+  worker.addEventListener('error', (e) => errors.push(e.message));
+  try {
+    const loadStarted = performance.now();
+    const info = await api.load({ kind: 'url', url: new URL('/fixture/', location.href).href }, { backend });
+    const loadMs = Math.round(performance.now() - loadStarted);
+
+    const cases = await goldenCases();
+    const results = [];
+    for (const g of cases) {
+      const started = performance.now();
+      const result = await api.generate({ prompt: g.prompt, seed: 0, settings: g.settings, draws: g.draws, traceTokens: true });
+      results.push({
+        name: g.name,
+        maxPixelDiff: maxPixelDiff(g.pixels, result.image.data),
+        tokenMismatches: tokenMismatches(g.tokens, result.tokens),
+        ms: Math.round(performance.now() - started),
+      });
+    }
+
+    // Cancel from the page once the second scale is reported, as the app's Cancel button does.
+    const seen: string[] = [];
+    const cancelStarted = performance.now();
+    const onEvent = (e: GenerateEvent) => {
+      seen.push(`${e.type === 'scale' ? `scale${e.index}` : e.type}@${Math.round(performance.now() - cancelStarted)}`);
+      if (e.type === 'scale' && e.index === 1) void api.cancel();
+    };
+    const cancelled = await api.generate({ prompt: 'a red circle', seed: 1 }, Comlink.proxy(onEvent)).then(
+      () => 'finished',
+      failureCode,
+    );
+    // The run after the cancelled one must be a good one: the first golden case again.
+    const again = await api.generate({ prompt: cases[0].prompt, seed: 0, settings: cases[0].settings, draws: cases[0].draws });
+    const a = await api.generate({ prompt: 'a red circle', seed: 1 });
+    const b = await api.generate({ prompt: 'a red circle', seed: 1 });
+    return {
+      backend: info.backend,
+      loadMs,
+      results,
+      cancelled,
+      cancelEvents: seen,
+      afterCancelPixelDiff: maxPixelDiff(cases[0].pixels, again.image.data),
+      deterministic: sameBytes(a.image.data, b.image.data),
+      // Without traceTokens the worker adds nothing to the app's result.
+      plainResult: !('tokens' in a),
+      workerErrors: errors,
+    };
+  } finally {
+    worker.terminate();
+  }
+}
+
+(window as unknown as { runWorkerCheck: typeof check }).runWorkerCheck = check;
