@@ -26,3 +26,21 @@ export class RunQueue {
 
 /** The queue shared by every engine in this JS realm (one worker, or one Node process). */
 export const sharedQueue = new RunQueue();
+
+/**
+ * Lets the realm handle the messages waiting for it (a worker's Cancel) before the next run.
+ * WASM runs are synchronous inside their promise, so without a macrotask between them a
+ * worker would only see Cancel after the whole generation. A MessageChannel round trip costs
+ * far less than setTimeout's clamped delay.
+ */
+export function yieldToEventLoop(): Promise<void> {
+  if (typeof MessageChannel === 'undefined') return new Promise((resolve) => setTimeout(resolve, 0));
+  return new Promise((resolve) => {
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
+    channel.port2.postMessage(null);
+  });
+}

@@ -3,7 +3,7 @@
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import type { Ort } from './backend';
 import { BadPackageError, CancelledError, toEngineError } from './errors';
-import type { RunQueue } from './queue';
+import { yieldToEventLoop, type RunQueue } from './queue';
 import type { BackendName } from './types';
 
 export type Feeds = Record<string, Tensor>;
@@ -65,6 +65,7 @@ export class GraphSession {
     if (signal?.aborted) throw new CancelledError();
     const session = this.session ?? (await this.recreate());
     return this.context.queue.enqueue(async () => {
+      if (signal) await yieldToEventLoop();
       if (signal?.aborted) throw new CancelledError();
       if (this.released) throw new Error(`The ${this.name} graph was released.`);
       try {
