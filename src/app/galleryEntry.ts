@@ -1,6 +1,7 @@
 // A kept image and the PNG text chunks that carry its provenance, so a downloaded file says
 // which prompt, seed, settings and model made it.
 import type { BackendName, GenerateResult, SamplingSettings } from '../engine/types';
+import { provenanceText } from '../engine/png';
 
 export interface GalleryEntry {
   id: string;
@@ -20,15 +21,7 @@ export interface GalleryEntry {
 }
 
 export function pngTextFor(result: GenerateResult, createdAt: number): Record<string, string> {
-  return {
-    prompt: result.prompt,
-    seed: String(result.seed),
-    settings: JSON.stringify(result.settings),
-    model: result.model,
-    backend: result.backend,
-    created: new Date(createdAt).toISOString(),
-    Software: 'HART Web',
-  };
+  return { ...provenanceText(result, 'HART Web'), created: new Date(createdAt).toISOString() };
 }
 
 /** A file name a person can recognise: the prompt's first words and the seed. */

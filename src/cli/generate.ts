@@ -8,7 +8,7 @@ import { EngineError } from '../engine/errors';
 import { loadEngine, type LoadOptions } from '../engine/index';
 import { createFetchIO } from '../engine/io';
 import { createFsIO } from '../engine/io-node';
-import { encodePng } from '../engine/png';
+import { encodePng, provenanceText } from '../engine/png';
 import type { GenerateEvent, GenerateResult, ImagePixels, SamplingSettings } from '../engine/types';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -135,17 +135,6 @@ async function importOrt(backend: 'cpu' | 'wasm'): Promise<Ort> {
   return ((module as { default?: Ort }).default ?? module) as Ort;
 }
 
-function pngText(result: GenerateResult): Record<string, string> {
-  return {
-    prompt: result.prompt,
-    seed: String(result.seed),
-    settings: JSON.stringify(result.settings),
-    model: result.model,
-    backend: result.backend,
-    Software: 'HART Web (CLI)',
-  };
-}
-
 function writeFile(file: string, bytes: Uint8Array): void {
   mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   writeFileSync(file, bytes);
@@ -178,12 +167,12 @@ export async function main(argv: string[]): Promise<number> {
         { prompt, seed: options.seed, settings: options.settings, previews: options.previews !== undefined },
         { onEvent },
       );
-      writeFile(out, await encodePng(result.image, pngText(result)));
+      writeFile(out, await encodePng(result.image, provenanceText(result, 'HART Web (CLI)')));
       if (options.previews !== undefined) {
         const prefix = options.prompts !== undefined ? `${String(i).padStart(3, '0')}-` : '';
         for (const { index, pixels } of previews) {
           const file = path.join(options.previews, `${prefix}scale-${String(index).padStart(2, '0')}.png`);
-          writeFile(file, await encodePng(pixels, { ...pngText(result), scale: String(index) }));
+          writeFile(file, await encodePng(pixels, { ...provenanceText(result, 'HART Web (CLI)'), scale: String(index) }));
         }
       }
       for (const warning of result.warnings) console.error(`warning: ${warning}`);

@@ -1,6 +1,6 @@
 // PNG files with text metadata (prompt, seed, settings, model), written and read the same way in
 // browsers and in Node: deflate comes from CompressionStream, which both provide.
-import type { ImagePixels } from './types';
+import type { GenerateResult, ImagePixels } from './types';
 import { BadInputError } from './errors';
 
 const SIGNATURE = new Uint8Array([137, 80, 78, 71, 13, 10, 26, 10]);
@@ -151,4 +151,16 @@ export function readPngText(bytes: Uint8Array): Record<string, string> {
     offset = end + 4;
   }
   return out;
+}
+
+/** The text chunks that say which prompt, seed, settings, model and backend made an image. */
+export function provenanceText(result: GenerateResult, software: string): Record<string, string> {
+  return {
+    prompt: result.prompt,
+    seed: String(result.seed),
+    settings: JSON.stringify(result.settings),
+    model: result.model,
+    backend: result.backend,
+    Software: software,
+  };
 }
