@@ -1,6 +1,7 @@
 // The app store: the slices combined, plus the reaction to a crashed worker (reload the model
 // into the fresh one, and say so).
 import { createStore, type StoreApi } from 'zustand/vanilla';
+import { createCacheSlice } from './cacheSlice';
 import { createGallerySlice } from './gallerySlice';
 import { createModelSlice } from './modelSlice';
 import type { BackendChoice } from './protocol';
@@ -16,7 +17,16 @@ export function createAppStore(deps: AppDeps, backendChoice: BackendChoice = 'au
     ...createSettingsSlice(deps)(...args),
     ...createRunSlice(deps)(...args),
     ...createGallerySlice(deps)(...args),
+    ...createCacheSlice(deps)(...args),
   }));
+
+  // A model that just loaded was just downloaded: list it, and ask that it be kept.
+  store.subscribe((state, previous) => {
+    if (state.modelStatus !== 'ready' || previous.modelStatus === 'ready') return;
+    void state.persistStorage();
+    void state.refreshCachedModels();
+  });
+  void store.getState().refreshCachedModels();
 
   deps.client.onCrash((failure, restarted) => {
     const { modelSource, modelLabel, run } = store.getState();

@@ -12,6 +12,7 @@ import type {
 import type { EngineClient } from './engineClient';
 import type { GalleryEntry } from './galleryEntry';
 import type { GalleryStorage } from './galleryStorage';
+import type { CachedModel, ModelCache, StorageEstimate } from './modelCache';
 import type { AppFailure, BackendChoice, ModelSource } from './protocol';
 import type { RunProgress } from './runStatus';
 
@@ -28,6 +29,8 @@ export interface AppDeps {
   newId(): string;
   /** Delay before a typed prompt is checked against the vocabulary. */
   analyzeDelayMs?: number;
+  /** Downloaded models in this browser; the engine's Cache Storage functions by default. */
+  cache?: ModelCache;
 }
 
 export type ModelStatus = 'idle' | 'loading' | 'ready' | 'error';
@@ -97,6 +100,25 @@ export interface GallerySlice {
   rerun(id: string): Promise<void>;
 }
 
-export type AppState = ModelSlice & SettingsSlice & RunSlice & GallerySlice;
+export interface CacheSlice {
+  /** Packages in Cache Storage, largest first. */
+  cachedModels: CachedModel[];
+  /** Whether a listing has finished at least once (before that, nothing is known). */
+  cacheListed: boolean;
+  storageEstimate?: StorageEstimate;
+  /** True once the browser agreed not to evict the cache; unset when it declined or cannot. */
+  storagePersistent?: boolean;
+  /** The package being deleted now. */
+  deletingModel?: string;
+  /** What the last delete did, for people. */
+  cacheNotice?: string;
+  cacheError?: string;
+  refreshCachedModels(): Promise<void>;
+  deleteCachedModel(baseUrl: string): Promise<void>;
+  /** Asks for persistent storage, once per page; later calls do nothing. */
+  persistStorage(): Promise<void>;
+}
+
+export type AppState = ModelSlice & SettingsSlice & RunSlice & GallerySlice & CacheSlice;
 
 export type Slice<T> = StateCreator<AppState, [], [], T>;

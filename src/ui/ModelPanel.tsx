@@ -1,6 +1,7 @@
 import { useRef, useState, type FormEvent } from 'react';
 import { formatBytes, loadPercent, PHASE_NAMES, PHASE_ORDER } from '../app/selectors';
 import type { LoadProgress } from '../engine/types';
+import { DownloadedModels } from './DownloadedModels';
 import { useApp } from './storeContext';
 
 type DirectoryPicker = (options?: { mode?: 'read' }) => Promise<FileSystemDirectoryHandle>;
@@ -116,6 +117,7 @@ export function ModelPanel() {
           }}
         />
       </div>
+      <DownloadedModels />
     </section>
   );
 }

@@ -7,6 +7,7 @@ import type { AppFailure } from '../../src/app/protocol';
 import type { ImagePixels, ModelInfo } from '../../src/engine/types';
 import type { GalleryEntry } from '../../src/app/galleryEntry';
 import type { AppDeps } from '../../src/app/storeTypes';
+import type { ModelCache } from '../../src/app/modelCache';
 import { createFakeEngine, fakeInfo, type FakeEngineControls } from './fakeEngine';
 
 export interface Harness {
@@ -19,7 +20,7 @@ export interface Harness {
   encoded: Array<Record<string, string>>;
 }
 
-export function createHarness(options: { info?: ModelInfo; stepMs?: number; gallery?: GalleryEntry[]; failLoad?: AppFailure } = {}): Harness {
+export function createHarness(options: { info?: ModelInfo; stepMs?: number; gallery?: GalleryEntry[]; failLoad?: AppFailure; cache?: ModelCache } = {}): Harness {
   const fake = createFakeEngine(options.info ?? fakeInfo(), options.stepMs ?? 1);
   const crashListeners: Array<(f: AppFailure, restarted: boolean) => void> = [];
   let seeds = 1000;
@@ -60,6 +61,7 @@ export function createHarness(options: { info?: ModelInfo; stepMs?: number; gall
       randomSeed: () => seeds++,
       newId: () => `img-${++ids}`,
       analyzeDelayMs: 0,
+      cache: options.cache,
     },
     'wasm',
   );
