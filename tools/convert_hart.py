@@ -33,8 +33,8 @@ import onnx  # noqa: E402
 import torch  # noqa: E402
 
 from hart import checkpoint as ckpt  # noqa: E402
-from hart.export import (FORMAT, FORMAT_VERSION, IR_VERSION, OPSET, _name_symbolic_dims,  # noqa: E402
-                         build_tables, model_section, sampling_section, sha256_file, write_tables)
+from hart.export import (IR_VERSION, OPSET, _name_symbolic_dims, build_tables, sha256_file,  # noqa: E402
+                         write_manifest, write_tables)
 from hart.fp16 import to_fp16  # noqa: E402
 from hart.graphs import Graph, build_graphs, fit_preview, sample_inputs  # noqa: E402
 from hart.model import HartModel  # noqa: E402
@@ -231,30 +231,15 @@ def convert(hart_dir: str, qwen_dir: str, out_dir: str, fp16: bool = False, text
     tables = write_tables(build_tables(model), out_dir)
     record("tables.bin", "float32")
 
-    manifest = {
-        "format": FORMAT,
-        "formatVersion": FORMAT_VERSION,
-        "name": config.name,
-        "description": config.description,
-        "model": model_section(config),
-        "textEncoder": {
-            "contextTokens": config.context_tokens,
-            "contextDim": config.context_dim,
-            "prefixIds": list(config.text_encoder.prefix_ids),
-            "padId": published.pad_id,
-            "unkId": None,          # byte-level BPE: every text has a tokenization
-            "lowercase": False,
-        },
-        "sampling": sampling_section(config),
-        "examples": list(config.examples),
-        "graphs": graphs_entry,
-        "tokenizer": "tokenizer.json",
-        "tables": tables,
-        "files": files,
+    text_encoder = {
+        "contextTokens": config.context_tokens,
+        "contextDim": config.context_dim,
+        "prefixIds": list(config.text_encoder.prefix_ids),
+        "padId": published.pad_id,
+        "unkId": None,          # byte-level BPE: every text has a tokenization
+        "lowercase": False,
     }
-    with open(os.path.join(out_dir, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
+    manifest = write_manifest(out_dir, config, text_encoder, graphs_entry, tables, files, config.description)
     total = sum(entry["bytes"] for entry in files)
     log(f"wrote {out_dir}: {len(files)} files, {total / 2**20:,.1f} MB, in {time.time() - started:.0f} s")
     return manifest

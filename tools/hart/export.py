@@ -210,16 +210,25 @@ def export_package(model: HartModel, out_dir: str, fp16: bool = True, descriptio
     tables = write_tables(build_tables(model), out_dir)
     record("tables.bin", "float32")
 
+    manifest = write_manifest(out_dir, config, text_encoder_section(config), graphs_entry, tables, files,
+                              description if description is not None else config.description)
+    validate_package(out_dir)
+    return manifest
+
+
+def write_manifest(out_dir: str, config, text_encoder: dict, graphs: dict, tables: dict, files: list,
+                   description: str) -> dict:
+    """Writes manifest.json (docs/model-package.md §1); the exporter and the converter share it."""
     manifest = {
         "format": FORMAT,
         "formatVersion": FORMAT_VERSION,
         "name": config.name,
-        "description": description if description is not None else config.description,
+        "description": description,
         "model": model_section(config),
-        "textEncoder": text_encoder_section(config),
+        "textEncoder": text_encoder,
         "sampling": sampling_section(config),
         "examples": list(config.examples),
-        "graphs": graphs_entry,
+        "graphs": graphs,
         "tokenizer": "tokenizer.json",
         "tables": tables,
         "files": files,
@@ -227,5 +236,4 @@ def export_package(model: HartModel, out_dir: str, fp16: bool = True, descriptio
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
-    validate_package(out_dir)
     return manifest
