@@ -3,7 +3,7 @@ import { chooseBackend, watchDeviceLoss, type AdapterLike, type BackendRequest, 
 import { BadPackageError, EngineError, NoBackendError, toEngineError } from './errors';
 import { createFetchIO, estimateStorage, type PackageIO, type StorageManagerLike } from './io';
 import { GRAPH_NAMES, MANIFEST_FILE, parseManifestBytes, type GraphName, type Manifest } from './manifest';
-import { graphVariant, neededFiles, readTables, readVerified } from './modelPackage';
+import { graphVariant, neededFiles, readTables, readVerified, verifiedOrReread } from './modelPackage';
 import { checkModelFits, readRequirements, type GpuLimits, type PackageRequirements, type PreflightResult } from './preflight';
 import { generate, type LoadedModel, type PipelineOptions } from './pipeline';
 import { SCALE_UPDATE_GPU_OUTPUTS, scaleTables } from './quantizer';
@@ -139,10 +139,17 @@ export async function checkPackage(source: string, options: Pick<LoadOptions, 'o
 }
 
 /**
- * Downloads and verifies every needed file, with one byte-progress over all of them. A graph
- * file that the IO has cached is not kept in memory: the upload phase reads it back (and checks
- * it again) just before its session is created, so at most one graph's files are in memory at a
- * time instead of the whole package (2.7 GB at 1024 px, over what a browser tab can hold).
+ * Downloads every needed file, with one byte-progress over all of them, and returns the files
+ * to keep in memory. A graph file that the IO caches is not kept: the upload phase reads it back
+ * just before its session is created, so at most one graph's files are in memory at a time
+ * instead of the whole package (2.7 GB at 1024 px, over what a browser tab can hold).
+ *
+ * Each file is read and verified (size and sha256) once per load, where its bytes are used. A
+ * graph file the IO caches is verified when the upload phase reads it: here a cached copy is only
+ * checked for presence and recorded size (no bytes read), and a freshly fetched one for its size.
+ * The tokenizer, the tables and whatever the IO does not cache are verified here. A file failing
+ * verification is evicted from the cache and fetched once more; a second failure is reported
+ * naming the file.
  */
 async function downloadFiles(
   io: PackageIO,
@@ -151,18 +158,30 @@ async function downloadFiles(
   onProgress?: (progress: LoadProgress) => void,
   signal?: AbortSignal,
 ): Promise<Map<string, Uint8Array>> {
-  const entry = (path: string) => manifest.files.find((f) => f.path === path);
+  const entries = paths.map((path) => {
+    const entry = manifest.files.find((f) => f.path === path);
+    if (!entry) throw new BadPackageError('is not listed in the manifest', path);
+    return entry;
+  });
   const small = new Set([manifest.tokenizer, ...Object.values(manifest.tables).map((t) => t.path)]);
-  const total = paths.reduce((n, path) => n + (entry(path)?.bytes ?? 0), 0);
+  const total = entries.reduce((n, e) => n + e.bytes, 0);
   const files = new Map<string, Uint8Array>();
   let done = 0;
-  for (const path of paths) {
-    const before = done;
-    const read = await readVerified(io, manifest, [path], (p) => onProgress?.({ ...p, loaded: before + p.loaded, total }), signal);
-    const sha256 = entry(path)?.sha256;
-    const cached = !small.has(path) && sha256 !== undefined && io.isCached !== undefined && (await io.isCached(path, sha256));
-    if (!cached) files.set(path, read.get(path)!);
-    done += entry(path)?.bytes ?? 0;
+  for (const { path, sha256, bytes: size } of entries) {
+    checkAborted(signal);
+    const report = (loaded: number) => onProgress?.({ phase: 'download', file: path, loaded: done + Math.min(loaded, size), total });
+    const read = () => io.read(path, { sha256, bytes: size, signal, onProgress: report });
+    const deferred = !small.has(path) && io.isCached !== undefined;
+    const cached = async () => deferred && (await io.isCached!(path, sha256, size));
+    if (!(await cached())) {
+      // A copy of the wrong size (a partial one) is dropped and downloaded again.
+      if (deferred) await io.evict?.(path, sha256);
+      const bytes = await read();
+      // Fetched whole and now in the cache: the upload phase verifies it when it reads it back.
+      if (!(bytes.length === size && (await cached()))) files.set(path, await verifiedOrReread(io, manifest, path, bytes, read));
+    }
+    done += size;
+    onProgress?.({ phase: 'download', file: path, loaded: done, total });
   }
   return files;
 }

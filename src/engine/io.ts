@@ -20,8 +20,11 @@ export interface PackageIO {
   read(path: string, options?: ReadOptions): Promise<Uint8Array>;
   /** Forgets a cached copy (after it failed verification), so the next read fetches it again. */
   evict?(path: string, sha256: string): Promise<void>;
-  /** True when a read of this file would need no download (a cached copy exists). */
-  isCached?(path: string, sha256: string): Promise<boolean>;
+  /**
+   * True when a read of this file would need no download (a cached copy exists, and, with
+   * `bytes`, its recorded size is that). Reads no file content: the copy is verified when read.
+   */
+  isCached?(path: string, sha256: string, bytes?: number): Promise<boolean>;
 }
 
 /** The Cache Storage store that holds downloaded package files. */
@@ -148,9 +151,13 @@ export function createFetchIO(source: string, options: FetchIOOptions = {}): Pac
       await cache?.delete(cacheKey(new URL(path, base), sha256));
     },
 
-    async isCached(path, sha256) {
+    async isCached(path, sha256, bytes) {
       const cache = await openCache();
-      return Boolean(cache && (await cache.match(cacheKey(new URL(path, base), sha256))));
+      const hit = cache && (await cache.match(cacheKey(new URL(path, base), sha256)));
+      if (!hit) return false;
+      // The size this IO recorded when it stored the copy: a copy of another size is partial.
+      const recorded = hit.headers.get('content-length');
+      return bytes === undefined || recorded === null || Number(recorded) === bytes;
     },
   };
 }

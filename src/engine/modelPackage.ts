@@ -47,6 +47,30 @@ export function neededFiles(manifest: Manifest, fp16: boolean): string[] {
 }
 
 /**
+ * Verifies `bytes` just read for `path`. When they fail and the IO can evict, the cached copy is
+ * evicted and `read` is called once more (a download); a second failure is thrown, naming the file.
+ */
+export async function verifiedOrReread(
+  io: PackageIO,
+  manifest: Manifest,
+  path: string,
+  bytes: Uint8Array,
+  read: () => Promise<Uint8Array>,
+): Promise<Uint8Array> {
+  try {
+    await verifyFile(manifest, path, bytes);
+    return bytes;
+  } catch (error) {
+    const entry = manifest.files.find((f) => f.path === path);
+    if (!io.evict || !entry) throw error;
+    await io.evict(path, entry.sha256);
+    const again = await read();
+    await verifyFile(manifest, path, again);
+    return again;
+  }
+}
+
+/**
  * Reads and verifies `paths`. A cached copy that fails verification is evicted and fetched once
  * more, so a broken cache heals itself; a second failure is reported.
  */
@@ -73,16 +97,7 @@ export async function readVerified(
         signal,
         onProgress: (loaded) => onProgress?.({ phase: 'download', file: entry.path, loaded: done + Math.min(loaded, entry.bytes), total }),
       });
-    let bytes = await read();
-    try {
-      await verifyFile(manifest, entry.path, bytes);
-    } catch (error) {
-      if (!io.evict) throw error;
-      await io.evict(entry.path, entry.sha256);
-      bytes = await read();
-      await verifyFile(manifest, entry.path, bytes);
-    }
-    files.set(entry.path, bytes);
+    files.set(entry.path, await verifiedOrReread(io, manifest, entry.path, await read(), read));
     done += entry.bytes;
     onProgress?.({ phase: 'download', file: entry.path, loaded: done, total });
   }

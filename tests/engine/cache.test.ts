@@ -2,9 +2,9 @@
 // resumed after a reload (files already cached are not fetched again).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadEngine } from '../../src/engine/index';
-import { createFetchIO, deleteCachedModel, estimateStorage, listCachedModels, persistStorage } from '../../src/engine/io';
+import { createFetchIO, deleteCachedModel, estimateStorage, listCachedModels, persistStorage, type PackageIO } from '../../src/engine/io';
 import { parseManifest } from '../../src/engine/manifest';
 import { neededFiles } from '../../src/engine/modelPackage';
 import { fakeCaches, fakeFetch } from './fakeCaches';
@@ -145,53 +145,145 @@ describe('resume after a reload', () => {
 });
 
 describe('loading a cached package one graph at a time', () => {
-  /** The fetch IO, logging every read next to the load's progress events. */
-  function loggingIO(base: string, cacheName?: null) {
-    const net = fakeFetch(base, readFixture);
+  const base = 'https://host/models/tiny/';
+  const needed = neededFiles(manifest, false);
+  const bytesOf = (p: string) => manifest.files.find((f) => f.path === p)!.bytes;
+  const neededBytes = needed.reduce((n, p) => n + bytesOf(p), 0);
+  const graphs = ['textEncoder', 'condition', 'transformer', 'head', 'scaleUpdate', 'diffusionHead', 'decoder', 'preview'] as const;
+  const graphFiles = graphs.map((name) => {
+    const v = manifest.graphs[name].fp32;
+    return [v.path, ...(v.externalData ?? [])];
+  });
+  const smallFiles = needed.filter((p) => !graphFiles.flat().includes(p));
+  /** Upload phase: each graph's files are read right after its upload starts, and nothing else. */
+  const uploadLog = graphs.flatMap((_, i) => [`upload ${graphFiles[i][0]}`, ...graphFiles[i].map((p) => `read ${p}`)]);
+
+  /**
+   * The fetch IO over a fake server, logging every read next to the load's upload events, and
+   * the bytes every sha256 was computed over (the package's verification).
+   */
+  function loggingIO(files: (p: string) => Uint8Array | undefined = readFixture, cacheName?: null) {
+    const net = fakeFetch(base, files);
     const inner = createFetchIO(base, { fetch: net.fetch, cacheName });
     const log: string[] = [];
     const io = { ...inner, read: (p: string, o?: Parameters<typeof inner.read>[1]) => (log.push(`read ${p}`), inner.read(p, o)) };
-    return { io, log, net };
+    return { io, log, net, fetched: () => net.calls.map((u) => u.slice(base.length)) };
   }
 
-  it('keeps no graph in memory after its download when it is cached, and reads it back just before its session', async () => {
-    const { caches } = fakeCaches();
-    g.caches = caches;
+  async function load(io: PackageIO, log: string[] = [], downloads: number[] = []) {
     const ort = await importOrt('onnxruntime-node');
-    const base = 'https://host/models/tiny/';
-    const { io, log, net } = loggingIO(base);
+    const hashed: number[] = [];
+    const digest = crypto.subtle.digest.bind(crypto.subtle);
+    const spy = vi.spyOn(crypto.subtle, 'digest').mockImplementation((algorithm, data) => {
+      hashed.push((data as Uint8Array).byteLength);
+      return digest(algorithm, data);
+    });
+    try {
+      const engine = await loadEngine(base, {
+        ort,
+        io,
+        onProgress: (p) => {
+          if (p.phase === 'upload' && p.file) log.push(`upload ${p.file}`);
+          if (p.phase === 'download') downloads.push(p.loaded);
+        },
+      });
+      await engine.dispose();
+    } finally {
+      spy.mockRestore();
+    }
+    return { hashedBytes: hashed.reduce((a, b) => a + b, 0), hashes: hashed.length };
+  }
+
+  /** The cached copy of `file` in the fake Cache Storage. */
+  function cachedCopy(stores: ReturnType<typeof fakeCaches>['stores'], file: string) {
+    const entry = manifest.files.find((f) => f.path === file)!;
+    return stores.get('hart-web-models')!.get(`${base}${file}?sha256=${entry.sha256}`)!;
+  }
+
+  it('a first load fetches each file once, verifies each byte once, and reads a cached graph back just before its session', async () => {
+    g.caches = fakeCaches().caches;
+    const { io, log, fetched } = loggingIO();
     const downloads: number[] = [];
-    const engine = await loadEngine(base, {
-      ort,
-      io,
-      onProgress: (p) => {
-        if (p.phase === 'upload' && p.file) log.push(`upload ${p.file}`);
-        if (p.phase === 'download') downloads.push(p.loaded);
-      },
-    });
-    await engine.dispose();
-    const needed = neededFiles(manifest, false);
-    // Each file crossed the network once.
-    expect(net.calls.map((u) => u.slice(base.length))).toEqual(['manifest.json', ...needed]);
-    expect(downloads.at(-1)).toBe(needed.reduce((n, p) => n + manifest.files.find((f) => f.path === p)!.bytes, 0));
+    const { hashedBytes, hashes } = await load(io, log, downloads);
+    expect(fetched()).toEqual(['manifest.json', ...needed]);
+    expect(downloads.at(-1)).toBe(neededBytes);
     expect(downloads.every((v, i) => i === 0 || v >= downloads[i - 1])).toBe(true);
-    // Upload phase: each graph's files are read back right after its upload starts.
-    const upload = log.slice(log.indexOf(log.find((l) => l.startsWith('upload'))!));
-    const expected = (['textEncoder', 'condition', 'transformer', 'head', 'scaleUpdate', 'diffusionHead', 'decoder', 'preview'] as const).flatMap((name) => {
-      const v = manifest.graphs[name].fp32;
-      return [`upload ${v.path}`, ...[v.path, ...(v.externalData ?? [])].map((p) => `read ${p}`)];
-    });
-    expect(upload).toEqual(expected);
+    // Download phase: every file once (from the network); upload phase: each graph read back from the cache.
+    expect(log.slice(0, needed.length + 1)).toEqual(['read manifest.json', ...needed.map((p) => `read ${p}`)]);
+    expect(log.slice(needed.length + 1)).toEqual(uploadLog);
+    // One sha256 per file, over its bytes: a fetched graph is verified where the upload reads it, not twice.
+    expect(hashes).toBe(needed.length);
+    expect(hashedBytes).toBe(neededBytes);
+  });
+
+  it('a cached load reads and verifies each file once: graphs at upload, nothing from the network but the manifest', async () => {
+    g.caches = fakeCaches().caches;
+    await load(loggingIO().io);
+    const { io, log, fetched } = loggingIO();
+    const downloads: number[] = [];
+    const { hashedBytes, hashes } = await load(io, log, downloads);
+    expect(fetched()).toEqual(['manifest.json']);
+    // The download phase reads only the small files (tokenizer, tables); each graph is read once, at its upload.
+    expect(log).toEqual(['read manifest.json', ...smallFiles.map((p) => `read ${p}`), ...uploadLog]);
+    expect(needed.every((p) => log.filter((l) => l === `read ${p}`).length === 1)).toBe(true);
+    expect(hashes).toBe(needed.length);
+    expect(hashedBytes).toBe(neededBytes);
+    // The bar still fills: cached files count as downloaded.
+    expect(downloads.at(-1)).toBe(neededBytes);
   });
 
   it('keeps the bytes in memory when there is no cache to read them back from', async () => {
-    const ort = await importOrt('onnxruntime-node');
-    const base = 'https://host/models/tiny/';
-    const { io, log, net } = loggingIO(base, null);
-    const engine = await loadEngine(base, { ort, io });
-    await engine.dispose();
-    const needed = neededFiles(manifest, false);
+    const { io, log, net } = loggingIO(readFixture, null);
+    const { hashedBytes } = await load(io);
     expect(log).toEqual(['read manifest.json', ...needed.map((p) => `read ${p}`)]);
     expect(net.calls).toHaveLength(needed.length + 1);
+    expect(hashedBytes).toBe(neededBytes);
+  });
+
+  it('a corrupt cached graph or tokenizer is detected, evicted and downloaded again', async () => {
+    const { caches, stores } = fakeCaches();
+    g.caches = caches;
+    await load(loggingIO().io);
+    // Same size, one bit flipped: only the sha256 can tell.
+    for (const file of ['transformer.onnx.data', 'tokenizer.json']) cachedCopy(stores, file).body[100] ^= 1;
+    const { io, fetched } = loggingIO();
+    await load(io);
+    expect(fetched()).toEqual(['manifest.json', 'tokenizer.json', 'transformer.onnx.data']);
+    for (const file of ['transformer.onnx.data', 'tokenizer.json']) expect(cachedCopy(stores, file).body).toEqual(readFixture(file));
+    // Healed: the next load downloads nothing but the manifest.
+    const third = loggingIO();
+    await load(third.io);
+    expect(third.fetched()).toEqual(['manifest.json']);
+  });
+
+  it('a partial cached graph is downloaded again in the download phase, before any upload', async () => {
+    const { caches, stores } = fakeCaches();
+    g.caches = caches;
+    await load(loggingIO().io);
+    const copy = cachedCopy(stores, 'decoder.onnx');
+    copy.body = copy.body.slice(0, 1000);
+    copy.headers = [['content-length', '1000']];
+    const { io, log, fetched } = loggingIO();
+    await load(io, log);
+    expect(fetched()).toEqual(['manifest.json', 'decoder.onnx']);
+    expect(log.indexOf('read decoder.onnx')).toBeLessThan(log.findIndex((l) => l.startsWith('upload')));
+    expect(cachedCopy(stores, 'decoder.onnx').body).toEqual(readFixture('decoder.onnx'));
+  });
+
+  it('a cached graph that stays corrupt after downloading it again fails the load, naming the file', async () => {
+    const { caches, stores } = fakeCaches();
+    g.caches = caches;
+    await load(loggingIO().io);
+    cachedCopy(stores, 'head.onnx').body[10] ^= 1;
+    // The server now serves a broken copy too.
+    const broken = (p: string) => {
+      const bytes = readFixture(p);
+      if (p === 'head.onnx') bytes[10] ^= 1;
+      return bytes;
+    };
+    const { io, fetched } = loggingIO(broken);
+    const failure = load(io);
+    await expect(failure).rejects.toMatchObject({ code: 'bad-package', message: expect.stringMatching(/^head\.onnx: sha256 is [0-9a-f]{64} but the manifest says/) });
+    expect(fetched()).toEqual(['manifest.json', 'head.onnx']);
   });
 });
