@@ -27,8 +27,9 @@ const host = createEngineHost((source, { backend, onProgress, signal }) =>
     onProgress,
     signal,
     // One full run while loading compiles the GPU shaders, so the first Generate is not the slow
-    // one; WASM has no shaders to compile, so a WASM-only request skips it.
-    warmup: backend !== 'wasm',
+    // one. The engine runs it on WebGPU only: on WASM (asked for, or the fallback of 'auto') it
+    // reports the phase as skipped instead.
+    warmup: true,
   }).then(withTestHooks), // injected draws and per-scale tokens for the parity tests only
 );
 

@@ -26,7 +26,9 @@ export function createModelSlice(deps: AppDeps, backendChoice: BackendChoice): S
       try {
         const info = await deps.client.load(source, { backend: get().backendChoice }, (progress) => {
           if (id !== loadId) return;
-          set({ loadPhase: progress.phase, loadPhases: { ...get().loadPhases, [progress.phase]: progress } });
+          // A skipped phase is listed as such but never becomes the phase the status line names.
+          const loadPhase = progress.skipped ? get().loadPhase : progress.phase;
+          set({ loadPhase, loadPhases: { ...get().loadPhases, [progress.phase]: progress } });
         });
         if (id !== loadId) return;
         set({ modelStatus: 'ready', modelInfo: info, settings: { ...info.defaults } });

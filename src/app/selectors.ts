@@ -27,14 +27,20 @@ export function runPercent(state: AppState): number {
   return Math.round(progressFraction(state.run) * 100);
 }
 
-/** Loading progress over all phases, as a percentage; each phase counts equally. */
+/** The phases this load runs, in order: all but those reported as skipped (warm-up on WASM). */
+export function runningPhases(state: AppState): LoadPhase[] {
+  return PHASE_ORDER.filter((p) => !state.loadPhases[p]?.skipped);
+}
+
+/** Loading progress over the phases that run, as a percentage; each counts equally. */
 export function loadPercent(state: AppState): number {
-  const reached = PHASE_ORDER.filter((p) => state.loadPhases[p]);
+  const phases = runningPhases(state);
+  const reached = phases.filter((p) => state.loadPhases[p]);
   if (reached.length === 0) return 0;
   const current = reached[reached.length - 1];
   const report = state.loadPhases[current]!;
   const within = report.total > 0 ? Math.min(1, report.loaded / report.total) : 0;
-  return Math.round(((PHASE_ORDER.indexOf(current) + within) / PHASE_ORDER.length) * 100);
+  return Math.round(((phases.indexOf(current) + within) / phases.length) * 100);
 }
 
 /** The frame on the canvas: the one picked on the timeline, else the newest. */

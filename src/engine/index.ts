@@ -37,7 +37,11 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** The queue every create and run goes through; one shared queue by default. */
   queue?: RunQueue;
-  /** Run one full generation while loading, so shaders compile before the first request. */
+  /**
+   * Run one full generation while loading, so WebGPU compiles its shaders (at every scale's
+   * shapes) before the first request. WASM and the CPU have no shaders: there the warm-up is
+   * skipped and reported once as a 'warmup' progress with `skipped` set.
+   */
   warmup?: boolean;
   /** `navigator.storage` by default (tests inject a fake; null: no storage check). */
   storage?: StorageManagerLike | null;
@@ -70,6 +74,11 @@ function gpuOutputs(name: GraphName, depth: number): string[] {
   if (name === 'condition') return ['x', 'head_cond'];
   if (name === 'scaleUpdate') return SCALE_UPDATE_GPU_OUTPUTS;
   return [];
+}
+
+/** Whether a requested warm-up runs on this backend: only WebGPU has shaders to compile. */
+export function warmupRuns(backend: BackendName): boolean {
+  return backend === 'webgpu';
 }
 
 function checkAborted(signal?: AbortSignal): void {
@@ -201,6 +210,11 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
     const fits = await preflight(manifest, requirements, io, backend, options);
     if (!fits.ok) throw new NoBackendError(`${manifest.name} cannot run here (${backend.backend}): ${fits.problems.join(' ')}`);
   }
+  // Said as soon as the backend is known, so a progress display never waits on a phase that won't run.
+  if (options.warmup && !warmupRuns(backend.backend)) {
+    const where = backend.backend === 'wasm' ? 'WASM' : 'the CPU';
+    onProgress?.({ phase: 'warmup', loaded: 0, total: 0, skipped: `no shaders to compile on ${where}` });
+  }
   const files = await downloadFiles(io, manifest, neededFiles(manifest, backend.fp16), onProgress, signal);
 
   const tables = readTables(manifest, files);
@@ -314,7 +328,7 @@ export async function loadEngine(source: string, options: LoadOptions): Promise<
   let engine: LoadedEngine | undefined;
   try {
     engine = createEngine(await loadModel(source, options));
-    if (options.warmup) {
+    if (options.warmup && warmupRuns(engine.model.backend.backend)) {
       const count = engine.info.scales.length;
       options.onProgress?.({ phase: 'warmup', loaded: 0, total: count });
       await engine.generate(

@@ -80,6 +80,8 @@ export interface LoadProgress {
   /** Bytes (download) or steps (upload, warmup) done and total for this phase. */
   loaded: number;
   total: number;
+  /** Set when this phase does not run in this load: why, in words for people (e.g. warm-up on WASM). */
+  skipped?: string;
 }
 
 export interface ModelInfo {

@@ -7,6 +7,7 @@ import { useApp } from './storeContext';
 type DirectoryPicker = (options?: { mode?: 'read' }) => Promise<FileSystemDirectoryHandle>;
 
 function phaseDetail(progress: LoadProgress): string {
+  if (progress.skipped) return `skipped: ${progress.skipped}`;
   const file = progress.file ? `${progress.file} · ` : '';
   if (progress.phase === 'download') return `${file}${formatBytes(progress.loaded)} of ${formatBytes(progress.total)}`;
   return `${file}${progress.loaded} of ${progress.total}`;
@@ -26,7 +27,7 @@ function LoadPhases() {
       <ol>
         {PHASE_ORDER.map((phase) => {
           const report = phases[phase];
-          const state = !report ? 'pending' : phase === current ? 'active' : 'done';
+          const state = !report ? 'pending' : report.skipped ? 'skipped' : phase === current ? 'active' : 'done';
           return (
             <li key={phase} className={`phase phase-${state}`}>
               <span className="phase-name">{PHASE_NAMES[phase]}</span>

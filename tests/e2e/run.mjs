@@ -124,8 +124,8 @@ async function main() {
         const common = { browser, baseUrl: server.url, shots, timeouts, prompts: PROMPTS, step };
         const result = {};
         measured.push(result);
-        // 'auto' still warms up (it could have been WebGPU); a forced 'wasm' skips that phase.
-        const expectBadge = { name: 'WASM', reason: /adapter|WebGPU/i, phases: ['download', 'upload to gpu', 'warm-up'] };
+        // The warm-up compiles WebGPU shaders only: on WASM (forced, or the fallback of 'auto') it is skipped.
+        const expectBadge = { name: 'WASM', reason: /adapter|WebGPU/i, phases: ['download', 'upload to gpu'], absentPhases: ['warm-up'] };
         await attempt(() => journey({ ...common, result, query: query('auto', model), label: 'wasm', expectBadge }));
         await attempt(() => errorJourney({ ...common, query: query('wasm', model) }));
         await attempt(() => offlineJourney({ ...common, query: query('wasm', model) }));

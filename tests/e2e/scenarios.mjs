@@ -111,6 +111,9 @@ export async function journey({ browser, baseUrl, query, label, expectBadge, sho
       for (const phase of expectBadge.phases) {
         check(loadLog.includes(`Loading model (${phase})`), `loading never showed the phase "${phase}": ${JSON.stringify(loadLog)}`);
       }
+      for (const phase of expectBadge.absentPhases ?? []) {
+        check(!loadLog.includes(`Loading model (${phase})`), `loading showed the phase "${phase}", which should not run here: ${JSON.stringify(loadLog)}`);
+      }
       await screenshotState(opened.page, shots, `${label}-ready`, { texts: ['Ready', expectBadge.name] });
       return opened;
     });

@@ -128,6 +128,37 @@ describe('the app page', () => {
     expect((screen.getByRole('checkbox', { name: 'Random' }) as HTMLInputElement).checked).toBe(false);
   });
 
+  it('while loading on WASM, lists the warm-up as skipped, with its reason, and the bar is full after the upload', async () => {
+    let release!: () => void;
+    const harness = createHarness({
+      loadProgress: [
+        { phase: 'manifest', file: 'manifest.json', loaded: 1, total: 1 },
+        { phase: 'warmup', loaded: 0, total: 0, skipped: 'no shaders to compile on WASM' },
+        { phase: 'download', file: 'decoder.onnx', loaded: 2048, total: 2048 },
+        { phase: 'upload', file: 'preview.onnx', loaded: 8, total: 8 },
+      ],
+      holdLoad: new Promise<void>((r) => (release = r)),
+    });
+    renderApp(harness);
+    let pending!: Promise<void>;
+    act(() => {
+      pending = harness.store.getState().loadModel({ kind: 'url', url: 'http://x/' }, 'x');
+    });
+    await waitFor(() => expect(screen.getByRole('status').textContent).toBe('Loading model (upload to gpu)'));
+    const items = [...document.querySelectorAll('.load-phases li')];
+    expect(items.map((li) => li.querySelector('.phase-name')!.textContent)).toEqual(['Manifest', 'Download', 'Upload to GPU', 'Warm-up']);
+    const warmup = items[3];
+    expect(warmup.className).toContain('phase-skipped');
+    expect(warmup.querySelector('.phase-detail')!.textContent).toBe('skipped: no shaders to compile on WASM');
+    expect(items[2].className).toContain('phase-active');
+    expect(screen.getByRole('progressbar', { name: 'Model loading' }).getAttribute('aria-valuenow')).toBe('100');
+    await act(async () => {
+      release();
+      await pending;
+    });
+    expect(document.querySelector('.load-phases')).toBeNull();
+  });
+
   it('says in words why the model did not load', async () => {
     const harness = createHarness({ failLoad: { code: 'fetch-failed', message: 'decoder.onnx: the server answered 404 Not Found' } });
     renderApp(harness);

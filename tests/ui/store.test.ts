@@ -1,6 +1,8 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { progressFraction, statusText } from '../../src/app/runStatus';
+import { loadPercent, pageStatus } from '../../src/app/selectors';
 import type { AppState } from '../../src/app/storeTypes';
+import type { LoadProgress } from '../../src/engine/types';
 import { fakeInfo } from './fakeEngine';
 import { createHarness, loaded } from './storeHarness';
 
@@ -15,6 +17,38 @@ describe('app store', () => {
     expect(state.loadPhases.download).toEqual({ phase: 'download', file: 'transformer.onnx', loaded: 100, total: 100 });
     expect(state.loadPhases.upload?.loaded).toBe(8);
     expect(state.settings).toEqual({ cfg: 2, topK: 5, topP: 0.5, temperature: 0.9, smooth: true, residual: true });
+  });
+
+  it('a phase reported as skipped (warm-up on WASM) is listed, never named by the status line, and the bar fills without it', async () => {
+    /** The state mid-load, after `progress`, with the load held open. */
+    async function midLoad(progress: LoadProgress[]) {
+      let release!: () => void;
+      const { store } = createHarness({ loadProgress: progress, holdLoad: new Promise<void>((r) => (release = r)) });
+      const pending = store.getState().loadModel({ kind: 'url', url: 'http://x/m/' }, 'm');
+      await vi.waitFor(() => expect(store.getState().loadPhases.upload).toBeDefined());
+      const state = store.getState();
+      release();
+      await pending;
+      return { state, after: store.getState() };
+    }
+    const manifest: LoadProgress = { phase: 'manifest', file: 'manifest.json', loaded: 1, total: 1 };
+    const download: LoadProgress = { phase: 'download', file: 'decoder.onnx', loaded: 100, total: 100 };
+    const skipped: LoadProgress = { phase: 'warmup', loaded: 0, total: 0, skipped: 'no shaders to compile on WASM' };
+
+    // WASM: the engine says right after choosing the backend that the warm-up will not run.
+    const half = await midLoad([manifest, skipped, download, { phase: 'upload', loaded: 4, total: 8 }]);
+    expect(half.state.loadPhase).toBe('upload');
+    expect(pageStatus(half.state)).toBe('Loading model (upload to gpu)');
+    expect(half.state.loadPhases.warmup).toEqual(skipped);
+    expect(loadPercent(half.state)).toBe(83); // (2 + 4/8) of 3 phases
+    const full = await midLoad([manifest, skipped, download, { phase: 'upload', loaded: 8, total: 8 }]);
+    expect(loadPercent(full.state)).toBe(100);
+    expect(full.after.modelStatus).toBe('ready');
+
+    // WebGPU: the warm-up is still to come after the upload, and counts.
+    const gpu = await midLoad([manifest, download, { phase: 'upload', loaded: 8, total: 8 }]);
+    expect(loadPercent(gpu.state)).toBe(75);
+    expect(gpu.state.loadPhases.warmup).toBeUndefined();
   });
 
   it('a run passes through every scale, then refining, then done, and lands in the gallery', async () => {

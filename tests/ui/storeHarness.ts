@@ -4,7 +4,7 @@ import { createEngineHost } from '../../workers/engineHost';
 import { createAppStore } from '../../src/app/store';
 import { createMemoryGalleryStorage } from '../../src/app/galleryStorage';
 import type { AppFailure } from '../../src/app/protocol';
-import type { ImagePixels, ModelInfo } from '../../src/engine/types';
+import type { ImagePixels, LoadProgress, ModelInfo } from '../../src/engine/types';
 import type { GalleryEntry } from '../../src/app/galleryEntry';
 import type { AppDeps } from '../../src/app/storeTypes';
 import type { ModelCache } from '../../src/app/modelCache';
@@ -20,7 +20,19 @@ export interface Harness {
   encoded: Array<Record<string, string>>;
 }
 
-export function createHarness(options: { info?: ModelInfo; stepMs?: number; gallery?: GalleryEntry[]; failLoad?: AppFailure; cache?: ModelCache } = {}): Harness {
+export interface HarnessOptions {
+  info?: ModelInfo;
+  stepMs?: number;
+  gallery?: GalleryEntry[];
+  failLoad?: AppFailure;
+  cache?: ModelCache;
+  /** The load's progress reports, instead of the default download and upload ones. */
+  loadProgress?: LoadProgress[];
+  /** The load finishes only once this settles (to look at the page mid-load). */
+  holdLoad?: Promise<unknown>;
+}
+
+export function createHarness(options: HarnessOptions = {}): Harness {
   const fake = createFakeEngine(options.info ?? fakeInfo(), options.stepMs ?? 1);
   const crashListeners: Array<(f: AppFailure, restarted: boolean) => void> = [];
   let seeds = 1000;
@@ -36,9 +48,13 @@ export function createHarness(options: { info?: ModelInfo; stepMs?: number; gall
   const host = createEngineHost(async (_source, opts) => {
     harness.loads++;
     if (options.failLoad) throw options.failLoad;
-    opts.onProgress?.({ phase: 'download', file: 'transformer.onnx', loaded: 50, total: 100 });
-    opts.onProgress?.({ phase: 'download', file: 'transformer.onnx', loaded: 100, total: 100 });
-    opts.onProgress?.({ phase: 'upload', loaded: 8, total: 8 });
+    const progress = options.loadProgress ?? [
+      { phase: 'download', file: 'transformer.onnx', loaded: 50, total: 100 },
+      { phase: 'download', file: 'transformer.onnx', loaded: 100, total: 100 },
+      { phase: 'upload', loaded: 8, total: 8 },
+    ];
+    progress.forEach((p) => opts.onProgress?.(p));
+    await options.holdLoad;
     return fake.engine;
   });
   harness.client = {
