@@ -41,6 +41,7 @@ from hart.model import HartModel  # noqa: E402
 from hart.quantize_weights import quantize_model  # noqa: E402
 from hart.qwen2 import Qwen2Model, Qwen2TextEncoder  # noqa: E402
 from hart.shards import save_sharded  # noqa: E402
+from hart.transformer import ATTENTION_KINDS  # noqa: E402
 
 SYSTEM_PROMPT = os.path.join(HERE, "hart", "data", "hart_system_prompt.txt")
 TOKENIZE_SCRIPT = os.path.join(HERE, "hart", "tokenize_text.mjs")
@@ -148,20 +149,21 @@ def trace_to_folder(graph: Graph, model: HartModel, folder: str, seed: int = 0) 
     with torch.no_grad():
         torch.onnx.export(graph.module.eval(), args, path, opset_version=OPSET,
                           input_names=graph.input_names, output_names=graph.output_names,
-                          dynamic_axes=graph.dynamic_axes(), do_constant_folding=True)
+                          dynamic_axes=graph.dynamic_axes(), do_constant_folding=True,
+                          custom_opsets=graph.custom_opsets)
     proto = onnx.load(path, load_external_data=False)
     proto.ir_version = IR_VERSION
     _name_symbolic_dims(proto, graph)
     return proto
 
 
-def _fp16_from_folder(proto: onnx.ModelProto, folder: str) -> onnx.ModelProto:
+def _fp16_from_folder(proto: onnx.ModelProto, folder: str, half_io=()) -> onnx.ModelProto:
     # to_fp16 reads each weight with numpy_helper.to_array, which resolves external data
     # relative to the working directory: run it from the folder holding the weights.
     previous = os.getcwd()
     os.chdir(folder)
     try:
-        return to_fp16(proto)
+        return to_fp16(proto, half_io=half_io)
     finally:
         os.chdir(previous)
 
@@ -180,7 +182,7 @@ def write_graph(proto: onnx.ModelProto, out_dir: str, filename: str, weights_dir
 
 def convert(hart_dir: str, qwen_dir: str, out_dir: str, fp16: bool = False, text_bits: int = 4,
             block_size: int = 32, shard_mb: float = 100, name: str = "hart-0.7b-1024px",
-            log: Callable[[str], None] = print) -> dict:
+            log: Callable[[str], None] = print, attention: str = "fused") -> dict:
     if text_bits not in (4, 8, 32):
         raise ValueError(f"--text-encoder-bits must be 4, 8 or 32, got {text_bits}")
     started = time.time()
@@ -199,7 +201,7 @@ def convert(hart_dir: str, qwen_dir: str, out_dir: str, fp16: bool = False, text
     # 1024 px (one 1024 px decode is 3.2 TMACs and ~3 GB of activations on the CPU).
     count = max(2, min(16, 16 * 256 * 256 // config.image_size ** 2))
     preview = fit_preview(model, torch.Generator().manual_seed(0), count=count)
-    graphs = [text_encoder_graph(published)] + build_graphs(model, preview)
+    graphs = [text_encoder_graph(published)] + build_graphs(model, preview, attention)
     for graph in graphs:
         with tempfile.TemporaryDirectory(prefix=f"hart-{graph.file}-") as tmp:
             proto = trace_to_folder(graph, model, tmp)
@@ -210,7 +212,7 @@ def convert(hart_dir: str, qwen_dir: str, out_dir: str, fp16: bool = False, text
                     f"({report.bytes_before / 2**20:,.0f} MB -> {report.bytes_after / 2**20:,.0f} MB)")
                 variants.append(("fp32", proto, f"int{text_bits}", f"{graph.file}.onnx"))
             else:
-                fp16_proto = _fp16_from_folder(proto, tmp) if fp16 else None
+                fp16_proto = _fp16_from_folder(proto, tmp, graph.fp16_io) if fp16 else None
                 variants.append(("fp32", proto, "float32", f"{graph.file}.onnx"))
                 if fp16_proto is not None:
                     variants.append(("fp16", fp16_proto, "float16", f"{graph.file}.fp16.onnx"))
@@ -256,10 +258,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--block-size", type=int, default=32, help="int4 quantization block along K (default 32)")
     parser.add_argument("--shard-mb", type=float, default=100, help="external-data shard size in MB (default 100)")
     parser.add_argument("--name", default="hart-0.7b-1024px", help="package name shown in the app")
+    parser.add_argument("--attention", choices=ATTENTION_KINDS, default="fused",
+                        help="transformer attention: fused (com.microsoft MultiHeadAttention, flash attention on "
+                             "WebGPU; default) or plain (MatMul/Softmax: the 1024 px scores need ~7.7 GB)")
     args = parser.parse_args(argv)
     try:
         convert(args.hart, args.qwen, args.out, fp16=args.fp16, text_bits=args.text_encoder_bits,
-                block_size=args.block_size, shard_mb=args.shard_mb, name=args.name)
+                block_size=args.block_size, shard_mb=args.shard_mb, name=args.name, attention=args.attention)
     except ckpt.CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hart.config import CONFIGS, get_config  # noqa: E402
 from hart.export import export_package  # noqa: E402
 from hart.model import HartModel  # noqa: E402
+from hart.transformer import ATTENTION_KINDS  # noqa: E402
 
 UNTRAINED = "Untrained random weights (seed {seed}): for testing the pipeline only; images are noise."
 
@@ -32,6 +33,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-fp16", action="store_true", help="write fp32 graphs only")
     parser.add_argument("--description", help="manifest description (default: the config's)")
     parser.add_argument("--golden", action="store_true", help="also write golden.json (sampler trace) into --out")
+    parser.add_argument("--attention", choices=ATTENTION_KINDS, default="plain",
+                        help="transformer attention: plain (MatMul/Softmax, default) or fused "
+                             "(com.microsoft MultiHeadAttention, flash attention on WebGPU)")
     args = parser.parse_args(argv)
 
     if args.random:
@@ -47,7 +51,8 @@ def main(argv=None) -> int:
         shutil.rmtree(args.out)
     started = time.time()
     print(f"exporting {model.config.name} to {args.out}")
-    manifest = export_package(model, args.out, fp16=not args.no_fp16, description=description, seed=args.seed)
+    manifest = export_package(model, args.out, fp16=not args.no_fp16, description=description, seed=args.seed,
+                              attention=args.attention)
     if args.golden:
         from hart.golden import write_golden
         write_golden(model, args.out)

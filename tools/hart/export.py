@@ -40,7 +40,7 @@ def export_onnx(graph: Graph, model: HartModel, seed: int = 0) -> onnx.ModelProt
         torch.onnx.export(
             graph.module.eval(), args, buffer, opset_version=OPSET,
             input_names=graph.input_names, output_names=graph.output_names,
-            dynamic_axes=graph.dynamic_axes(), do_constant_folding=True,
+            dynamic_axes=graph.dynamic_axes(), do_constant_folding=True, custom_opsets=graph.custom_opsets,
         )
     proto = onnx.load_from_string(buffer.getvalue())
     proto.ir_version = IR_VERSION
@@ -171,8 +171,11 @@ def sampling_section(config: HartConfig) -> dict:
 
 
 def export_package(model: HartModel, out_dir: str, fp16: bool = True, description: Optional[str] = None,
-                   seed: int = 0, log=print) -> dict:
-    """Write the whole package into out_dir and return the manifest."""
+                   seed: int = 0, log=print, attention: str = "plain") -> dict:
+    """Write the whole package into out_dir and return the manifest.
+
+    attention: "plain" or "fused" transformer step graph (tools/hart/graphs.py TransformerGraph).
+    """
     if model.text_encoder is None:
         raise ValueError("packages need a text encoder graph; Qwen2 models are written by the converter")
     config = model.config
@@ -188,11 +191,11 @@ def export_package(model: HartModel, out_dir: str, fp16: bool = True, descriptio
         files.append({"path": path, "bytes": os.path.getsize(full), "sha256": sha256_file(full), "dtype": dtype})
 
     graphs_entry = {}
-    for graph in build_graphs(model, preview):
+    for graph in build_graphs(model, preview, attention):
         proto = export_onnx(graph, model, seed)
         variants = {"fp32": (proto, "float32", f"{graph.file}.onnx")}
         if fp16:
-            variants["fp16"] = (to_fp16(proto), "float16", f"{graph.file}.fp16.onnx")
+            variants["fp16"] = (to_fp16(proto, half_io=graph.fp16_io), "float16", f"{graph.file}.fp16.onnx")
         entry = {}
         for variant, (p, dtype, filename) in variants.items():
             shards = save_onnx(p, out_dir, filename, graph.external)

@@ -7,10 +7,14 @@ float32: normalisation statistics (x² overflows float16 for |x| > 256, and HART
 kernel accumulates in float32 too) and the diffusion timestep sinusoid (t up to 999 times a
 frequency near 1 needs more than float16's 11 bits before cos/sin).
 
+`half_io` names graph inputs and outputs that are float16 themselves instead (the transformer
+step's KV cache: past_* in, present_* out, so the cache stays float16 between steps and no
+cast copies it each step).
+
 `weights_only=True` gives the fallback variant: float16-stored weights cast to float32 at load,
 float32 compute (for runtimes without float16 kernels).
 """
-from typing import Callable, Dict, Set, Tuple
+from typing import Callable, Collection, Dict, Set, Tuple
 
 import numpy as np
 import onnx
@@ -40,12 +44,15 @@ def keeps_fp32(node: onnx.NodeProto) -> bool:
 
 
 def to_fp16(model: onnx.ModelProto, weights_only: bool = False,
-            keep_fp32: Callable[[onnx.NodeProto], bool] = keeps_fp32) -> onnx.ModelProto:
+            keep_fp32: Callable[[onnx.NodeProto], bool] = keeps_fp32,
+            half_io: Collection[str] = ()) -> onnx.ModelProto:
     model = onnx.ModelProto.FromString(model.SerializeToString())
     if weights_only:
+        if half_io:
+            raise ValueError("half_io needs float16 compute (weights_only=False)")
         _store_weights_as_fp16(model)
     else:
-        _Converter(model, keep_fp32).run()
+        _Converter(model, keep_fp32, set(half_io)).run()
     onnx.checker.check_model(model)
     return model
 
@@ -66,10 +73,12 @@ def _store_weights_as_fp16(model: onnx.ModelProto) -> None:
 
 
 class _Converter:
-    def __init__(self, model: onnx.ModelProto, keep_fp32: Callable[[onnx.NodeProto], bool]):
+    def __init__(self, model: onnx.ModelProto, keep_fp32: Callable[[onnx.NodeProto], bool],
+                 half_io: Set[str] = frozenset()):
         self.model = model
         self.graph = model.graph
         self.keep_fp32 = keep_fp32
+        self.half_io = half_io
         inferred = onnx.shape_inference.infer_shapes(model)
         self.types: Dict[str, int] = {}
         for value in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output):
@@ -86,8 +95,15 @@ class _Converter:
     def run(self) -> None:
         graph = self.graph
         fp32_consumers = self._initializers_only_read_in_fp32()
+        names = {v.name for v in graph.input} | {v.name for v in graph.output}
+        unknown = self.half_io - names
+        if unknown:
+            raise ValueError(f"half_io names no graph input or output: {', '.join(sorted(unknown))}")
         for value in graph.input:
-            if self.is_float(value.name):
+            if self.is_float(value.name) and value.name in self.half_io:
+                value.type.tensor_type.elem_type = HALF
+                self.storage[value.name] = HALF
+            elif self.is_float(value.name):
                 self.storage[value.name] = FLOAT
         for tensor in graph.initializer:
             if tensor.data_type == FLOAT and tensor.name not in fp32_consumers:
@@ -109,8 +125,14 @@ class _Converter:
             self.new_nodes.append(node)
 
         for value in graph.output:
-            if self.is_float(value.name) and self.storage.get(value.name) == HALF:
-                self._cast_output(value.name)
+            if not self.is_float(value.name):
+                continue
+            if value.name in self.half_io:
+                value.type.tensor_type.elem_type = HALF
+                if self.storage.get(value.name) == FLOAT:
+                    self._cast_output(value.name, HALF)
+            elif self.storage.get(value.name) == HALF:
+                self._cast_output(value.name, FLOAT)
         del graph.node[:]
         graph.node.extend(self.new_nodes)
         del graph.value_info[:]
@@ -138,8 +160,8 @@ class _Converter:
             elif attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == FLOAT:
                 attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float16), attr.t.name))
 
-    def _cast_output(self, name: str) -> None:
-        inner = f"{name}__fp16"
+    def _cast_output(self, name: str, to: int) -> None:
+        inner = f"{name}__{'fp16' if to == FLOAT else 'fp32'}"
         for node in self.new_nodes:
             for i, out in enumerate(node.output):
                 if out == name:
@@ -147,4 +169,5 @@ class _Converter:
             for i, inp in enumerate(node.input):
                 if inp == name:
                     node.input[i] = inner
-        self.new_nodes.append(helper.make_node("Cast", [inner], [name], to=FLOAT, name=f"{name}__to_fp32"))
+        self.new_nodes.append(helper.make_node("Cast", [inner], [name], to=to,
+                                               name=f"{name}__to_{'fp32' if to == FLOAT else 'fp16'}"))

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from .model import HartModel
 from .resample import area_matrix, bicubic_matrix
+from .transformer import ATTENTION_KINDS
 
 Shape = Tuple  # ints are fixed sizes, strings are symbolic (dynamic) dimensions
 
@@ -25,6 +26,8 @@ class Graph:
     outputs: List[Tuple[str, Shape]]
     external: bool = False                     # weights in a separate .data file
     trace_dims: Dict[str, int] = field(default_factory=dict)
+    fp16_io: Tuple[str, ...] = ()              # inputs/outputs that are float16 in the fp16 variant
+    custom_opsets: Dict[str, int] = field(default_factory=dict)   # contrib domains the graph uses
 
     @property
     def input_names(self):
@@ -64,15 +67,22 @@ class ConditionGraph(nn.Module):
 
 
 class TransformerGraph(nn.Module):
-    """One step over new tokens with the KV cache in and out, past/present interleaved per block."""
+    """One step over new tokens with the KV cache in and out, past/present interleaved per block.
 
-    def __init__(self, model: HartModel):
+    attention="fused" exports each block's attention as one com.microsoft MultiHeadAttention
+    node (no score tensor on WebGPU); "plain" as MatMul/Softmax/MatMul. Same inputs and outputs.
+    """
+
+    def __init__(self, model: HartModel, attention: str = "plain"):
         super().__init__()
+        if attention not in ATTENTION_KINDS:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTION_KINDS)}, got {attention!r}")
         self.transformer = model.transformer
+        self.fused = attention == "fused"
 
     def forward(self, x, rope_cos, rope_sin, *past_flat):
         past = [(past_flat[2 * i], past_flat[2 * i + 1]) for i in range(len(past_flat) // 2)]
-        hidden, present = self.transformer.step(x, rope_cos, rope_sin, past)
+        hidden, present = self.transformer.step(x, rope_cos, rope_sin, past, fused=self.fused)
         return (hidden,) + tuple(t for kv in present for t in kv)
 
 
@@ -173,7 +183,8 @@ def fit_preview(model: HartModel, generator: torch.Generator, count: int = 16,
     return solution[:-1].t().float().contiguous(), solution[-1].float().contiguous()
 
 
-def build_graphs(model: HartModel, preview: Tuple[torch.Tensor, torch.Tensor]) -> List[Graph]:
+def build_graphs(model: HartModel, preview: Tuple[torch.Tensor, torch.Tensor],
+                 attention: str = "plain") -> List[Graph]:
     c = model.config
     C, Cv, D, H, hd, V = c.width, c.latent_channels, c.context_dim, c.heads, c.head_dim, c.vocab_size
     past_inputs, present_outputs = [], []
@@ -189,11 +200,13 @@ def build_graphs(model: HartModel, preview: Tuple[torch.Tensor, torch.Tensor]) -
         Graph("condition", "condition", ConditionGraph(model),
               [("context", "float32", ("N", "T", D))],
               [("x", ("N", "T", C)), ("head_cond", ("N", 2 * C))], trace_dims={"N": 4, "T": 5}),
-        Graph("transformer", "transformer", TransformerGraph(model),
+        Graph("transformer", "transformer", TransformerGraph(model, attention),
               [("x", "float32", ("N", "L", C)), ("rope_cos", "float32", ("N", "L", hd)),
                ("rope_sin", "float32", ("N", "L", hd))] + past_inputs,
               [("hidden", ("N", "L", C))] + present_outputs, external=True,
-              trace_dims={"N": 4, "L": 3, "P": 5}),
+              trace_dims={"N": 4, "L": 3, "P": 5},
+              fp16_io=tuple(name for name, *_ in past_inputs + present_outputs),
+              custom_opsets={"com.microsoft": 1} if attention == "fused" else {}),
         Graph("head", "head", HeadGraph(model),
               [("hidden", "float32", ("N", "L", C)), ("head_cond", "float32", ("N", 2 * C)),
                ("guidance", "float32", (1,))],

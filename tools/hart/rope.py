@@ -89,3 +89,8 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """x [N, H, L, hd] rotated by tables [N, L, hd] (shared by all heads)."""
     return x * cos[:, None] + rotate_half(x) * sin[:, None]
+
+
+def apply_rope_bsnh(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """apply_rope for x [N, L, H, hd], heads after positions (the fused-attention layout)."""
+    return x * cos[:, :, None] + rotate_half(x) * sin[:, :, None]

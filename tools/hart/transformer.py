@@ -18,9 +18,14 @@ import torch.nn.functional as F
 
 from .config import HartConfig
 from .diffusion import DiffLoss, timestep_embedding
-from .rope import apply_rope, image_rope, text_positions, text_rope
+from .rope import apply_rope, apply_rope_bsnh, image_rope, text_positions, text_rope
 
 KV = Tuple[torch.Tensor, torch.Tensor]
+
+# How an exported step graph computes attention (docs/model-package.md §3): "plain" writes
+# MatMul/Softmax/MatMul (the whole score tensor exists), "fused" one com.microsoft
+# MultiHeadAttention node per block, which onnxruntime's WebGPU provider runs as flash attention.
+ATTENTION_KINDS = ("plain", "fused")
 
 # Level embeddings use the same 256-d sinusoid as the diffusion timestep (hart.md §2.4).
 LEVEL_FREQUENCY_DIM = 256
@@ -51,6 +56,44 @@ class LevelEmbedding(nn.Module):
         return self.mlp(timestep_embedding(levels, LEVEL_FREQUENCY_DIM))
 
 
+class FusedAttention(torch.autograd.Function):
+    """softmax(scale·q·kᵀ)·v over [past + new] keys, exported as com.microsoft MultiHeadAttention.
+
+    q, k, v [N, L, H·hd] (heads side by side, RoPE already applied to q and k); past_k/past_v
+    [N, H, P, hd]. Returns the attended values [N, L, H·hd] and present_k/present_v
+    [N, H, P + L, hd], which is the operator's own contract (query/key/value in BSD layout,
+    past and present in BNSH), so the graph's cache inputs and outputs keep their shapes.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, past_k, past_v, heads: int, scale: float):
+        n, length, width = q.shape
+        hd = width // heads
+
+        def heads_first(x):
+            return x.reshape(n, length, heads, hd).transpose(1, 2)
+
+        keys = torch.cat([past_k, heads_first(k)], dim=2)
+        values = torch.cat([past_v, heads_first(v)], dim=2)
+        scores = torch.matmul(heads_first(q) * scale, keys.transpose(-1, -2))
+        out = torch.matmul(scores.softmax(dim=-1), values)
+        return out.transpose(1, 2).reshape(n, length, width), keys, values
+
+    @staticmethod
+    def symbolic(g, q, k, v, past_k, past_v, heads: int, scale: float):
+        absent = g.op("prim::Constant")                      # an omitted optional input
+        absent.setType(torch._C.OptionalType.ofTensor())
+        out, present_k, present_v = g.op(
+            "com.microsoft::MultiHeadAttention", q, k, v, absent, absent, absent, past_k, past_v,
+            num_heads_i=heads, scale_f=scale, outputs=3)
+        # Element types only: the sizes are dynamic, and ONNX's own shape inference does not
+        # know the operator (the fp16 conversion reads these types).
+        out.setType(q.type())
+        present_k.setType(past_k.type())
+        present_v.setType(past_v.type())
+        return out, present_k, present_v
+
+
 class Attention(nn.Module):
     def __init__(self, width: int, heads: int, device=None):
         super().__init__()
@@ -63,10 +106,20 @@ class Attention(nn.Module):
         self.v_bias = nn.Parameter(torch.zeros(width, device=device))
         self.proj = nn.Linear(width, width, device=device)
 
-    def forward(self, x, cos, sin, past: Optional[KV] = None, attn_bias: Optional[torch.Tensor] = None):
+    def forward(self, x, cos, sin, past: Optional[KV] = None, attn_bias: Optional[torch.Tensor] = None,
+                fused: bool = False):
         n, length, width = x.shape
         bias = torch.cat([self.q_bias, torch.zeros_like(self.q_bias), self.v_bias])
         qkv = F.linear(x, self.qkv_proj.weight, bias).reshape(n, length, 3, self.heads, self.head_dim)
+        if fused:
+            if past is None or attn_bias is not None:
+                raise ValueError("fused attention is for cached, unmasked inference steps")
+            q, k, v = qkv.unbind(2)                               # each [N, L, H, hd]
+            q = apply_rope_bsnh(q, cos, sin).reshape(n, length, width)
+            k = apply_rope_bsnh(k, cos, sin).reshape(n, length, width)
+            out, keys, values = FusedAttention.apply(q, k, v.reshape(n, length, width), past[0], past[1],
+                                                     self.heads, self.scale)
+            return self.proj(out), (keys, values)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)          # each [N, H, L, hd]
         q = apply_rope(q, cos, sin)
         k = apply_rope(k, cos, sin)
@@ -104,8 +157,8 @@ class Block(nn.Module):
         self.attn = Attention(config.width, config.heads, device=device)
         self.ffn = FeedForward(config.width, config.mlp_hidden, device=device)
 
-    def forward(self, x, cos, sin, past: Optional[KV] = None, attn_bias=None):
-        attended, present = self.attn(self.ln_wo_grad(x), cos, sin, past, attn_bias)
+    def forward(self, x, cos, sin, past: Optional[KV] = None, attn_bias=None, fused: bool = False):
+        attended, present = self.attn(self.ln_wo_grad(x), cos, sin, past, attn_bias, fused)
         x = x + attended
         x = x + self.ffn(self.ln_wo_grad(x))
         return x, present
@@ -168,11 +221,16 @@ class HartTransformer(nn.Module):
 
     # One inference step with a KV cache. -----------------------------------------------
 
-    def step(self, x, cos, sin, past: Optional[Sequence[KV]] = None) -> Tuple[torch.Tensor, List[KV]]:
-        """Run all blocks on new tokens x [N, L, C]; attention is unmasked over cache + new tokens."""
+    def step(self, x, cos, sin, past: Optional[Sequence[KV]] = None,
+             fused: bool = False) -> Tuple[torch.Tensor, List[KV]]:
+        """Run all blocks on new tokens x [N, L, C]; attention is unmasked over cache + new tokens.
+
+        fused=True (needs past, possibly empty) computes attention with FusedAttention, which
+        exports as one MultiHeadAttention node per block.
+        """
         present = []
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, cos, sin, None if past is None else past[i])
+            x, kv = block(x, cos, sin, None if past is None else past[i], fused=fused)
             present.append(kv)
         return x, present
 

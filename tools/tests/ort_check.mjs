@@ -1,7 +1,10 @@
 // Runs ONNX graphs with onnxruntime-node on .npy inputs and compares them with expected .npy
 // outputs. Python has no onnxruntime here, so the export tests call this script.
 //
-//   node tools/tests/ort_check.mjs spec.json
+//   node tools/tests/ort_check.mjs spec.json [wasm]
+//
+// With `wasm` the graphs run in onnxruntime-web's WASM build (its Node entry) instead.
+// float16 arrays (.npy '<f2') are fed and compared as float16 tensors.
 //
 // spec.json: { "cases": [ { "name": "...", "model": "path.onnx",
 //                            "inputs":   { "<input name>":  "file.npy", ... },
@@ -10,11 +13,18 @@
 // Relative paths are resolved against the spec's folder. Prints one JSON object:
 // { "cases": [ { "name", "ok", "error"?, "outputs": { "<name>": { "shape", "maxAbs", "maxRef", "rel" } } } ] }
 // where rel = maxAbs / maxRef (error relative to the largest expected magnitude).
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import ort from 'onnxruntime-node';
+const runtime = process.argv[3] ?? 'node';
+if (runtime !== 'node' && runtime !== 'wasm') {
+  console.error(`unknown runtime ${runtime} (expected node or wasm)`);
+  process.exit(2);
+}
+const ort = runtime === 'wasm' ? await import('onnxruntime-web') : (await import('onnxruntime-node')).default;
+if (runtime === 'wasm') ort.env.wasm.numThreads = 1;
 
 const DTYPES = {
+  '<f2': { ort: 'float16', array: Uint16Array },
   '<f4': { ort: 'float32', array: Float32Array },
   '<f8': { ort: 'float64', array: Float64Array },
   '<i4': { ort: 'int32', array: Int32Array },
@@ -59,11 +69,25 @@ function writeNpy(file, tensor) {
   writeFileSync(file, Buffer.concat([head, Buffer.from(header, 'latin1'), Buffer.from(data.buffer, data.byteOffset, data.byteLength)]));
 }
 
+/** IEEE half bits → number. */
+function halfToNumber(bits) {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >> 10) & 0x1f;
+  const mantissa = bits & 0x3ff;
+  if (exponent === 0) return sign * mantissa * 2 ** -24;
+  if (exponent === 0x1f) return mantissa ? NaN : sign * Infinity;
+  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+}
+
+function values(tensor) {
+  return tensor.type === 'float16' ? Array.from(tensor.data, halfToNumber) : tensor.data;
+}
+
 function compare(actual, expected) {
   let maxAbs = 0;
   let maxRef = 0;
-  const a = actual.data;
-  const e = expected.data;
+  const a = values(actual);
+  const e = values(expected);
   if (a.length !== e.length) return { shape: actual.dims, maxAbs: Infinity, maxRef: 0, rel: Infinity };
   for (let i = 0; i < a.length; i++) {
     const x = Number(a[i]);
@@ -75,11 +99,24 @@ function compare(actual, expected) {
   return { shape: actual.dims, maxAbs, maxRef, rel: maxRef > 0 ? maxAbs / maxRef : maxAbs };
 }
 
+/**
+ * onnxruntime-node reads a model's external data from its folder itself; onnxruntime-web is
+ * given the bytes: the exporter's shards `<model>.data`, `<model>.data1`, … next to the model.
+ */
+async function createSession(model) {
+  if (runtime === 'node') return ort.InferenceSession.create(model);
+  const name = path.basename(model);
+  const externalData = readdirSync(path.dirname(model))
+    .filter((f) => f === `${name}.data` || new RegExp(`^${name.replace(/[.]/g, '\\.')}\\.data\\d+$`).test(f))
+    .map((f) => ({ path: f, data: new Uint8Array(readFileSync(path.join(path.dirname(model), f))) }));
+  return ort.InferenceSession.create(new Uint8Array(readFileSync(model)), { executionProviders: ['wasm'], externalData });
+}
+
 async function runCase(spec, base) {
   const resolve = (p) => path.resolve(base, p);
   const result = { name: spec.name ?? spec.model, ok: true, outputs: {} };
   try {
-    const session = await ort.InferenceSession.create(resolve(spec.model));
+    const session = await createSession(resolve(spec.model));
     const feeds = {};
     for (const [name, file] of Object.entries(spec.inputs)) feeds[name] = readNpy(resolve(file));
     const outputs = await session.run(feeds);
@@ -87,7 +124,8 @@ async function runCase(spec, base) {
     for (const [name, tensor] of Object.entries(outputs)) {
       if (spec.save) writeNpy(path.join(resolve(spec.save), `${name}.npy`), tensor);
       const file = spec.expected?.[name];
-      result.outputs[name] = file ? compare(tensor, readNpy(resolve(file))) : { shape: tensor.dims };
+      const stats = file ? compare(tensor, readNpy(resolve(file))) : { shape: tensor.dims };
+      result.outputs[name] = { ...stats, dtype: tensor.type };
     }
     for (const name of Object.keys(spec.expected ?? {})) {
       if (!(name in outputs)) throw new Error(`missing output ${name}`);
@@ -102,7 +140,7 @@ async function runCase(spec, base) {
 
 const specFile = process.argv[2];
 if (!specFile) {
-  console.error('usage: node tools/tests/ort_check.mjs spec.json');
+  console.error('usage: node tools/tests/ort_check.mjs spec.json [node|wasm]');
   process.exit(2);
 }
 const spec = JSON.parse(readFileSync(specFile, 'utf8'));

@@ -2,13 +2,13 @@
 // Usage: node tools/tests/ort_run.mjs RUNS.json
 // RUNS.json: [{ "model": path, "inputs": { name: { "file", "dtype", "shape" } }, "out": dir,
 //               "optimization"?: "disabled" | "basic" | "extended" | "all" (default "all") }, ...]
-// Each input file holds raw little-endian values. For every run, each output is written to
+// Each input file holds raw little-endian values (float16 as its 16-bit patterns). For every run, each output is written to
 // `<out>/<name>.bin` (raw) and `<out>/outputs.json` lists {name: {dtype, shape}}.
 // External-data files are found next to the model, as onnxruntime does from a path.
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import ort from 'onnxruntime-node';
 
-const ARRAYS = { float32: Float32Array, int32: Int32Array, int64: BigInt64Array, uint8: Uint8Array, int8: Int8Array };
+const ARRAYS = { float16: Uint16Array, float32: Float32Array, int32: Int32Array, int64: BigInt64Array, uint8: Uint8Array, int8: Int8Array };
 
 function load(input) {
   const Ctor = ARRAYS[input.dtype];

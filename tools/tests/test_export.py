@@ -56,22 +56,25 @@ def write_json(path, value):
         json.dump(value, f)
 
 
-def run_ort(cases, folder):
-    """Run cases through onnxruntime-node; returns {case name: result}."""
-    spec = os.path.join(folder, "spec.json")
+def run_ort(cases, folder, runtime="node"):
+    """Run cases through onnxruntime-node (or onnxruntime-web's WASM build: runtime="wasm");
+    returns {case name: result}."""
+    spec = os.path.join(folder, f"spec.{runtime}.json")
     with open(spec, "w") as f:
         json.dump({"cases": cases}, f)
-    done = subprocess.run(["node", ORT_CHECK, spec], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(["node", ORT_CHECK, spec, runtime], capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise AssertionError(f"ort_check failed: {done.stderr[-2000:]}")
     return {c["name"]: c for c in json.loads(done.stdout)["cases"]}
 
 
-def write_case(name, model_path, graph, inputs, outputs, folder):
+def write_case(name, model_path, graph, inputs, outputs, folder, half=()):
+    """A case for ort_check.mjs; inputs named in `half` are written as float16."""
     case = {"name": name, "model": model_path, "inputs": {}, "expected": {}}
     for (input_name, _, _), value in zip(graph.inputs, inputs):
         file = f"{name}.in.{input_name}.npy"
-        np.save(os.path.join(folder, file), value.numpy())
+        array = value.numpy()
+        np.save(os.path.join(folder, file), array.astype(np.float16) if input_name in half else array)
         case["inputs"][input_name] = file
     for (output_name, _), value in zip(graph.outputs, outputs):
         file = f"{name}.out.{output_name}.npy"
@@ -109,7 +112,8 @@ class ExportTest(unittest.TestCase):
                 for variant, limit in (("fp32", FP32_TOLERANCE), ("fp16", FP16_TOLERANCE)):
                     path = os.path.join(self.package, self.manifest["graphs"][graph.key][variant]["path"])
                     name = f"{graph.key}.{i}.{variant}"
-                    cases.append(write_case(name, path, graph, inputs, outputs, folder))
+                    half = graph.fp16_io if variant == "fp16" else ()
+                    cases.append(write_case(name, path, graph, inputs, outputs, folder, half))
                     tolerance[name] = limit
         results = run_ort(cases, folder)
         worst = {}
