@@ -1,8 +1,13 @@
 // The transformer's KV cache. Its tensors stay where the provider put them (GPU buffers on
 // WebGPU); each step's present_* replace the past_* fed to it, and the replaced ones are freed.
+// fp16 step graphs take and return the cache in float16 (half the memory and no casts); fp32
+// graphs, and fp16 graphs exported before that, in float32. The graph's own input types say which.
 import type { Tensor } from 'onnxruntime-common';
 import type { Ort } from './backend';
+import { BadPackageError } from './errors';
 import { disposeAll } from './session';
+
+export type KvDtype = 'float32' | 'float16';
 
 export const pastKey = (block: number) => `past_key_${block}`;
 export const pastValue = (block: number) => `past_value_${block}`;
@@ -11,6 +16,16 @@ export const presentValue = (block: number) => `present_value_${block}`;
 
 export function presentNames(depth: number): string[] {
   return Array.from({ length: depth }, (_, i) => [presentKey(i), presentValue(i)]).flat();
+}
+
+/**
+ * The cache's element type as the step graph declares its `past_key_0` input: float16 or
+ * float32 (also when the runtime reports no types). Any other type is a broken package.
+ */
+export function kvCacheDtype(session: { inputType(name: string): string | undefined }, file = 'transformer graph'): KvDtype {
+  const type = session.inputType(pastKey(0));
+  if (type === undefined || type === 'float32' || type === 'float16') return type ?? 'float32';
+  throw new BadPackageError(`its KV cache input ${pastKey(0)} is ${type}; expected float32 or float16`, file);
 }
 
 export class KvCache {
@@ -24,17 +39,19 @@ export class KvCache {
     private readonly rows: number,
     private readonly heads: number,
     private readonly headDim: number,
+    readonly dtype: KvDtype = 'float32',
   ) {
     this.reset();
   }
 
-  /** Empty past tensors [N, H, 0, hd] for step 0. */
+  /** Empty past tensors [N, H, 0, hd] of the cache's type for step 0. */
   reset(): void {
     this.dispose();
-    const empty = new Float32Array(0);
+    // float16 data travels as its 16-bit patterns (onnxruntime's Uint16Array convention).
+    const empty = this.dtype === 'float16' ? new Uint16Array(0) : new Float32Array(0);
     for (let i = 0; i < this.depth; i++) {
       for (const name of [pastKey(i), pastValue(i)]) {
-        this.past.set(name, new this.ort.Tensor('float32', empty, [this.rows, this.heads, 0, this.headDim]));
+        this.past.set(name, new this.ort.Tensor(this.dtype, empty, [this.rows, this.heads, 0, this.headDim]));
       }
     }
     this.length = 0;

@@ -6,7 +6,7 @@ import type { Ort } from './backend';
 import { decodeImage } from './decoder';
 import { sampleResidual } from './diffusionHead';
 import { BadInputError, CancelledError } from './errors';
-import { KvCache } from './kvCache';
+import { KvCache, kvCacheDtype } from './kvCache';
 import type { GraphName, Manifest } from './manifest';
 import { previewImage } from './preview';
 import { addLastScale, updateScale, type ScaleTables } from './quantizer';
@@ -309,7 +309,7 @@ export async function generate(model: LoadedModel, request: GenerateRequest, opt
   const draws = new Draws(new Rng(request.seed), options.draws);
   run.emit({ type: 'start', scales: K, width: imageSize, height: imageSize, warnings });
 
-  const cache = new KvCache(model.ort, depth, 2 * IMAGES, heads, width / heads);
+  const cache = new KvCache(model.ort, depth, 2 * IMAGES, heads, width / heads, kvCacheDtype(model.sessions.transformer));
   try {
     const text = await textStep(run, cache, promptIds, settings.cfg);
     let logits = text.logits;

@@ -30,6 +30,7 @@ export class GraphSession {
   private session: InferenceSession | null;
   private reloading: Promise<InferenceSession> | null = null;
   private readonly names: { inputs: readonly string[]; outputs: readonly string[] };
+  private readonly inputTypes: ReadonlyMap<string, string>;
   /** How many times the session was created again after a suspend (for tests and logs). */
   reloads = 0;
 
@@ -41,6 +42,14 @@ export class GraphSession {
   ) {
     this.session = session;
     this.names = { inputs: [...session.inputNames], outputs: [...session.outputNames] };
+    // Older runtimes (and test doubles) have no metadata: then every type is unknown.
+    const metadata = (session as { inputMetadata?: readonly InferenceSession.ValueMetadata[] }).inputMetadata ?? [];
+    this.inputTypes = new Map(metadata.flatMap((m) => (m.isTensor ? [[m.name, m.type] as const] : [])));
+  }
+
+  /** The element type the graph declares for a tensor input ('float32', 'float16', …), if known. */
+  inputType(name: string): string | undefined {
+    return this.inputTypes.get(name);
   }
 
   get inputNames(): readonly string[] {
