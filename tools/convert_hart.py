@@ -38,6 +38,7 @@ from hart.export import (IR_VERSION, OPSET, _name_symbolic_dims, build_tables, s
 from hart.fp16 import to_fp16  # noqa: E402
 from hart.graphs import Graph, build_graphs, fit_preview, sample_inputs  # noqa: E402
 from hart.model import HartModel  # noqa: E402
+from hart.model_budget import qwen2_text_encoder_buffers, requirements  # noqa: E402
 from hart.quantize_weights import quantize_model  # noqa: E402
 from hart.qwen2 import Qwen2Model, Qwen2TextEncoder  # noqa: E402
 from hart.shards import save_sharded  # noqa: E402
@@ -241,7 +242,10 @@ def convert(hart_dir: str, qwen_dir: str, out_dir: str, fp16: bool = False, text
         "unkId": None,          # byte-level BPE: every text has a tokenization
         "lowercase": False,
     }
-    manifest = write_manifest(out_dir, config, text_encoder, graphs_entry, tables, files, config.description)
+    qwen_buffers = qwen2_text_encoder_buffers(published.qwen.config,
+                                              len(config.text_encoder.prefix_ids) + config.context_tokens, text_bits)
+    needs = requirements(config, attention, ["fp32", "fp16"] if fp16 else ["fp32"], qwen_buffers, qwen_buffers)
+    manifest = write_manifest(out_dir, config, text_encoder, graphs_entry, tables, files, config.description, needs)
     total = sum(entry["bytes"] for entry in files)
     log(f"wrote {out_dir}: {len(files)} files, {total / 2**20:,.1f} MB, in {time.time() - started:.0f} s")
     return manifest

@@ -22,7 +22,7 @@ const work = mkdtempSync(path.join(tmpdir(), 'hart-kv-'));
 const pkg = path.join(work, 'package');
 
 beforeAll(() => {
-  execFileSync('/usr/bin/python3', [path.join(root, 'tools/export_package.py'), '--config', 'tiny', '--random', '--seed', '3', '--out', pkg, '--attention', 'fused'], { stdio: 'pipe' });
+  execFileSync(process.env.HART_PYTHON ?? '/usr/bin/python3', [path.join(root, 'tools/export_package.py'), '--config', 'tiny', '--random', '--seed', '3', '--out', pkg, '--attention', 'fused'], { stdio: 'pipe' });
 }, 300_000);
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 

@@ -18,6 +18,7 @@ from .config import HartConfig
 from .fp16 import to_fp16
 from .graphs import Graph, build_graphs, fit_preview, sample_inputs
 from .model import HartModel
+from .model_budget import requirements, small_text_encoder_buffers
 from .package import FORMAT, FORMAT_VERSION, sha256_file, validate_package
 from .resample import area_matrix, bicubic_matrix
 from .text_vocab import PAD_ID, UNK_ID, build_tokenizer_json
@@ -213,15 +214,20 @@ def export_package(model: HartModel, out_dir: str, fp16: bool = True, descriptio
     tables = write_tables(build_tables(model), out_dir)
     record("tables.bin", "float32")
 
+    needs = requirements(config, attention, ["fp32", "fp16"] if fp16 else ["fp32"],
+                         small_text_encoder_buffers(config, False), small_text_encoder_buffers(config, True))
     manifest = write_manifest(out_dir, config, text_encoder_section(config), graphs_entry, tables, files,
-                              description if description is not None else config.description)
+                              description if description is not None else config.description, needs)
     validate_package(out_dir)
     return manifest
 
 
 def write_manifest(out_dir: str, config, text_encoder: dict, graphs: dict, tables: dict, files: list,
-                   description: str) -> dict:
-    """Writes manifest.json (docs/model-package.md §1); the exporter and the converter share it."""
+                   description: str, needs: Optional[dict] = None) -> dict:
+    """Writes manifest.json (docs/model-package.md §1); the exporter and the converter share it.
+
+    `needs` is the optional `requirements` field (tools/hart/model_budget.py requirements).
+    """
     manifest = {
         "format": FORMAT,
         "formatVersion": FORMAT_VERSION,
@@ -236,6 +242,8 @@ def write_manifest(out_dir: str, config, text_encoder: dict, graphs: dict, table
         "tables": tables,
         "files": files,
     }
+    if needs is not None:
+        manifest["requirements"] = needs
     with open(os.path.join(out_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")

@@ -203,6 +203,87 @@ def stage_macs(config: HartConfig, q: Qwen2Config, prefix_tokens: int, rows: int
     }
 
 
+# ---------------------------------------------------------------------------------------------
+# The largest GPU buffers (the manifest's `requirements`, docs/model-package.md §1)
+
+ROWS = 2   # one image: its conditional and unconditional CFG rows
+
+
+def decoder_activation_elements(config: HartConfig) -> Tuple[int, int]:
+    """(largest feature map, mid-block attention scores) of the VAE decoder, in elements, one image.
+
+    At each resolution the maps carry the level's channels and, coming in from the level below
+    (or the mid block), the wider channels of that level.
+    """
+    v, side = config.vae, config.latent_side
+    widths = [v.ch * m for m in v.ch_mult]
+    largest, incoming = 0, widths[-1]
+    for i in reversed(range(len(widths))):
+        s = side * 2 ** (len(widths) - 1 - i)
+        largest = max(largest, max(incoming, widths[i]) * s * s)
+        incoming = widths[i]
+    return largest, (side * side) ** 2 if v.attn_resolution_lowest else 0
+
+
+def largest_buffers(config: HartConfig, attention: str, fp16: bool,
+                    text_encoder: Dict[str, int]) -> Dict[str, int]:
+    """Bytes of the largest buffer of each kind that one image (B = 1, two CFG rows) needs in the
+    fp32 or the fp16 graphs, at the last scale where sizes peak.
+
+    `text_encoder` gives the text encoder's own candidates (its largest weight and activation),
+    which depend on its kind. In the fp16 graphs weights, KV cache and most activations are
+    float16, but normalisation statistics stay float32 (tools/hart/fp16.py), and so do the
+    graphs' float32 inputs and outputs: those count 4 bytes.
+    """
+    c, half = config, 2 if fp16 else 4
+    length, cached = scale_steps(c)[-1]
+    positions = cached + length
+    out = {f"textEncoder {k}": v for k, v in text_encoder.items()}
+    out["kv cache, one block's K or V"] = ROWS * positions * c.width * half
+    if attention == "plain":
+        # MatMul q·kᵀ and its Softmax: [rows, heads, L, P + L]. Fused attention never writes it.
+        out["attention scores"] = ROWS * c.heads * length * positions * half
+    out["transformer activations"] = ROWS * length * max(3 * c.width * half, c.mlp_hidden * half, c.width * 4)
+    out["transformer weight"] = max(3 * c.width, c.mlp_hidden) * c.width * half
+    out["head logits"] = ROWS * length * c.vocab_size * half
+    out["head weight"] = c.vocab_size * c.width * half
+    feature_map, scores = decoder_activation_elements(c)
+    out["decoder activations"] = feature_map * 4          # GroupNorm statistics are float32 in both
+    out["decoder attention scores"] = scores * half
+    return out
+
+
+def requirements(config: HartConfig, attention: str, variants, text_encoder_fp32: Dict[str, int],
+                 text_encoder_fp16: Dict[str, int]) -> dict:
+    """The manifest's `requirements`: per variant the largest buffer (as maxBufferBytes and, since
+    kernels bind whole tensors, maxBindingBytes); shaderF16 false: fp32 entries compute in float32."""
+    out = {}
+    for variant in variants:
+        fp16 = variant == "fp16"
+        largest = max(largest_buffers(config, attention, fp16, text_encoder_fp16 if fp16 else text_encoder_fp32).values())
+        out[variant] = {"maxBufferBytes": largest, "maxBindingBytes": largest}
+    out["shaderF16"] = False
+    return out
+
+
+def small_text_encoder_buffers(config: HartConfig, fp16: bool) -> Dict[str, int]:
+    """The shapes-world text encoder's largest weight and activation (two rows of max_tokens)."""
+    t, half = config.text_encoder, 2 if fp16 else 4
+    tokens, hidden = t.max_tokens, int(t.width * 8 / 3 + 255) // 256 * 256     # its SwiGLU width
+    return {"weight": max(t.vocab_size, 3 * t.width, hidden) * t.width * half,
+            "activations": ROWS * max(tokens * max(3 * t.width, hidden) * half, t.heads * tokens * tokens * half,
+                                      tokens * t.width * 4)}
+
+
+def qwen2_text_encoder_buffers(q: Qwen2Config, tokens: int, bits: int) -> Dict[str, int]:
+    """Qwen2's largest weight (the embedding: int8 rows in the int4 and int8 packages, fp32 at 32
+    bits) and activation (MLP or attention scores, float32) for two rows of `tokens`."""
+    embedding = q.vocab_size * q.hidden_size * (4 if bits == 32 else 1)
+    mlp = q.intermediate_size * q.hidden_size * (4 if bits == 32 else 1 if bits == 8 else 0.5)
+    return {"weight": int(max(embedding, mlp)),
+            "activations": ROWS * tokens * max(q.intermediate_size, q.num_attention_heads * tokens) * 4}
+
+
 def report(config: HartConfig, q: Qwen2Config, prefix_tokens: int, text_bits: int = 4) -> str:
     gb = lambda n: f"{n / 1e9:,.3f} GB"      # noqa: E731
     lines = []
@@ -220,6 +301,13 @@ def report(config: HartConfig, q: Qwen2Config, prefix_tokens: int, text_bits: in
     lines.append(f"KV cache fp32 at the end: {gb(kv_cache_bytes(config, total_positions, 2))}")
     for k, (l, p) in enumerate(scale_steps(config)):
         lines.append(f"step {k:2d}: {l:5d} new, {p:5d} cached, scores {gb(2 * config.heads * l * (p + l) * 4)}")
+    for attention in ("plain", "fused"):
+        for fp16 in (False, True):
+            buffers = largest_buffers(config, attention, fp16,
+                                      qwen2_text_encoder_buffers(q, prefix_tokens + config.context_tokens, text_bits))
+            name, size = max(buffers.items(), key=lambda item: item[1])
+            lines.append(f"largest buffer, {attention} attention, {'fp16' if fp16 else 'fp32'}: {gb(size)} ({name}); "
+                         + ", ".join(f"{k} {gb(v)}" for k, v in sorted(buffers.items(), key=lambda i: -i[1])[1:4]))
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ import { chromium } from 'playwright-core';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
 const work = mkdtempSync(path.join(tmpdir(), 'hart-attention-'));
-execFileSync('/usr/bin/python3', [path.join(root, 'tools/tests/attention_cases.py'), work], { stdio: ['ignore', 'ignore', 'inherit'] });
+execFileSync(process.env.HART_PYTHON ?? '/usr/bin/python3', [path.join(root, 'tools/tests/attention_cases.py'), work], { stdio: ['ignore', 'ignore', 'inherit'] });
 
 const PAGE = `<!doctype html><meta charset="utf-8"><script type="module">
 import * as ort from '/ort/ort.webgpu.min.mjs';
