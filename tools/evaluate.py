@@ -175,6 +175,19 @@ def format_curve(rows: List[Dict]) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def load_any_tokenizer(path: str):
+    """(tokenizer, image size) from a model checkpoint or from train_tokenizer.py's tokenizer.pt."""
+    from hart.config import HartConfig
+    from hart.vae import HybridTokenizer, load_tokenizer
+    ck = torch.load(path, map_location='cpu')
+    if 'state_dict' in ck:            # tokenizer.pt: {state_dict, config: {vae, quantizer}}
+        return load_tokenizer(path), ck['config']['vae']['image_size']
+    config = HartConfig.from_dict(ck['config'])
+    tokenizer = HybridTokenizer(config.vae, config.quantizer)
+    tokenizer.load_state_dict(ck['tokenizer'])
+    return tokenizer.eval(), config.image_size
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description='Evaluation table of the shapes-world HART model.')
     ap.add_argument('--checkpoint', help='full model checkpoint (generation)')
@@ -195,19 +208,12 @@ def main(argv=None):
     if not (a.checkpoint or a.tokenizer):
         ap.error('give --checkpoint and/or --tokenizer')
     torch.set_num_threads(a.threads)
-    from hart.config import HartConfig
     from hart.model import HartModel
-    from hart.vae import HybridTokenizer
 
     report: Dict = {'captions_seed': a.seed}
     t0 = time.time()
-    tok_path = a.tokenizer or a.checkpoint
-    ck = torch.load(tok_path, map_location='cpu')
-    config = HartConfig.from_dict(ck['config'])
-    tokenizer = HybridTokenizer(config.vae, config.quantizer)
-    tokenizer.load_state_dict(ck['tokenizer'])
-    tokenizer.eval()
-    report['tokenizer'] = evaluate_tokenizer(tokenizer, a.images, a.seed, config.image_size)
+    tokenizer, image_size = load_any_tokenizer(a.tokenizer or a.checkpoint)
+    report['tokenizer'] = evaluate_tokenizer(tokenizer, a.images, a.seed, image_size)
     print(format_tokenizer(report['tokenizer']), flush=True)
 
     if a.checkpoint:
