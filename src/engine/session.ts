@@ -128,11 +128,62 @@ export class GraphSession {
   }
 }
 
+/** The part of `navigator.gpu` that the WebGPU provider choice reads (injectable for tests). */
+export interface SubgroupGpu {
+  requestAdapter(options?: GPURequestAdapterOptions): Promise<{
+    features: ReadonlySet<string>;
+    limits: object;
+    info?: { subgroupMinSize?: number };
+    requestDevice(descriptor?: GPUDeviceDescriptor): Promise<GPUDevice>;
+  } | null>;
+}
+
+export type WebGpuProvider = 'webgpu' | { name: 'webgpu'; device: GPUDevice };
+
+/** Narrower subgroups than this break onnxruntime-web 1.30's flash-attention prefill shader. */
+export const MIN_FLASH_ATTENTION_SUBGROUP = 8;
+
+/**
+ * The WebGPU provider entry for sessions. onnxruntime-web 1.30's prefill flash-attention shader
+ * (fused attention: docs/full-model.md §4) shuffles 8 or 16 keys across a subgroup and gives
+ * wrong results when subgroups have fewer lanes (SwiftShader has 4). On such an adapter the
+ * sessions get a device created without the `subgroups` feature, where ORT's shaders take their
+ * shared-memory paths; everywhere else ORT creates its own device ('webgpu').
+ */
+export async function chooseWebGpuProvider(gpu: SubgroupGpu | undefined): Promise<WebGpuProvider> {
+  const adapter = await gpu?.requestAdapter({ powerPreference: 'high-performance' });
+  const lanes = adapter?.info?.subgroupMinSize;
+  if (!adapter || !adapter.features.has('subgroups') || lanes === undefined || lanes >= MIN_FLASH_ATTENTION_SUBGROUP) return 'webgpu';
+  // Every limit at the adapter's maximum, as ORT asks for its own device.
+  const requiredLimits: Record<string, number> = {};
+  for (const key in adapter.limits) {
+    const value = (adapter.limits as Record<string, unknown>)[key];
+    if (typeof value === 'number') requiredLimits[key] = value;
+  }
+  const requiredFeatures = [...adapter.features].filter((f) => !f.startsWith('subgroup') && !f.startsWith('chromium-')) as GPUFeatureName[];
+  return { name: 'webgpu', device: await adapter.requestDevice({ requiredLimits, requiredFeatures }) };
+}
+
+let webGpuProvider: Promise<WebGpuProvider> | undefined;
+
+/** chooseWebGpuProvider for this page's `navigator.gpu`, decided once: all sessions share the device. */
+function pageWebGpuProvider(): Promise<WebGpuProvider> {
+  webGpuProvider ??= chooseWebGpuProvider((globalThis as { navigator?: { gpu?: SubgroupGpu } }).navigator?.gpu).catch(() => 'webgpu' as const);
+  return webGpuProvider;
+}
+
 /** Creates the ORT session of a graph through the queue; see createGraphSession. */
 async function createOrtSession(context: SessionContext, source: GraphSource, gpuOutputs: readonly string[]): Promise<InferenceSession> {
   const { ort, backend } = context;
+  const provider = backend === 'webgpu' ? await pageWebGpuProvider() : backend;
+  if (typeof provider === 'object') {
+    // ORT publishes only the devices it creates as env.webgpu.device; the engine's device-loss
+    // watch (backend.ts watchDeviceLoss) reads it there.
+    const env = ort.env.webgpu as { device?: unknown };
+    env.device ??= provider.device;
+  }
   const options: InferenceSession.SessionOptions = {
-    executionProviders: [backend],
+    executionProviders: [provider],
     graphOptimizationLevel: 'all',
   };
   if (backend === 'cpu') {

@@ -6,6 +6,8 @@
 //   - wasm,
 //   - webgpu (here SwiftShader's software adapter, forced), with the device ORT creates,
 //   - webgpu on a device created without the `subgroups` feature,
+//   - webgpu with the provider entry the engine chooses (src/engine/session.ts
+//     chooseWebGpuProvider: that device on adapters with subgroups under 8 lanes),
 // and compares hidden and present_* with PyTorch (1e-4 relative). It also lists the WebGPU
 // programs each run used (from ORT's verbose log), to show that attention ran as flash attention
 // (no program that writes the score tensor). The fp16 graph needs shader-f16, which SwiftShader
@@ -21,6 +23,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { build as esbuild } from 'esbuild';
 import { chromium } from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -28,8 +31,16 @@ const root = path.resolve(here, '../../..');
 const work = mkdtempSync(path.join(tmpdir(), 'hart-attention-'));
 execFileSync(process.env.HART_PYTHON ?? '/usr/bin/python3', [path.join(root, 'tools/tests/attention_cases.py'), work], { stdio: ['ignore', 'ignore', 'inherit'] });
 
+// The engine's provider choice, bundled for the page.
+await esbuild({
+  stdin: { contents: "export { chooseWebGpuProvider } from './src/engine/session';", resolveDir: root, loader: 'ts' },
+  bundle: true, format: 'esm', outfile: path.join(work, 'engine.js'), logLevel: 'warning',
+});
+
 const PAGE = `<!doctype html><meta charset="utf-8"><script type="module">
 import * as ort from '/ort/ort.webgpu.min.mjs';
+import { chooseWebGpuProvider } from '/work/engine.js';
+window.chooseWebGpuProvider = chooseWebGpuProvider;
 ort.env.wasm.wasmPaths = '/ort/';
 ort.env.wasm.numThreads = 1;
 ort.env.logLevel = 'verbose';
@@ -52,6 +63,7 @@ async function runConfig(config) {
     const features = [...adapter.features].filter((f) => !f.startsWith('subgroup') && !f.startsWith('chromium'));
     ep = { name: 'webgpu', device: await adapter.requestDevice({ requiredLimits: limits, requiredFeatures: features }) };
   }
+  if (config === 'webgpu-engine') ep = await window.chooseWebGpuProvider(navigator.gpu);
   const session = await ort.InferenceSession.create(await get('/work/package/' + entry.path), { executionProviders: [ep], externalData, logSeverityLevel: ep === 'wasm' ? 2 : 0 });
   const adapter = await navigator.gpu?.requestAdapter();
   const results = [];
@@ -83,7 +95,7 @@ async function runConfig(config) {
   return { config, subgroupMinSize: adapter?.info?.subgroupMinSize, results };
 }
 
-const types = { '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
+const types = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
 const server = http.createServer((req, res) => {
   const { pathname } = new URL(req.url, 'http://localhost');
   const headers = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
@@ -112,7 +124,7 @@ let ok = true;
 // Programs that only the unfused WebGPU attention runs: they write the score tensor.
 const SCORE_PROGRAMS = /^(AttentionProbs|InPlaceSoftmax|VxAttentionScore)/;
 try {
-  for (const config of ['wasm', 'webgpu', 'webgpu-no-subgroups']) {
+  for (const config of ['wasm', 'webgpu', 'webgpu-no-subgroups', 'webgpu-engine']) {
     const page = await (await browser.newContext()).newPage();
     page.on('console', (message) => {
       const match = /Starting program "([A-Za-z]+)/.exec(message.text());
