@@ -86,8 +86,9 @@ class FusedAttention(torch.autograd.Function):
         out, present_k, present_v = g.op(
             "com.microsoft::MultiHeadAttention", q, k, v, absent, absent, absent, past_k, past_v,
             num_heads_i=heads, scale_f=scale, outputs=3)
-        # Element types only: the sizes are dynamic, and ONNX's own shape inference does not
-        # know the operator (the fp16 conversion reads these types).
+        # ONNX's own shape inference does not know the operator, so the outputs' element types
+        # come from here (the fp16 conversion reads them); the exporter names their sizes
+        # symbolically.
         out.setType(q.type())
         present_k.setType(past_k.type())
         present_v.setType(past_v.type())
