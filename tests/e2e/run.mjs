@@ -17,7 +17,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { WEBGPU_FLAGS, withChromium } from '../chromium.mjs';
 import { startServer } from './server.mjs';
 import { startDevServer } from './devServer.mjs';
 import { autoPicksWasmJourney, devServerJourney, errorJourney, journey, localFolderJourney, offlineJourney } from './scenarios.mjs';
@@ -25,16 +25,6 @@ import { autoPicksWasmJourney, devServerJourney, errorJourney, journey, localFol
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const dist = path.join(root, 'dist');
 const shots = path.join(root, process.env.E2E_UPDATE_SCREENSHOTS === '1' ? 'docs/screenshots' : 'test-results/screenshots');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const BASE_FLAGS = [
-  '--no-sandbox',
-  '--headless=new',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
 const backends = (process.env.E2E_BACKENDS ?? 'wasm,webgpu').split(',').map((b) => b.trim());
 const PROMPTS = ['a red circle on a blue background', 'a small yellow square on a black background'];
 
@@ -89,15 +79,6 @@ async function step(name, fn) {
   }
 }
 
-async function withBrowser(flags, fn) {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...BASE_FLAGS, ...flags] });
-  try {
-    return await fn(browser);
-  } finally {
-    await browser.close();
-  }
-}
-
 /** Runs one journey; a failed check ends that journey but not the others. */
 async function attempt(fn) {
   try {
@@ -119,7 +100,7 @@ async function main() {
   try {
     if (backends.includes('wasm')) {
       // WebGPU switched off (no --enable-unsafe-webgpu): no adapter, so 'auto' must fall back to WASM and say why.
-      await withBrowser([], async (browser) => {
+      await withChromium([], async (browser) => {
         console.log('▶ WASM (WebGPU unavailable, backend=auto)');
         const common = { browser, baseUrl: server.url, shots, timeouts, prompts: PROMPTS, step };
         const result = {};
@@ -147,7 +128,7 @@ async function main() {
     }
     if (backends.includes('webgpu')) {
       // SwiftShader is a software adapter: 'auto' would pick WASM, so the test forces WebGPU.
-      await withBrowser(['--enable-unsafe-webgpu'], async (browser) => {
+      await withChromium(WEBGPU_FLAGS, async (browser) => {
         console.log('▶ WebGPU (SwiftShader, backend=webgpu forced)');
         const result = {};
         measured.push(result);

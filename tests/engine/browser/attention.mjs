@@ -18,13 +18,13 @@
 // steps of 32 or more new tokens come out wrong. Those cases are reported, not failed; every
 // other case must pass. Exit status 1 when one does not.
 import { execFileSync } from 'node:child_process';
-import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import http from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build as esbuild } from 'esbuild';
-import { chromium } from 'playwright-core';
+import { WEBGPU_FLAGS, withChromium } from '../../chromium.mjs';
+import { startServer } from '../../e2e/server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
@@ -95,62 +95,42 @@ async function runConfig(config) {
   return { config, subgroupMinSize: adapter?.info?.subgroupMinSize, results };
 }
 
-const types = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
-const server = http.createServer((req, res) => {
-  const { pathname } = new URL(req.url, 'http://localhost');
-  const headers = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
-  if (pathname === '/') {
-    res.writeHead(200, { ...headers, 'content-type': 'text/html' });
-    res.end(PAGE);
-    return;
-  }
-  const file = pathname.startsWith('/ort/') ? path.join(root, 'node_modules/onnxruntime-web/dist', path.basename(pathname))
-    : pathname.startsWith('/work/') ? path.join(work, path.normalize(pathname.slice('/work/'.length))) : '';
-  if (!file || !file.startsWith(pathname.startsWith('/ort/') ? root : work) || !existsSync(file) || !statSync(file).isFile()) {
-    res.writeHead(404, headers);
-    res.end();
-    return;
-  }
-  res.writeHead(200, { ...headers, 'content-type': types[path.extname(file)] ?? 'application/octet-stream' });
-  createReadStream(file).pipe(res);
-});
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+writeFileSync(path.join(work, 'index.html'), PAGE);
+// Cross-origin isolated, as the app is served.
+const server = await startServer(work, { '/work/': work, '/ort/': path.join(root, 'node_modules/onnxruntime-web/dist') });
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--headless=new', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic', '--enable-unsafe-webgpu'],
-});
 let ok = true;
 // Programs that only the unfused WebGPU attention runs: they write the score tensor.
 const SCORE_PROGRAMS = /^(AttentionProbs|InPlaceSoftmax|VxAttentionScore)/;
 try {
-  for (const config of ['wasm', 'webgpu', 'webgpu-no-subgroups', 'webgpu-engine']) {
-    const page = await (await browser.newContext()).newPage();
-    page.on('console', (message) => {
-      const match = /Starting program "([A-Za-z]+)/.exec(message.text());
-      if (match) void page.evaluate((name) => window.programs?.add(name), match[1]).catch(() => {});
-    });
-    await page.goto(`http://127.0.0.1:${server.address().port}/`);
-    await page.waitForFunction(() => window.ready);
-    const report = await page.evaluate(runConfig, config);
-    for (const r of report.results) {
-      const worst = Math.max(...Object.values(r.errors));
-      const known = config === 'webgpu' && report.subgroupMinSize < 8 && r.dims.L >= 32;
-      const scores = r.programs.filter((p) => SCORE_PROGRAMS.test(p));
-      const good = !r.error && worst <= 1e-4 && scores.length === 0;
-      const mark = good ? '✓' : known ? '~' : '✗';
-      if (!good && !known) ok = false;
-      console.log(`${mark} ${config} ${r.name} (N ${r.dims.N}, L ${r.dims.L}, P ${r.dims.P}): ${r.error ?? `max relative error ${worst.toExponential(2)}`}` +
-        (r.programs.length ? `; programs ${r.programs.join(', ')}` : '') + (known && !good ? ` (known: ${report.subgroupMinSize}-lane subgroups)` : ''));
+  await withChromium(WEBGPU_FLAGS, async (browser) => {
+    for (const config of ['wasm', 'webgpu', 'webgpu-no-subgroups', 'webgpu-engine']) {
+      const page = await (await browser.newContext()).newPage();
+      page.on('console', (message) => {
+        const match = /Starting program "([A-Za-z]+)/.exec(message.text());
+        if (match) void page.evaluate((name) => window.programs?.add(name), match[1]).catch(() => {});
+      });
+      await page.goto(`${server.url}/`);
+      await page.waitForFunction(() => window.ready);
+      const report = await page.evaluate(runConfig, config);
+      for (const r of report.results) {
+        const worst = Math.max(...Object.values(r.errors));
+        const known = config === 'webgpu' && report.subgroupMinSize < 8 && r.dims.L >= 32;
+        const scores = r.programs.filter((p) => SCORE_PROGRAMS.test(p));
+        const good = !r.error && worst <= 1e-4 && scores.length === 0;
+        const mark = good ? '✓' : known ? '~' : '✗';
+        if (!good && !known) ok = false;
+        console.log(`${mark} ${config} ${r.name} (N ${r.dims.N}, L ${r.dims.L}, P ${r.dims.P}): ${r.error ?? `max relative error ${worst.toExponential(2)}`}` +
+          (r.programs.length ? `; programs ${r.programs.join(', ')}` : '') + (known && !good ? ` (known: ${report.subgroupMinSize}-lane subgroups)` : ''));
+      }
+      await page.context().close();
     }
-    await page.context().close();
-  }
+  });
 } catch (error) {
   console.error(error instanceof Error ? error.message : error);
   ok = false;
 } finally {
-  await browser.close();
-  server.close();
+  await server.close();
   rmSync(work, { recursive: true, force: true });
 }
 process.exit(ok ? 0 : 1);

@@ -7,13 +7,13 @@
 //   case with the fixture's draws, cancel-then-run and determinism.
 // Exits 1 unless every check passes. Slow on SwiftShader (shader compilation): a few minutes.
 import { build as esbuild } from 'esbuild';
-import { createReadStream, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
-import http from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { build as viteBuild } from 'vite';
+import { WEBGPU_FLAGS, withChromium } from '../../chromium.mjs';
+import { startServer } from '../../e2e/server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
@@ -31,9 +31,6 @@ const backends = backendArgs.length ? backendArgs : ['webgpu', 'wasm'];
 const work = mkdtempSync(path.join(tmpdir(), 'hart-browser-'));
 const viteOut = path.join(work, 'vite');
 
-if (runModes.includes('page')) {
-  await esbuild({ entryPoints: [path.join(here, 'page.ts')], bundle: true, format: 'esm', outfile: path.join(work, 'page.js'), logLevel: 'warning' });
-}
 if (runModes.includes('worker')) {
   // The app's vite.config.ts (plugins, worker format) with this folder as the root and
   // worker.html as the only entry: the worker is bundled exactly as `vite build` bundles it.
@@ -46,37 +43,17 @@ if (runModes.includes('worker')) {
   });
 }
 
-const types = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };
-
-/** The file a request path names, or undefined: fixture files, ORT's dist files, the built pages. */
-function resolve(pathname) {
-  if (pathname.startsWith('/fixture/')) return path.join(fixture, path.basename(pathname));
-  if (pathname.startsWith('/ort/')) return path.join(root, 'node_modules/onnxruntime-web/dist', path.basename(pathname));
-  if (pathname === '/page.js') return path.join(work, 'page.js');
-  const file = path.join(viteOut, path.normalize(pathname));
-  return file.startsWith(viteOut + path.sep) ? file : undefined;
+if (runModes.includes('page')) {
+  await esbuild({ entryPoints: [path.join(here, 'page.ts')], bundle: true, format: 'esm', outfile: path.join(viteOut, 'page.js'), logLevel: 'warning' });
+  writeFileSync(path.join(viteOut, 'index.html'), '<!doctype html><meta charset="utf-8"><script type="module" src="/page.js"></script>');
 }
 
-const server = http.createServer((req, res) => {
-  const { pathname } = new URL(req.url, 'http://localhost');
-  // Cross-origin isolated, as the app is served (vite.config.ts), so ORT sees the same page.
-  const headers = { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' };
-  if (pathname === '/') {
-    res.writeHead(200, { ...headers, 'content-type': 'text/html' });
-    res.end('<!doctype html><meta charset="utf-8"><script type="module" src="/page.js"></script>');
-    return;
-  }
-  const file = resolve(decodeURIComponent(pathname));
-  if (!file || !existsSync(file) || !statSync(file).isFile()) {
-    res.writeHead(404, headers);
-    res.end();
-    return;
-  }
-  res.writeHead(200, { ...headers, 'content-type': types[path.extname(file)] ?? 'application/octet-stream' });
-  createReadStream(file).pipe(res);
+// Cross-origin isolated, as the app is served (vite.config.ts), so ORT sees the same page.
+const server = await startServer(viteOut, {
+  '/fixture/': fixture,
+  '/ort/': path.join(root, 'node_modules/onnxruntime-web/dist'),
 });
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-const origin = `http://127.0.0.1:${server.address().port}`;
+const origin = server.url;
 
 /** The checks a report fails, in words (empty when it passes). */
 function pageFailures(report, backend) {
@@ -116,37 +93,34 @@ const checks = {
   worker: { url: '/worker.html', entry: 'runWorkerCheck', failures: workerFailures },
 };
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--headless=new', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic', '--enable-unsafe-webgpu'],
-});
 let ok = true;
 try {
-  for (const mode of runModes) {
-    const { url, entry, failures } = checks[mode];
-    // A fresh context per mode: the worker's package cache starts empty, as on a first visit.
-    const context = await browser.newContext();
-    const page = await context.newPage();
-    page.on('pageerror', (error) => console.error(`page error: ${error.message}`));
-    await page.goto(origin + url);
-    await page.waitForFunction((name) => name in window, entry);
-    for (const backend of backends) {
-      const started = Date.now();
-      const report = await page.evaluate(([name, b]) => window[name](b), [entry, backend]);
-      console.log(JSON.stringify(report));
-      const failed = failures(report, backend);
-      console.log(`${failed.length ? '✗' : '✓'} ${mode} ${backend} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
-      for (const f of failed) console.log(`    ${f}`);
-      ok &&= failed.length === 0;
+  await withChromium(WEBGPU_FLAGS, async (browser) => {
+    for (const mode of runModes) {
+      const { url, entry, failures } = checks[mode];
+      // A fresh context per mode: the worker's package cache starts empty, as on a first visit.
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      page.on('pageerror', (error) => console.error(`page error: ${error.message}`));
+      await page.goto(origin + url);
+      await page.waitForFunction((name) => name in window, entry);
+      for (const backend of backends) {
+        const started = Date.now();
+        const report = await page.evaluate(([name, b]) => window[name](b), [entry, backend]);
+        console.log(JSON.stringify(report));
+        const failed = failures(report, backend);
+        console.log(`${failed.length ? '✗' : '✓'} ${mode} ${backend} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+        for (const f of failed) console.log(`    ${f}`);
+        ok &&= failed.length === 0;
+      }
+      await context.close();
     }
-    await context.close();
-  }
+  });
 } catch (error) {
   console.error(error instanceof Error ? error.message : error);
   ok = false;
 } finally {
-  await browser.close();
-  server.close();
+  await server.close();
   rmSync(work, { recursive: true, force: true });
 }
 process.exit(ok ? 0 : 1);
