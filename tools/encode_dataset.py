@@ -33,10 +33,17 @@ from hart.train_utils import autocast_bf16  # noqa: E402
 from hart.vae import HybridTokenizer, load_tokenizer  # noqa: E402
 
 
+ENCODING_MODULES = ("encoder.", "quant_conv.", "quantize.")
+
+
 def tokenizer_fingerprint(tokenizer: HybridTokenizer) -> str:
-    """A short hash of the tokenizer's weights: an encoding made with other weights is stale."""
+    """A short hash of the weights the encoding depends on (encoder, quant_conv, quantizer):
+    an encoding made with other weights is stale. The decoder is left out, so training the
+    decoder further (stage 2) keeps the encoded cache and the generator trained on it valid."""
     digest = hashlib.sha256()
     for name, tensor in sorted(tokenizer.state_dict().items()):
+        if not name.startswith(ENCODING_MODULES):
+            continue
         digest.update(name.encode())
         digest.update(tensor.detach().float().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -142,3 +142,24 @@ class TinyRun(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class EncodingFingerprint(unittest.TestCase):
+    """The encoded cache stays valid when only the decoder changes (tokenizer stage 2 continued)."""
+
+    def test_decoder_weights_do_not_change_it_encoder_weights_do(self):
+        from encode_dataset import tokenizer_fingerprint
+        c = get_config("tiny")
+        torch.manual_seed(0)
+        tokenizer = HybridTokenizer(c.vae, c.quantizer)
+        before = tokenizer_fingerprint(tokenizer)
+        with torch.no_grad():
+            next(tokenizer.decoder.parameters()).add_(1.0)
+            next(tokenizer.post_quant_conv.parameters()).add_(1.0)
+        self.assertEqual(tokenizer_fingerprint(tokenizer), before)
+        for module in (tokenizer.encoder, tokenizer.quant_conv, tokenizer.quantize):
+            with torch.no_grad():
+                next(module.parameters()).add_(1.0)
+            changed = tokenizer_fingerprint(tokenizer)
+            self.assertNotEqual(changed, before)
+            before = changed
