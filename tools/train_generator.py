@@ -72,6 +72,8 @@ def parse_args(argv=None):
     ap.add_argument("--text-width", type=int, default=128)
     ap.add_argument("--text-depth", type=int, default=2)
     ap.add_argument("--text-heads", type=int, default=2)
+    ap.add_argument("--attention-scale", type=float, default=0.25,
+                    help="attention logits q·k·s/√hd (HART: 0.25); a fresh run only, a resumed run keeps its own")
     ap.add_argument("--diff-width", type=int, default=192)
     ap.add_argument("--diff-depth", type=int, default=3)
     # Sampling defaults written into the model (and the package manifest).
@@ -118,7 +120,7 @@ def build_config(args, tokenizer_blob: dict) -> HartConfig:
                                heads=args.text_heads)
     return dataclasses.replace(base, image_size=vae.image_size, vae=vae, quantizer=quantizer, diffusion=diffusion,
                                text_encoder=text, context_dim=args.text_width, width=args.width,
-                               depth=args.depth, heads=args.heads)
+                               depth=args.depth, heads=args.heads, attention_scale=args.attention_scale)
 
 
 @torch.no_grad()

@@ -58,6 +58,9 @@ class HartConfig:
     context_dim: int
     norm_eps: float = 1e-6
     rope_theta: float = 10000.0
+    # Attention logits are q·k·attention_scale/√hd. HART (VAR) uses 0.25 (hart.md §2.6); a small
+    # model trained briefly may read single text words better with a sharper 1.0.
+    attention_scale: float = 0.25
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
     description: str = ""
     examples: Tuple[str, ...] = ()

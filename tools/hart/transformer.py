@@ -96,12 +96,12 @@ class FusedAttention(torch.autograd.Function):
 
 
 class Attention(nn.Module):
-    def __init__(self, width: int, heads: int, device=None):
+    def __init__(self, width: int, heads: int, device=None, scale: float = 0.25):
         super().__init__()
         self.heads = heads
         self.head_dim = width // heads
-        # Not 1/√hd: VAR's scale when attention is not L2-normalised (hart.md §2.6).
-        self.scale = 0.25 / math.sqrt(self.head_dim)
+        # HART's is 0.25/√hd, not 1/√hd: VAR's scale when attention is not L2-normalised (hart.md §2.6).
+        self.scale = scale / math.sqrt(self.head_dim)
         self.qkv_proj = nn.Linear(width, 3 * width, bias=False, device=device)
         self.q_bias = nn.Parameter(torch.zeros(width, device=device))
         self.v_bias = nn.Parameter(torch.zeros(width, device=device))
@@ -155,7 +155,7 @@ class Block(nn.Module):
         super().__init__()
         # One norm weight for both sublayers: HART's block has a single `ln_wo_grad`.
         self.ln_wo_grad = RMSNorm(config.width, config.norm_eps, device=device)
-        self.attn = Attention(config.width, config.heads, device=device)
+        self.attn = Attention(config.width, config.heads, device=device, scale=config.attention_scale)
         self.ffn = FeedForward(config.width, config.mlp_hidden, device=device)
 
     def forward(self, x, cos, sin, past: Optional[KV] = None, attn_bias=None, fused: bool = False):

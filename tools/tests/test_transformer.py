@@ -23,6 +23,36 @@ class ConfigTest(unittest.TestCase):
         for name, config in CONFIGS.items():
             self.assertEqual(HartConfig.from_dict(config.to_dict()), config, name)
 
+    def test_attention_scale_is_harts_unless_configured(self):
+        import dataclasses
+        config = get_config("tiny")
+        self.assertEqual(config.attention_scale, 0.25)
+        old = config.to_dict()
+        del old["attention_scale"]            # checkpoints written before the field existed
+        self.assertEqual(HartConfig.from_dict(old).attention_scale, 0.25)
+        sharp = dataclasses.replace(config, attention_scale=1.0)
+        self.assertEqual(HartConfig.from_dict(sharp.to_dict()), sharp)
+        attn = HartTransformer(sharp).blocks[0].attn
+        self.assertAlmostEqual(attn.scale, 1.0 / math.sqrt(sharp.head_dim))
+        self.assertAlmostEqual(HartTransformer(config).blocks[0].attn.scale, 0.25 / math.sqrt(config.head_dim))
+
+    @torch.no_grad()
+    def test_fused_step_follows_the_configured_scale(self):
+        import dataclasses
+        config = dataclasses.replace(get_config("tiny"), attention_scale=1.0)
+        t = randomize_(HartTransformer(config), torch.Generator().manual_seed(3)).eval()
+        g = torch.Generator().manual_seed(4)
+        n, length, p = 2, 5, 7
+        x = torch.randn(n, length, config.width, generator=g)
+        cos, sin = torch.randn(n, length, config.head_dim, generator=g), torch.randn(n, length, config.head_dim, generator=g)
+        past = [tuple(torch.randn(n, config.heads, p, config.head_dim, generator=g) for _ in range(2))
+                for _ in range(config.depth)]
+        plain, _ = t.step(x, cos, sin, past)
+        fused, _ = t.step(x, cos, sin, past, fused=True)
+        self.assertLess((plain - fused).abs().max().item(), 1e-5)
+        t.blocks[0].attn.scale *= 0.25
+        self.assertGreater((t.step(x, cos, sin, past)[0] - plain).abs().max().item(), 1e-4)
+
     def test_mlp_hidden_follows_hart(self):
         self.assertEqual(get_config("hart-0.7b-1024px").mlp_hidden, 4096)
         self.assertEqual(get_config("shapes-128").mlp_hidden, 1024)
