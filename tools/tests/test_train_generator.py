@@ -163,3 +163,21 @@ class EncodingFingerprint(unittest.TestCase):
             changed = tokenizer_fingerprint(tokenizer)
             self.assertNotEqual(changed, before)
             before = changed
+
+
+class SlimCheckpoint(unittest.TestCase):
+    def test_float16_generator_float32_tokenizer_and_loadable(self):
+        from slim_checkpoint import slim
+        model = HartModel.random(get_config("tiny"), 0)
+        full = dict(model.checkpoint(), step=12, elapsed_s=34.0)
+        small = slim(full)
+        self.assertTrue(all(v.dtype == torch.float16 for v in small["transformer"].values() if v.is_floating_point()))
+        self.assertTrue(all(v.dtype == torch.float32 for v in small["tokenizer"].values() if v.is_floating_point()))
+        self.assertEqual((small["step"], small["elapsed_s"]), (12, 34.0))
+        loaded = HartModel.from_checkpoint(small)
+        for name, value in model.transformer.state_dict().items():
+            got = loaded.transformer.state_dict()[name]
+            self.assertEqual(got.dtype, value.dtype, name)
+            self.assertLessEqual((got - value).abs().max().item(), 1e-3 * max(1.0, value.abs().max().item()), name)
+        for name, value in model.tokenizer.state_dict().items():
+            self.assertTrue(torch.equal(loaded.tokenizer.state_dict()[name], value), name)

@@ -1,0 +1,36 @@
+"""A model file small enough to commit (≤ 25 MB per file), to continue training from later.
+
+    /usr/bin/python3 tools/slim_checkpoint.py runs/generator/model.pt checkpoints/hart-shapes-128.pt
+
+The input is a model file of train_generator.py (HartModel.checkpoint() plus step and
+elapsed_s). The transformer and text-encoder weights are stored in float16 (a starting point for
+more training; the exported package is made from the float32 file). The tokenizer stays float32,
+so encoding the data again gives the same tokens and the encoded cache stays valid.
+`train_generator.py --resume-from` reads the result.
+"""
+import argparse
+import os
+
+import torch
+
+
+def slim(model_file: dict) -> dict:
+    halved = {part: {k: v.half() if v.is_floating_point() else v for k, v in model_file[part].items()}
+              for part in ("transformer", "text_encoder")}
+    out = {"config": model_file["config"], **halved, "tokenizer": model_file["tokenizer"],
+           "step": model_file.get("step"), "elapsed_s": model_file.get("elapsed_s"),
+           "weights_dtype": {"transformer": "float16", "text_encoder": "float16", "tokenizer": "float32"}}
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", help="model.pt written by train_generator.py")
+    ap.add_argument("out")
+    a = ap.parse_args(argv)
+    torch.save(slim(torch.load(a.model, map_location="cpu")), a.out)
+    print(f"wrote {a.out}: {os.path.getsize(a.out):,} bytes")
+
+
+if __name__ == "__main__":
+    main()
