@@ -181,3 +181,19 @@ class SlimCheckpoint(unittest.TestCase):
             self.assertLessEqual((got - value).abs().max().item(), 1e-3 * max(1.0, value.abs().max().item()), name)
         for name, value in model.tokenizer.state_dict().items():
             self.assertTrue(torch.equal(loaded.tokenizer.state_dict()[name], value), name)
+
+
+class TextWordSensitivity(unittest.TestCase):
+    def test_a_changed_word_changes_the_output_and_a_dead_embedding_does_not(self):
+        from diagnose_text import word_sensitivity
+        model = HartModel.random(get_config("shapes-128"), 0)
+        r = word_sensitivity(model)
+        self.assertGreater(r["object"], 1e-3)
+        self.assertGreater(r["background"], 1e-3)
+        self.assertEqual(len(r["blocks"]), len(model.text_encoder.blocks))
+        # Make "red" and "green" the same word: the object change must vanish.
+        words = model.config.text_encoder.words
+        red, green = words.index("red") + 2, words.index("green") + 2
+        with torch.no_grad():
+            model.text_encoder.embed.weight[green] = model.text_encoder.embed.weight[red]
+        self.assertLess(word_sensitivity(model)["object"], 1e-6)
