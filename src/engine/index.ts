@@ -3,7 +3,7 @@ import { chooseBackend, watchDeviceLoss, type AdapterLike, type BackendRequest, 
 import { BadPackageError, EngineError, NoBackendError, toEngineError } from './errors';
 import { createFetchIO, estimateStorage, type PackageIO, type StorageManagerLike } from './io';
 import { GRAPH_NAMES, MANIFEST_FILE, parseManifestBytes, type GraphName, type Manifest } from './manifest';
-import { graphVariant, neededFiles, readTables, readVerified, verifiedOrReread } from './modelPackage';
+import { fileEntries, graphVariant, neededFiles, readTables, readVerified, verifiedOrReread } from './modelPackage';
 import { checkModelFits, readRequirements, type GpuLimits, type PackageRequirements, type PreflightResult } from './preflight';
 import { generate, type LoadedModel, type PipelineOptions } from './pipeline';
 import { SCALE_UPDATE_GPU_OUTPUTS, scaleTables } from './quantizer';
@@ -167,11 +167,7 @@ async function downloadFiles(
   onProgress?: (progress: LoadProgress) => void,
   signal?: AbortSignal,
 ): Promise<Map<string, Uint8Array>> {
-  const entries = paths.map((path) => {
-    const entry = manifest.files.find((f) => f.path === path);
-    if (!entry) throw new BadPackageError('is not listed in the manifest', path);
-    return entry;
-  });
+  const entries = fileEntries(manifest, paths);
   const small = new Set([manifest.tokenizer, ...Object.values(manifest.tables).map((t) => t.path)]);
   const total = entries.reduce((n, e) => n + e.bytes, 0);
   const files = new Map<string, Uint8Array>();

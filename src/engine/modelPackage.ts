@@ -2,7 +2,7 @@
 // size and sha256 before anything uses it, then the small tables as typed arrays.
 import { BadPackageError } from './errors';
 import type { PackageIO } from './io';
-import { GRAPH_NAMES, MANIFEST_FILE, parseManifestBytes, type GraphName, type GraphVariant, type Manifest } from './manifest';
+import { GRAPH_NAMES, MANIFEST_FILE, parseManifestBytes, type FileEntry, type GraphName, type GraphVariant, type Manifest } from './manifest';
 import type { LoadProgress } from './types';
 
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
@@ -10,10 +10,18 @@ export async function sha256Hex(bytes: Uint8Array): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+/** The manifest's entry for each path; a path the manifest does not list is a BadPackageError. */
+export function fileEntries(manifest: Manifest, paths: string[]): FileEntry[] {
+  return paths.map((path) => {
+    const entry = manifest.files.find((f) => f.path === path);
+    if (!entry) throw new BadPackageError('is not listed in the manifest', path);
+    return entry;
+  });
+}
+
 /** Throws a BadPackageError naming the file when its size or sha256 differ from the manifest's. */
 export async function verifyFile(manifest: Manifest, path: string, bytes: Uint8Array): Promise<void> {
-  const entry = manifest.files.find((f) => f.path === path);
-  if (!entry) throw new BadPackageError('is not listed in the manifest', path);
+  const [entry] = fileEntries(manifest, [path]);
   if (bytes.length !== entry.bytes) {
     const how = bytes.length < entry.bytes ? 'truncated' : 'too long';
     throw new BadPackageError(`is ${bytes.length} bytes but the manifest says ${entry.bytes} (the file is ${how})`, path);
@@ -81,11 +89,7 @@ export async function readVerified(
   onProgress?: (progress: LoadProgress) => void,
   signal?: AbortSignal,
 ): Promise<Map<string, Uint8Array>> {
-  const entries = paths.map((path) => {
-    const entry = manifest.files.find((f) => f.path === path);
-    if (!entry) throw new BadPackageError('is not listed in the manifest', path);
-    return entry;
-  });
+  const entries = fileEntries(manifest, paths);
   const total = entries.reduce((n, e) => n + e.bytes, 0);
   let done = 0;
   const files = new Map<string, Uint8Array>();
