@@ -24,3 +24,19 @@ export async function withChromium(flags, fn) {
     await browser.close();
   }
 }
+
+/**
+ * A check script's end: runs check(), which returns whether everything passed (a throw counts as
+ * a failure, printed), then always cleanup(), then exits 0 or 1.
+ */
+export async function finishCheck(check, cleanup) {
+  let ok = false;
+  try {
+    ok = await check();
+  } catch (error) {
+    console.error(error instanceof Error ? error.message : error);
+  } finally {
+    await cleanup();
+  }
+  process.exit(ok ? 0 : 1);
+}

@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build as esbuild } from 'esbuild';
-import { WEBGPU_FLAGS, withChromium } from '../../chromium.mjs';
+import { WEBGPU_FLAGS, finishCheck, withChromium } from '../../chromium.mjs';
 import { startServer } from '../../e2e/server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -102,7 +102,7 @@ const server = await startServer(work, { '/work/': work, '/ort/': path.join(root
 let ok = true;
 // Programs that only the unfused WebGPU attention runs: they write the score tensor.
 const SCORE_PROGRAMS = /^(AttentionProbs|InPlaceSoftmax|VxAttentionScore)/;
-try {
+await finishCheck(async () => {
   await withChromium(WEBGPU_FLAGS, async (browser) => {
     for (const config of ['wasm', 'webgpu', 'webgpu-no-subgroups', 'webgpu-engine']) {
       const page = await (await browser.newContext()).newPage();
@@ -126,11 +126,8 @@ try {
       await page.context().close();
     }
   });
-} catch (error) {
-  console.error(error instanceof Error ? error.message : error);
-  ok = false;
-} finally {
+  return ok;
+}, async () => {
   await server.close();
   rmSync(work, { recursive: true, force: true });
-}
-process.exit(ok ? 0 : 1);
+});

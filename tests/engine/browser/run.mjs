@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build as viteBuild } from 'vite';
-import { WEBGPU_FLAGS, withChromium } from '../../chromium.mjs';
+import { WEBGPU_FLAGS, finishCheck, withChromium } from '../../chromium.mjs';
 import { startServer } from '../../e2e/server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -94,7 +94,7 @@ const checks = {
 };
 
 let ok = true;
-try {
+await finishCheck(async () => {
   await withChromium(WEBGPU_FLAGS, async (browser) => {
     for (const mode of runModes) {
       const { url, entry, failures } = checks[mode];
@@ -116,11 +116,8 @@ try {
       await context.close();
     }
   });
-} catch (error) {
-  console.error(error instanceof Error ? error.message : error);
-  ok = false;
-} finally {
+  return ok;
+}, async () => {
   await server.close();
   rmSync(work, { recursive: true, force: true });
-}
-process.exit(ok ? 0 : 1);
+});
