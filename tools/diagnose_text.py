@@ -45,7 +45,7 @@ def word_sensitivity(model: HartModel, captions: Sequence[str] = (BASE, OBJECT_C
         mlp = block.ffn(block.norm2(x))
         x = x + mlp
         blocks.append((float(attended[0, words].norm(dim=-1).mean()), float(mlp[0, words].norm(dim=-1).mean())))
-    out = te.norm(x)[:, words]
+    out = te(ids, mask)[:, words]
 
     def change(i: int) -> float:
         return float(((out[0] - out[i]).norm(dim=-1) / out[0].norm(dim=-1)).max())

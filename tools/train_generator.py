@@ -72,6 +72,8 @@ def parse_args(argv=None):
     ap.add_argument("--text-width", type=int, default=128)
     ap.add_argument("--text-depth", type=int, default=2)
     ap.add_argument("--text-heads", type=int, default=2)
+    ap.add_argument("--word-skip", action=argparse.BooleanOptionalAction, default=True,
+                    help="text encoder adds each slot's own word embedding to its output (a fresh run only)")
     ap.add_argument("--attention-scale", type=float, default=0.25,
                     help="attention logits q·k·s/√hd (HART: 0.25); a fresh run only, a resumed run keeps its own")
     ap.add_argument("--diff-width", type=int, default=192)
@@ -117,7 +119,7 @@ def build_config(args, tokenizer_blob: dict) -> HartConfig:
     diffusion = dataclasses.replace(base.diffusion, in_channels=quantizer.channels, width=args.diff_width,
                                     depth=args.diff_depth, cond_dim=args.width)
     text = dataclasses.replace(base.text_encoder, width=args.text_width, depth=args.text_depth,
-                               heads=args.text_heads)
+                               heads=args.text_heads, word_skip=args.word_skip)
     return dataclasses.replace(base, image_size=vae.image_size, vae=vae, quantizer=quantizer, diffusion=diffusion,
                                text_encoder=text, context_dim=args.text_width, width=args.width,
                                depth=args.depth, heads=args.heads, attention_scale=args.attention_scale)

@@ -31,6 +31,10 @@ class TextEncoderConfig:
     norm_eps: float = 1e-6
     words: Tuple[str, ...] = ()
     prefix_ids: Tuple[int, ...] = ()
+    # "small" only: add the normalised word + position embedding to the output, so each slot
+    # always carries its own word. Without it a briefly trained encoder let its first block's
+    # large attention/MLP outputs drown the object's colour word (docs/default-model.md).
+    word_skip: bool = False
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """The small text encoder that stands in for Qwen2 in small models.
 
 Word embedding + learned positions, a few bidirectional pre-norm transformer blocks with a
-key-padding mask, and a final RMSNorm; output [B, S, D] like Qwen2's last hidden state.
+key-padding mask, and a final RMSNorm; output [B, S, D] like Qwen2's last hidden state. With
+`word_skip` the RMS-normalised input embedding is added to that output: the blocks add context
+to every word but can no longer wash a word out.
 Padding queries still produce states (HART uses every one of the T slots), only padding keys
 are masked.
 """
@@ -60,12 +62,16 @@ class TextEncoder(nn.Module):
         self.pos_embed = nn.Parameter(torch.randn(config.max_tokens, config.width) * 0.02)
         self.blocks = nn.ModuleList(TextBlock(config) for _ in range(config.depth))
         self.norm = RMSNorm(config.width, config.norm_eps)
+        self.word_norm = RMSNorm(config.width, config.norm_eps) if config.word_skip else None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """input_ids, attention_mask [B, S] (int; mask 1 = token) → hidden [B, S, D]."""
         length = input_ids.shape[1]
-        x = F.embedding(input_ids, self.embed.weight) + self.pos_embed[:length]
-        key_bias = (1.0 - attention_mask.to(x.dtype))[:, None, None, :] * MASKED
+        words = F.embedding(input_ids, self.embed.weight) + self.pos_embed[:length]
+        key_bias = (1.0 - attention_mask.to(words.dtype))[:, None, None, :] * MASKED
+        x = words
         for block in self.blocks:
             x = block(x, key_bias)
-        return self.norm(x)
+        if self.word_norm is None:
+            return self.norm(x)
+        return self.norm(x) + self.word_norm(words)

@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -325,3 +326,27 @@ class CheckpointExportTest(unittest.TestCase):
         model = HartModel.random(get_config("tiny"), 3)
         with self.assertRaisesRegex(ValueError, "text_encoder"):
             HartModel.from_checkpoint({**model.checkpoint(), "text_encoder": None})
+
+
+class WordSkipExportTest(unittest.TestCase):
+    @torch.no_grad()
+    def test_text_encoder_with_word_skip_equals_pytorch_in_onnxruntime(self):
+        tiny = get_config("tiny")
+        config = dataclasses.replace(tiny, text_encoder=dataclasses.replace(tiny.text_encoder, word_skip=True))
+        model = HartModel.random(config, 0)
+        graph = next(g for g in build_graphs(model, fit_preview(model, torch.Generator().manual_seed(0)))
+                     if g.key == "textEncoder")
+        tmp = tempfile.mkdtemp(prefix="hart-word-skip-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        save_onnx(export_onnx(graph, model), tmp, "text_encoder.onnx", False)
+        generator = torch.Generator().manual_seed(5)
+        cases = []
+        for i, dims in enumerate(CHECK_DIMS["textEncoder"]):
+            inputs = sample_inputs(graph, model, dims, generator)
+            cases.append(write_case(f"text.{i}", os.path.join(tmp, "text_encoder.onnx"), graph, inputs,
+                                    (graph.module(*inputs),), tmp, ()))
+        for name, result in run_ort(cases, tmp).items():
+            self.assertTrue(result["ok"], f"{name}: {result.get('error')}")
+            for output, stats in result["outputs"].items():
+                self.assertLessEqual(stats["rel"], FP32_TOLERANCE, f"{name} {output}: {stats}")
+

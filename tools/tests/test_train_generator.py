@@ -197,3 +197,21 @@ class TextWordSensitivity(unittest.TestCase):
         with torch.no_grad():
             model.text_encoder.embed.weight[green] = model.text_encoder.embed.weight[red]
         self.assertLess(word_sensitivity(model)["object"], 1e-6)
+
+    def test_word_skip_keeps_the_object_word_when_the_blocks_outputs_are_huge(self):
+        # What training did to the shipped model: block outputs ~100x the word embeddings,
+        # here a large constant added by every block's attention.
+        from diagnose_text import word_sensitivity
+        base = get_config("shapes-128")
+        for skip in (False, True):
+            config = dataclasses.replace(base, text_encoder=dataclasses.replace(base.text_encoder, word_skip=skip))
+            model = HartModel.random(config, 0)
+            with torch.no_grad():
+                for block in model.text_encoder.blocks:
+                    block.attn.proj.bias.copy_(torch.randn(block.attn.proj.bias.shape) * 10)
+            r = word_sensitivity(model)
+            if skip:
+                self.assertGreater(r["object"], 0.3)
+            else:
+                self.assertLess(r["object"], 0.05)
+
