@@ -16,13 +16,11 @@ import sys
 from typing import Dict, Sequence
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from hart.model import HartModel  # noqa: E402
 from hart.sampler import encode_prompts  # noqa: E402
-from hart.text_encoder import MASKED  # noqa: E402
 
 BASE = "a red circle on a blue background"
 OBJECT_CHANGED = "a green circle on a blue background"
@@ -34,18 +32,19 @@ def word_sensitivity(model: HartModel, captions: Sequence[str] = (BASE, OBJECT_C
     """{'object': max relative change, 'background': ..., 'blocks': [(attn norm, mlp norm), ...]}."""
     te, config = model.text_encoder, model.config
     ids, mask, counts = encode_prompts(config, captions)
-    ids, mask = torch.from_numpy(ids).long(), torch.from_numpy(mask).long()
-    x = F.embedding(ids, te.embed.weight) + te.pos_embed[:ids.shape[1]]
-    key_bias = (1.0 - mask.float())[:, None, None, :] * MASKED
     words = slice(len(config.text_encoder.prefix_ids), len(config.text_encoder.prefix_ids) + counts[0])
-    blocks = []
-    for block in te.blocks:
-        attended = block.attn(block.norm1(x), key_bias)
-        x = x + attended
-        mlp = block.ffn(block.norm2(x))
-        x = x + mlp
-        blocks.append((float(attended[0, words].norm(dim=-1).mean()), float(mlp[0, words].norm(dim=-1).mean())))
-    out = te(ids, mask)[:, words]
+    # One pass of the encoder itself; hooks read each block's attention and MLP outputs.
+    norms: Dict[torch.nn.Module, float] = {}
+
+    def record(module, _inputs, output):
+        norms[module] = float(output[0, words].norm(dim=-1).mean())
+    hooks = [m.register_forward_hook(record) for block in te.blocks for m in (block.attn, block.ffn)]
+    try:
+        out = te(torch.from_numpy(ids).long(), torch.from_numpy(mask).long())[:, words]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    blocks = [(norms[block.attn], norms[block.ffn]) for block in te.blocks]
 
     def change(i: int) -> float:
         return float(((out[0] - out[i]).norm(dim=-1) / out[0].norm(dim=-1)).max())
