@@ -188,11 +188,29 @@ def load_any_tokenizer(path: str):
     return tokenizer.eval(), config.image_size
 
 
+DECODER_PARTS = ('post_quant_conv.', 'decoder.')
+
+
+def use_decoder(model, tokenizer) -> None:
+    """Make `model` decode with `tokenizer`, a copy of its own tokenizer whose decoder trained
+    further (train_tokenizer.py's stage 2 leaves the encoder and codebook alone, so the model's
+    tokens mean the same to it). Raises ValueError when the encoder or codebook differ."""
+    own, new = model.tokenizer.state_dict(), tokenizer.state_dict()
+    shared = [k for k in own if not k.startswith(DECODER_PARTS)]
+    if set(own) != set(new) or any(own[k].shape != new[k].shape or not torch.equal(own[k], new[k])
+                                   for k in shared):
+        raise ValueError('--decoder must share the checkpoint\'s encoder and codebook')
+    model.tokenizer.load_state_dict(new)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description='Evaluation table of the shapes-world HART model.')
     ap.add_argument('--checkpoint', help='full model checkpoint (generation)')
     ap.add_argument('--tokenizer', help='checkpoint for the reconstruction table '
                                         '(default: --checkpoint)')
+    ap.add_argument('--decoder', help='decode every generation checkpoint (and the reconstruction '
+                                      'table) with this tokenizer: the same encoder and codebook, '
+                                      'its decoder trained further')
     ap.add_argument('--images', type=int, default=100, help='held-out images for PSNR')
     ap.add_argument('--captions', type=int, default=200, help='held-out captions')
     ap.add_argument('--seed', type=int, default=0)
@@ -210,15 +228,18 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     from hart.model import HartModel
 
-    report: Dict = {'captions_seed': a.seed}
+    report: Dict = {'captions_seed': a.seed, 'decoder': a.decoder}
     t0 = time.time()
-    tokenizer, image_size = load_any_tokenizer(a.tokenizer or a.checkpoint)
+    tokenizer, image_size = load_any_tokenizer(a.tokenizer or a.decoder or a.checkpoint)
+    decoder = load_any_tokenizer(a.decoder)[0] if a.decoder else None
     report['tokenizer'] = evaluate_tokenizer(tokenizer, a.images, a.seed, image_size)
     print(format_tokenizer(report['tokenizer']), flush=True)
 
     if a.checkpoint:
         overrides = {k: v for k, v in (('cfg', a.cfg), ('top_k', a.top_k)) if v is not None}
         model = HartModel.from_checkpoint(a.checkpoint)
+        if decoder is not None:
+            use_decoder(model, decoder)
         captions = held_out_captions(a.captions, a.seed)
         results = {}
         for name, residual in (('with residual head', True), ('discrete only', False)):
@@ -238,6 +259,8 @@ def main(argv=None):
     for path in a.curve:
         ck = torch.load(path, map_location='cpu')
         model = HartModel.from_checkpoint(ck)
+        if decoder is not None:
+            use_decoder(model, decoder)
         r = score_captions(model_generator(model, True, a.seed), held_out_captions(
             a.curve_captions, a.seed), a.batch)
         curve.append({'name': os.path.basename(path), 'step': ck.get('step'),

@@ -315,6 +315,22 @@ class EvaluateTest(unittest.TestCase):
         table = evaluate.format_generation({'true': good, 'lying': bad})
         self.assertIn('| plain (4) | 1.000 | 0.000 |', table)
 
+    def test_use_decoder_swaps_only_a_further_trained_decoder(self):
+        import torch
+        from hart.config import get_config
+        from hart.model import HartModel
+        model = HartModel.random(get_config('tiny'), 0)
+        further = HartModel.random(get_config('tiny'), 0).tokenizer
+        with torch.no_grad():
+            for p in further.decoder.parameters():
+                p.add_(0.01)
+        evaluate.use_decoder(model, further)
+        for k, v in further.state_dict().items():
+            self.assertTrue(torch.equal(model.tokenizer.state_dict()[k], v), k)
+        other = HartModel.random(get_config('tiny'), 1).tokenizer   # another codebook
+        with self.assertRaisesRegex(ValueError, 'encoder and codebook'):
+            evaluate.use_decoder(model, other)
+
     def test_runs_end_to_end_on_a_random_tiny_model(self):
         import torch
         from hart.config import get_config
@@ -330,7 +346,8 @@ class EvaluateTest(unittest.TestCase):
                                    '--captions', '5', '--batch', '5', '--curve',
                                    os.path.join(d, 'm.pt'), '--curve-captions', '5',
                                    '--grid', os.path.join(d, 'g.png'),
-                                   '--json', os.path.join(d, 'r.json')])
+                                   '--json', os.path.join(d, 'r.json'),
+                                   '--decoder', os.path.join(d, 'm.pt')])
             self.assertIn('| discrete tokens only |', printed.getvalue())
             self.assertIn('| **overall** |', printed.getvalue())
             with open(os.path.join(d, 'r.json')) as f:
@@ -342,3 +359,4 @@ class EvaluateTest(unittest.TestCase):
         self.assertEqual(set(r['generation']), {'with residual head', 'discrete only'})
         self.assertEqual(r['generation']['discrete only']['n'], 5)
         self.assertEqual(r['curve'][0]['elapsed_s'], 7200.0)
+        self.assertEqual(r['decoder'], os.path.join(d, 'm.pt'))
