@@ -188,19 +188,15 @@ def load_any_tokenizer(path: str):
     return tokenizer.eval(), config.image_size
 
 
-DECODER_PARTS = ('post_quant_conv.', 'decoder.')
-
-
 def use_decoder(model, tokenizer) -> None:
     """Make `model` decode with `tokenizer`, a copy of its own tokenizer whose decoder trained
     further (train_tokenizer.py's stage 2 leaves the encoder and codebook alone, so the model's
-    tokens mean the same to it). Raises ValueError when the encoder or codebook differ."""
-    own, new = model.tokenizer.state_dict(), tokenizer.state_dict()
-    shared = [k for k in own if not k.startswith(DECODER_PARTS)]
-    if set(own) != set(new) or any(own[k].shape != new[k].shape or not torch.equal(own[k], new[k])
-                                   for k in shared):
+    tokens mean the same to it). Raises ValueError when the encoder or codebook differ: the
+    same test that decides whether an encoded training cache is still valid."""
+    from encode_dataset import tokenizer_fingerprint
+    if tokenizer_fingerprint(model.tokenizer) != tokenizer_fingerprint(tokenizer):
         raise ValueError('--decoder must share the checkpoint\'s encoder and codebook')
-    model.tokenizer.load_state_dict(new)
+    model.tokenizer.load_state_dict(tokenizer.state_dict())
 
 
 def main(argv=None):
@@ -230,16 +226,22 @@ def main(argv=None):
 
     report: Dict = {'captions_seed': a.seed, 'decoder': a.decoder}
     t0 = time.time()
-    tokenizer, image_size = load_any_tokenizer(a.tokenizer or a.decoder or a.checkpoint)
-    decoder = load_any_tokenizer(a.decoder)[0] if a.decoder else None
+    decoded_with = load_any_tokenizer(a.decoder) if a.decoder else None
+    tokenizer, image_size = (load_any_tokenizer(a.tokenizer) if a.tokenizer else
+                             decoded_with or load_any_tokenizer(a.checkpoint))
+
+    def generation_model(checkpoint):
+        model = HartModel.from_checkpoint(checkpoint)
+        if decoded_with is not None:
+            use_decoder(model, decoded_with[0])
+        return model
+
     report['tokenizer'] = evaluate_tokenizer(tokenizer, a.images, a.seed, image_size)
     print(format_tokenizer(report['tokenizer']), flush=True)
 
     if a.checkpoint:
         overrides = {k: v for k, v in (('cfg', a.cfg), ('top_k', a.top_k)) if v is not None}
-        model = HartModel.from_checkpoint(a.checkpoint)
-        if decoder is not None:
-            use_decoder(model, decoder)
+        model = generation_model(a.checkpoint)
         captions = held_out_captions(a.captions, a.seed)
         results = {}
         for name, residual in (('with residual head', True), ('discrete only', False)):
@@ -258,9 +260,7 @@ def main(argv=None):
     curve = []
     for path in a.curve:
         ck = torch.load(path, map_location='cpu')
-        model = HartModel.from_checkpoint(ck)
-        if decoder is not None:
-            use_decoder(model, decoder)
+        model = generation_model(ck)
         r = score_captions(model_generator(model, True, a.seed), held_out_captions(
             a.curve_captions, a.seed), a.batch)
         curve.append({'name': os.path.basename(path), 'step': ck.get('step'),
