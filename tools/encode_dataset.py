@@ -29,7 +29,7 @@ REPO = os.path.dirname(TOOLS)
 if TOOLS not in sys.path:
     sys.path.insert(0, TOOLS)
 
-from hart.train_utils import autocast_bf16  # noqa: E402
+from hart.train_utils import autocast_bf16, resolve_device  # noqa: E402
 from hart.vae import HybridTokenizer, load_tokenizer  # noqa: E402
 
 
@@ -45,19 +45,21 @@ def tokenizer_fingerprint(tokenizer: HybridTokenizer) -> str:
         if not name.startswith(ENCODING_MODULES):
             continue
         digest.update(name.encode())
-        digest.update(tensor.detach().float().contiguous().numpy().tobytes())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
 @torch.no_grad()
 def encode_images(tokenizer: HybridTokenizer, images_uint8: np.ndarray, bf16: bool = True):
-    """uint8 [B, H, W, 3] → (indices int64 [B, Σ pn²], residual float32 [B, h², Cv]).
+    """uint8 [B, H, W, 3] → (indices int64 [B, Σ pn²], residual float32 [B, h², Cv]), on the
+    tokenizer's device.
 
     The encoder runs under bf16 autocast (several times faster here); the quantization, which
     defines the targets, runs in fp32 on its output.
     """
-    x = torch.from_numpy(np.array(images_uint8)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    with autocast_bf16(bf16):
+    device = next(tokenizer.parameters()).device
+    x = torch.from_numpy(np.array(images_uint8)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    with autocast_bf16(bf16, device.type):
         f = tokenizer.encode_continuous(x)
     f = f.float()
     idx_list, _, residual = tokenizer.quantize.encode_indices(f)
@@ -76,8 +78,8 @@ def encode_cache(tokenizer: HybridTokenizer, images: np.ndarray, batch: int = 32
     for start in range(0, n, batch):
         stop = min(n, start + batch)
         idx, res = encode_images(tokenizer, images[start:stop])
-        indices[start:stop] = idx.numpy().astype(np.int16)
-        residual[start:stop] = res.numpy().astype(np.float16)
+        indices[start:stop] = idx.cpu().numpy().astype(np.int16)
+        residual[start:stop] = res.cpu().numpy().astype(np.float16)
         if time.time() - last > 60:
             log(f"encoded {stop}/{n} images ({stop / (time.time() - t0):.1f} img/s)")
             last = time.time()
@@ -115,9 +117,11 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join(REPO, "runs", "generator", "encoded.npz"))
     ap.add_argument("--limit", type=int, default=0, help="encode only the first N images (0: all)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="auto", help="cpu, cuda or auto (the GPU when there is one)")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    encoded = load_or_encode(load_tokenizer(a.tokenizer), a.data, a.out, a.limit)
+    tokenizer = load_tokenizer(a.tokenizer).to(resolve_device(a.device))
+    encoded = load_or_encode(tokenizer, a.data, a.out, a.limit)
     print(f"{len(encoded['captions'])} images, indices {encoded['indices'].shape}, "
           f"residual {encoded['residual'].shape} (rms {np.sqrt(np.mean(np.square(encoded['residual'][:256].astype(np.float32)))):.3f})")
 

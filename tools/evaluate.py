@@ -29,6 +29,7 @@ from typing import Callable, Dict, List, Sequence
 import numpy as np
 import torch
 
+from hart.saved import load_saved
 from shapes.captions import FORMS, parse_caption
 from shapes.checker import check
 from shapes.dataset import held_out_captions, held_out_example
@@ -179,7 +180,7 @@ def load_any_tokenizer(path: str):
     """(tokenizer, image size) from a model checkpoint or from train_tokenizer.py's tokenizer.pt."""
     from hart.config import HartConfig
     from hart.vae import HybridTokenizer, load_tokenizer
-    ck = torch.load(path, map_location='cpu')
+    ck = load_saved(path)
     if 'state_dict' in ck:            # tokenizer.pt: {state_dict, config: {vae, quantizer}}
         return load_tokenizer(path), ck['config']['vae']['image_size']
     config = HartConfig.from_dict(ck['config'])
@@ -259,7 +260,7 @@ def main(argv=None):
 
     curve = []
     for path in a.curve:
-        ck = torch.load(path, map_location='cpu')
+        ck = load_saved(path)
         model = generation_model(ck)
         r = score_captions(model_generator(model, True, a.seed), held_out_captions(
             a.curve_captions, a.seed), a.batch)

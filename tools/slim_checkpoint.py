@@ -4,8 +4,9 @@
 
 The input is a model file of train_generator.py (HartModel.checkpoint() plus step and
 elapsed_s). The transformer and text-encoder weights are stored in float16 (a starting point for
-more training; the exported package is made from the float32 file). The tokenizer stays float32,
-so encoding the data again gives the same tokens and the encoded cache stays valid.
+more training; the exported package is made from the float32 file), and so is the tokenizer's
+decoder. The tokenizer's encoder, quant_conv and codebook stay float32, so encoding the data
+again gives the same tokens and the encoded cache stays valid (same tokenizer_fingerprint).
 `train_generator.py --resume-from` reads the result.
 """
 import argparse
@@ -13,13 +14,21 @@ import os
 
 import torch
 
+from encode_dataset import ENCODING_MODULES
+from hart.saved import load_saved
+
+
+def _halved(state: dict, keep=()) -> dict:
+    return {k: v.half() if v.is_floating_point() and not k.startswith(keep) else v for k, v in state.items()}
+
 
 def slim(model_file: dict) -> dict:
-    halved = {part: {k: v.half() if v.is_floating_point() else v for k, v in model_file[part].items()}
-              for part in ("transformer", "text_encoder")}
-    out = {"config": model_file["config"], **halved, "tokenizer": model_file["tokenizer"],
+    out = {"config": model_file["config"],
+           "transformer": _halved(model_file["transformer"]), "text_encoder": _halved(model_file["text_encoder"]),
+           "tokenizer": _halved(model_file["tokenizer"], keep=ENCODING_MODULES),
            "step": model_file.get("step"), "elapsed_s": model_file.get("elapsed_s"),
-           "weights_dtype": {"transformer": "float16", "text_encoder": "float16", "tokenizer": "float32"}}
+           "weights_dtype": {"transformer": "float16", "text_encoder": "float16",
+                             "tokenizer": "float32 encoder, quant_conv, quantizer; float16 decoder"}}
     return out
 
 
@@ -28,7 +37,7 @@ def main(argv=None):
     ap.add_argument("model", help="model.pt written by train_generator.py")
     ap.add_argument("out")
     a = ap.parse_args(argv)
-    torch.save(slim(torch.load(a.model, map_location="cpu")), a.out)
+    torch.save(slim(load_saved(a.model)), a.out)
     print(f"wrote {a.out}: {os.path.getsize(a.out):,} bytes")
 
 

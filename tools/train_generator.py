@@ -46,11 +46,12 @@ from hart.config import HartConfig, get_config  # noqa: E402
 from hart.model import HartModel  # noqa: E402
 from hart.quantizer import QuantizerConfig  # noqa: E402
 from hart.sampler import encode_prompts  # noqa: E402
-from hart.train_utils import (ProgressLog, Stopwatch, autocast_bf16, cosine_lr, load_checkpoint,  # noqa: E402
+from hart.train_utils import (ProgressLog, Stopwatch, autocast_bf16, cosine_lr, load_checkpoint, resolve_device,  # noqa: E402
                               rng_state, save_checkpoint, set_lr, set_rng_state, setup_cpu)
 from hart.diffusion import LayerNormNoAffine, ResBlock as DiffusionResBlock  # noqa: E402
 from hart.text_encoder import TextBlock  # noqa: E402
 from hart.rope import apply_rope  # noqa: E402
+from hart.saved import load_saved  # noqa: E402
 from hart.transformer import Block, RMSNorm  # noqa: E402
 from hart.vae import HybridTokenizer, VaeConfig  # noqa: E402
 
@@ -102,6 +103,8 @@ def parse_args(argv=None):
     ap.add_argument("--held-out", type=int, default=32, help="held-out images for the validation loss")
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: time only)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="auto",
+                    help="cpu, cuda or auto (the GPU when torch sees one); checkpoints load on either")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
     return ap.parse_args(argv)
@@ -191,7 +194,9 @@ class EMA:
         return self.shadow
 
     def load(self, shadow) -> None:
-        self.shadow = [{k: v.clone() for k, v in s.items()} for s in shadow]
+        """Shadows from a checkpoint (saved on any device), onto the modules' device."""
+        device = next(self.modules[0].parameters()).device
+        self.shadow = [{k: v.to(device, copy=True) for k, v in s.items()} for s in shadow]
 
 
 def ema_model(model: HartModel, ema: EMA) -> HartModel:
@@ -209,7 +214,8 @@ def ema_model(model: HartModel, ema: EMA) -> HartModel:
 class EncodedData:
     """Token maps, residuals and tokenised captions of the encoded shapes cache, in memory."""
 
-    def __init__(self, config: HartConfig, encoded: dict):
+    def __init__(self, config: HartConfig, encoded: dict, device: torch.device = torch.device("cpu")):
+        self.device = device
         self.indices = torch.from_numpy(encoded["indices"].astype(np.int64))
         self.residual = encoded["residual"]                       # float16 [N, h², Cv], cast per batch
         ids, mask, n_valid = encode_prompts(config, encoded["captions"])
@@ -220,18 +226,21 @@ class EncodedData:
 
     def batch(self, rows: np.ndarray) -> dict:
         rows = torch.from_numpy(np.asarray(rows, dtype=np.int64))
-        return {"indices": self.indices[rows], "residual": torch.from_numpy(self.residual[rows.numpy()].astype(np.float32)),
-                "ids": self.ids[rows], "mask": self.mask[rows], "n_valid": self.n_valid[rows.numpy()]}
+        residual = torch.from_numpy(self.residual[rows.numpy()].astype(np.float32))
+        return {"indices": self.indices[rows].to(self.device), "residual": residual.to(self.device),
+                "ids": self.ids[rows].to(self.device), "mask": self.mask[rows].to(self.device),
+                "n_valid": self.n_valid[rows.numpy()]}
 
 
 def held_out_data(config: HartConfig, tokenizer: HybridTokenizer, n: int) -> dict:
-    """A fixed held-out batch (images never in the training stream), encoded like the training data."""
+    """A fixed held-out batch (images never in the training stream), encoded like the training
+    data, on the tokenizer's device."""
     from shapes.dataset import held_out_example
     examples = [held_out_example(0, i, config.image_size) for i in range(n)]
     indices, residual = encode_images(tokenizer, np.stack([e[0] for e in examples]))
     ids, mask, n_valid = encode_prompts(config, [e[1] for e in examples])
-    return {"indices": indices, "residual": residual, "ids": torch.from_numpy(ids.astype(np.int64)),
-            "mask": torch.from_numpy(mask.astype(np.int64)), "n_valid": np.array(n_valid)}
+    return {"indices": indices, "residual": residual, "ids": torch.from_numpy(ids.astype(np.int64)).to(indices.device),
+            "mask": torch.from_numpy(mask.astype(np.int64)).to(indices.device), "n_valid": np.array(n_valid)}
 
 
 @torch.no_grad()
@@ -242,7 +251,7 @@ def teacher_inputs(quantizer, indices: torch.Tensor) -> torch.Tensor:
     """
     patch_nums = quantizer.patch_nums
     batch, side = indices.shape[0], patch_nums[-1]
-    f_hat = torch.zeros(batch, quantizer.config.channels, side, side)
+    f_hat = torch.zeros(batch, quantizer.config.channels, side, side, device=indices.device)
     parts, start = [], 0
     for k, pn in enumerate(patch_nums[:-1]):
         idx = indices[:, start:start + pn * pn].reshape(batch, pn, pn)
@@ -272,17 +281,19 @@ def level_groups(config: HartConfig, last_keep: int = 0):
 
 
 class RopeCache:
-    """The training RoPE tables [L, hd] of one row, per real token count n (they depend only on n)."""
+    """The training RoPE tables [L, hd] of one row, per real token count n (they depend only on n),
+    kept on the transformer's device."""
 
     def __init__(self, transformer):
         self.transformer = transformer
+        self.device = next(transformer.parameters()).device
         self.tables = {}
 
     def batch(self, n_valid):
         for n in set(n_valid):
             if n not in self.tables:
                 cos, sin = self.transformer.training_rope([n])
-                self.tables[n] = (cos[0], sin[0])
+                self.tables[n] = (cos[0].to(self.device), sin[0].to(self.device))
         return (torch.stack([self.tables[n][0] for n in n_valid]),
                 torch.stack([self.tables[n][1] for n in n_valid]))
 
@@ -321,7 +332,8 @@ def training_forward(tr, context, n_valid, scale_inputs, rope: RopeCache, last_o
     cos, sin = rope.batch(list(n_valid))
     if last_order is not None:
         prefix = cos.shape[1] - side2
-        pick = torch.cat([torch.arange(prefix).expand(len(n_valid), -1), prefix + last_order], dim=1)
+        pick = torch.cat([torch.arange(prefix, device=last_order.device).expand(len(n_valid), -1),
+                          prefix + last_order], dim=1)
         pick = pick[:, :, None].expand(-1, -1, cos.shape[-1])
         cos, sin = cos.gather(1, pick), sin.gather(1, pick)
         lead = scale_inputs[:, :-side2]
@@ -368,7 +380,7 @@ def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torc
     config, tr = model.config, model.transformer
     quantizer = model.tokenizer.quantize
     indices = batch["indices"]
-    b = indices.shape[0]
+    b, device = indices.shape[0], indices.device
     side2, cv = config.latent_side ** 2, config.latent_channels
     n_valid = np.asarray(batch["n_valid"]).copy()
     keep_fp32_residual_stream(model)
@@ -377,14 +389,14 @@ def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torc
     if train and 0 < args.last_keep < side2:
         # MAR-style: a random subset of the last scale's tokens (only the last scale can be
         # thinned: no later scale reads its keys).
-        last_order = torch.rand(b, side2, generator=generator).argsort(dim=1)[:, :args.last_keep]
-    with autocast_bf16(not args.fp32):
+        last_order = torch.rand(b, side2, generator=generator).argsort(dim=1)[:, :args.last_keep].to(device)
+    with autocast_bf16(not args.fp32, device.type):
         text = model.text_encoder(batch["ids"], batch["mask"])[:, len(config.text_encoder.prefix_ids):]
         if train and args.cond_drop > 0:
             drop = torch.rand(b, generator=generator) < args.cond_drop
             # HART's null condition is all-zero text; its rows get the unconditional RoPE
             # positions the sampler gives them (text positions 0, image offset 0), i.e. n = 1.
-            text = text * (~drop).to(text.dtype)[:, None, None]
+            text = text * (~drop).to(device=device, dtype=text.dtype)[:, None, None]
             n_valid[drop.numpy()] = 1
         logits, hidden_last = training_forward(tr, text, n_valid.tolist(), inputs, rope, last_order)
         last_idx = indices[:, -side2:]
@@ -399,7 +411,7 @@ def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torc
         present = last_idx.shape[1]
         keep = min(args.diff_tokens, present) if args.diff_tokens > 0 else present
         # Each image keeps a random subset of its last-scale tokens for the diffusion loss.
-        order = torch.rand(b, present, generator=generator).argsort(dim=1)[:, :keep]
+        order = torch.rand(b, present, generator=generator).argsort(dim=1)[:, :keep].to(device)
         hidden_sel = hidden_last.gather(1, order[:, :, None].expand(-1, -1, hidden_last.shape[-1]))
         tokens_sel = quantizer.embedding.weight.detach()[last_idx.gather(1, order)]
         z = tr.decoder_norm(hidden_sel.float() + tr.word_embed(tokens_sel).float()).reshape(-1, config.width)
@@ -408,7 +420,7 @@ def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torc
         diff = tr.diffloss.loss(target.repeat(mul, 1), z.repeat(mul, 1))
     coarse = coarse_token_count(config)
     ce = ce_all.mean()
-    weights = scale_weights(config, args.scale_weight_power, present)
+    weights = scale_weights(config, args.scale_weight_power, present).to(device)
     ce_weighted = (ce_all * weights).sum(1).mean()
     return {"loss": ce_weighted + args.diff_weight * diff, "ce": ce, "ce_coarse": ce_all[:, :coarse].mean(),
             "ce_last": ce_all[:, -present:].mean(), "diff": diff}
@@ -456,10 +468,10 @@ def main(argv=None):
     ckpt = load_checkpoint(ckpt_path)
     if ckpt is None and args.resume_from:
         # E.g. the committed checkpoints/hart-shapes-128.pt: a model file (EMA weights) to continue from.
-        ckpt = torch.load(args.resume_from, map_location="cpu")
+        ckpt = load_saved(args.resume_from)
         log.write(f"continuing from {args.resume_from}")
     if args.tokenizer:
-        tokenizer_blob = torch.load(args.tokenizer, map_location="cpu")
+        tokenizer_blob = load_saved(args.tokenizer)
     elif ckpt is not None:
         cfg = ckpt["config"]
         tokenizer_blob = {"state_dict": ckpt["tokenizer"], "config": {"vae": cfg["vae"], "quantizer": cfg["quantizer"]}}
@@ -477,9 +489,11 @@ def main(argv=None):
         model.transformer.load_state_dict(ckpt["transformer"])
         model.text_encoder.load_state_dict(ckpt["text_encoder"])
     keep_fp32_residual_stream(model)
+    device = resolve_device(args.device)
+    model.to(device)   # weights are made (or loaded) on the CPU first, so a run starts alike anywhere
 
     data = EncodedData(config, load_or_encode(model.tokenizer, args.data, os.path.join(args.out, "encoded.npz"),
-                                              args.limit, log=log.write))
+                                              args.limit, log=log.write), device)
     held = held_out_data(config, model.tokenizer, args.held_out)
 
     ema = EMA([model.transformer, model.text_encoder], args.ema)
@@ -509,9 +523,11 @@ def main(argv=None):
                   f"diffusion head {sum(p.numel() for p in model.transformer.diffloss.parameters()) / 1e6:.2f}M, "
                   f"text encoder {sum(p.numel() for p in model.text_encoder.parameters()) / 1e6:.2f}M); "
                   f"width {config.width} depth {config.depth} heads {config.heads}, {data.n} images, "
-                  f"{tokens_per_image} tokens/image, batch {args.batch}, lr {args.lr}, minutes {args.minutes}")
+                  f"{tokens_per_image} tokens/image, batch {args.batch}, lr {args.lr}, minutes {args.minutes}, "
+                  f"device {device}")
     else:
-        log.write(f"resume at step {step}, {clock.elapsed() / 60:.1f} min trained, budget {args.minutes} min")
+        log.write(f"resume at step {step}, {clock.elapsed() / 60:.1f} min trained, budget {args.minutes} min, "
+                  f"device {device}")
 
     def save_state():
         save_checkpoint(ckpt_path, {

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from .config import HartConfig
+from .saved import load_saved
 from .text_encoder import TextEncoder
 from .transformer import HartTransformer
 from .vae import HybridTokenizer
@@ -62,7 +63,7 @@ class HartModel:
     @classmethod
     def from_checkpoint(cls, checkpoint: Union[str, dict]) -> "HartModel":
         if not isinstance(checkpoint, dict):
-            checkpoint = torch.load(checkpoint, map_location="cpu")
+            checkpoint = load_saved(checkpoint)
         missing = [k for k in ("config", "transformer", "tokenizer") if k not in checkpoint]
         if missing:
             raise ValueError(f"checkpoint lacks {missing}; expected keys config, transformer, tokenizer, text_encoder")
@@ -89,4 +90,9 @@ class HartModel:
     def eval(self) -> "HartModel":
         for part in self.parts():
             part.eval()
+        return self
+
+    def to(self, device) -> "HartModel":
+        for part in self.parts():
+            part.to(device)
         return self

@@ -19,6 +19,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import torch
 
+from .saved import load_saved
+
 
 def setup_cpu(threads: int = 2, seed: int = 0) -> None:
     torch.set_num_threads(threads)
@@ -27,9 +29,21 @@ def setup_cpu(threads: int = 2, seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
-def autocast_bf16(enabled: bool = True):
-    """bf16 autocast on CPU (matmuls and convs in bf16, reductions left to the modules)."""
-    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else nullcontext()
+def resolve_device(name: str) -> torch.device:
+    """The device a training script runs on: 'auto' is the GPU when torch sees one (a lent
+    GPU machine runs the same recipe in minutes), else this CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: torch sees no GPU on this machine (use --device cpu)")
+    return device
+
+
+def autocast_bf16(enabled: bool = True, device_type: str = "cpu"):
+    """bf16 autocast (matmuls and convs in bf16, reductions left to the modules): AMX on this
+    CPU, tensor cores on a GPU."""
+    return torch.autocast(device_type, dtype=torch.bfloat16) if enabled else nullcontext()
 
 
 def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
@@ -77,7 +91,7 @@ def load_checkpoint(path: str):
     """The saved state dict, or None when there is no checkpoint yet."""
     if not os.path.exists(path):
         return None
-    return torch.load(path, map_location="cpu")
+    return load_saved(path)
 
 
 class ProgressLog:

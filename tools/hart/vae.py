@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .quantizer import MultiScaleQuantizer, QuantizerConfig
+from .saved import load_saved
 
 
 @dataclass
@@ -258,7 +259,7 @@ class HybridTokenizer(nn.Module):
 
 def load_tokenizer(path: str) -> HybridTokenizer:
     """A trained tokenizer from a `tokenizer.pt` written by train_tokenizer.py ({state_dict, config})."""
-    blob = torch.load(path, map_location="cpu")
+    blob = load_saved(path)
     config = blob["config"]
     model = HybridTokenizer(VaeConfig(**config["vae"]), QuantizerConfig(**config["quantizer"]))
     model.load_state_dict(blob["state_dict"])
