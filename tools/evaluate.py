@@ -118,16 +118,19 @@ def score_captions(generate: GenerateFn, captions: Sequence[str], batch: int,
             'kept': kept}
 
 
-def model_generator(model, residual: bool, seed: int, **overrides) -> GenerateFn:
+def model_generator(model, residual: bool, seed: int, forced_for: Callable[[int], list] = None,
+                    **overrides) -> GenerateFn:
     """A GenerateFn running the reference sampler; batch b draws from seed (seed, b), so runs
-    with and without the residual share their token draws."""
+    with and without the residual share their token draws. forced_for(b), if given, lists the
+    tokens that batch b takes for its first scales instead of drawing them (diagnose_scales.py)."""
     from hart.sampler import generate, make_draws
     settings = dataclasses.replace(model.config.sampling, residual=residual, **overrides)
 
     def run(prompts: Sequence[str], b: int) -> np.ndarray:
         draws = make_draws(model.config, len(prompts), seed * 100003 + b,
                            smooth=settings.smooth, residual=True)
-        return generate(model, prompts, settings, draws).pixels[..., :3]
+        forced = forced_for(b) if forced_for is not None else None
+        return generate(model, prompts, settings, draws, forced).pixels[..., :3]
     return run
 
 

@@ -146,7 +146,10 @@ def _token_map(vectors: torch.Tensor, pn: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate(model: HartModel, prompts: Sequence[str], settings: SamplingDefaults, draws: Draws) -> Trace:
+def generate(model: HartModel, prompts: Sequence[str], settings: SamplingDefaults, draws: Draws,
+             forced: Optional[Sequence[np.ndarray]] = None) -> Trace:
+    """forced (diagnostics): tokens [B, pn_k²] that replace the draws of the first len(forced)
+    scales, e.g. a real image's, to see what the model makes of the scales after them."""
     config, tr, quantizer = model.config, model.transformer, model.tokenizer.quantize
     c = config
     batch, K, side = len(prompts), config.num_scales, config.latent_side
@@ -172,7 +175,10 @@ def generate(model: HartModel, prompts: Sequence[str], settings: SamplingDefault
         logits = tr.guided_logits(hidden, head_cond, guidance)           # [B, L, V] float32
         flat = logits.reshape(-1, c.vocab_size).numpy()
         kept = filter_logits(flat, settings.temperature, settings.top_k, settings.top_p)
-        idx = sample_tokens(kept, draws.token_uniforms[k])
+        if forced is not None and k < len(forced):
+            idx = np.asarray(forced[k], dtype=np.int64).reshape(-1)
+        else:
+            idx = sample_tokens(kept, draws.token_uniforms[k])
         hard = codebook[torch.from_numpy(idx)].reshape(batch, pn * pn, -1)
         vectors = hard
         if settings.smooth:

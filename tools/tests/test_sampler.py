@@ -141,6 +141,24 @@ class GenerateTest(unittest.TestCase):
         np.testing.assert_allclose(with_res.scales[-1]["f_hat"] - without.scales[-1]["f_hat"], res_map, atol=1e-5)
         self.assertLessEqual(np.abs(with_res.residual).max(), 0.6 + 1e-6)   # clip_denoised · 0.6
 
+    def test_forced_scales_take_the_given_tokens(self):
+        drawn, _ = self.run_sampler(residual=False)
+        s = SamplingDefaults(cfg=2.5, top_k=20, top_p=0.0, residual=False)
+        other_draws = make_draws(self.config, 1, 99, smooth=False, residual=False)
+        every = [scale["tokens"] for scale in drawn.scales]
+        # Every scale forced: the first run again, whatever the draws.
+        again = generate(self.model, [PROMPT], s, other_draws, every)
+        np.testing.assert_array_equal(again.pixels, drawn.pixels)
+        # The first two forced: those match, and the rest come from the draws.
+        free = generate(self.model, [PROMPT], s, other_draws)
+        part = generate(self.model, [PROMPT], s, other_draws, every[:2])
+        for k in range(2):
+            np.testing.assert_array_equal(part.scales[k]["tokens"], every[k])
+        self.assertFalse(all(np.array_equal(a["tokens"], b["tokens"])
+                             for a, b in zip(part.scales[2:], drawn.scales[2:])))
+        self.assertFalse(np.array_equal(free.scales[0]["tokens"], every[0])
+                         and np.array_equal(free.scales[1]["tokens"], every[1]))
+
     @torch.no_grad()
     def test_logits_equal_teacher_forced_transformer(self):
         # Recompute every scale's guided logits with one block-causal pass fed the sampled tokens.
