@@ -58,7 +58,8 @@ from hart.vae import HybridTokenizer, VaeConfig  # noqa: E402
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tokenizer", help="tokenizer.pt written by train_tokenizer.py (a resumed run may omit it)")
+    ap.add_argument("--tokenizer", help="tokenizer.pt written by train_tokenizer.py, or a model file whose "
+                                        "tokenizer to use (a resumed run may omit it)")
     ap.add_argument("--resume-from", help="continue from this model file when --out has no checkpoint "
                                           "(e.g. checkpoints/hart-shapes-128.pt)")
     ap.add_argument("--out", default="runs/generator")
@@ -112,6 +113,15 @@ def parse_args(argv=None):
 
 # ----------------------------------------------------------------------------------------
 # Model
+
+
+def tokenizer_of(blob: dict) -> dict:
+    """{state_dict, config: {vae, quantizer}} of a tokenizer file (train_tokenizer.py) or of the
+    tokenizer inside a model file or checkpoint (e.g. checkpoints/hart-shapes-128.pt)."""
+    if "state_dict" in blob:
+        return blob
+    config = blob["config"]
+    return {"state_dict": blob["tokenizer"], "config": {"vae": config["vae"], "quantizer": config["quantizer"]}}
 
 
 def build_config(args, tokenizer_blob: dict) -> HartConfig:
@@ -471,10 +481,9 @@ def main(argv=None):
         ckpt = load_saved(args.resume_from)
         log.write(f"continuing from {args.resume_from}")
     if args.tokenizer:
-        tokenizer_blob = load_saved(args.tokenizer)
+        tokenizer_blob = tokenizer_of(load_saved(args.tokenizer))
     elif ckpt is not None:
-        cfg = ckpt["config"]
-        tokenizer_blob = {"state_dict": ckpt["tokenizer"], "config": {"vae": cfg["vae"], "quantizer": cfg["quantizer"]}}
+        tokenizer_blob = tokenizer_of(ckpt)
     else:
         raise SystemExit("--tokenizer is needed for a fresh run")
     config = HartConfig.from_dict(ckpt["config"]) if ckpt is not None else build_config(args, tokenizer_blob)

@@ -13,7 +13,8 @@ import torch
 import train_generator as tg
 from hart.config import get_config
 from hart.model import HartModel
-from hart.vae import HybridTokenizer
+from hart.quantizer import QuantizerConfig
+from hart.vae import HybridTokenizer, VaeConfig
 from shapes.dataset import build_cache
 
 TINY_SIZE = dict(width=64, depth=2, heads=2, text_width=32, text_depth=1, text_heads=2,
@@ -41,6 +42,19 @@ class Device(unittest.TestCase):
             with self.assertRaises(SystemExit) as refused:
                 resolve_device("cuda")
             self.assertIn("sees no GPU", str(refused.exception))
+
+
+class TokenizerOf(unittest.TestCase):
+    def test_a_model_file_gives_its_tokenizer_and_a_tokenizer_file_passes_through(self):
+        model = HartModel.random(get_config("tiny"), 0)
+        blob = tg.tokenizer_of(model.checkpoint())
+        self.assertEqual(blob["config"]["vae"], model.config.to_dict()["vae"])
+        self.assertEqual(blob["config"]["quantizer"], model.config.to_dict()["quantizer"])
+        rebuilt = HybridTokenizer(VaeConfig(**blob["config"]["vae"]), QuantizerConfig(**blob["config"]["quantizer"]))
+        rebuilt.load_state_dict(blob["state_dict"])
+        for name, value in model.tokenizer.state_dict().items():
+            self.assertTrue(torch.equal(rebuilt.state_dict()[name], value), name)
+        self.assertIs(tg.tokenizer_of(blob), blob)
 
 
 class TrainingForward(unittest.TestCase):
