@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 import train_generator as tg
+from encode_dataset import encode_images
 from hart.config import get_config
 from hart.model import HartModel
 from hart.quantizer import QuantizerConfig
@@ -97,6 +98,39 @@ class TrainingForward(unittest.TestCase):
         w = tg.scale_weights(c, 1.0, c.latent_side ** 2)
         self.assertAlmostEqual(w[0].item(), 1.0 / c.num_scales, places=5)   # equal weight per scale
         self.assertAlmostEqual(w[-256:].sum().item(), 1.0 / c.num_scales, places=5)
+
+
+class DevicePlacement(unittest.TestCase):
+    def test_a_training_step_keeps_every_tensor_on_the_model_device(self):
+        # On the "meta" device (shapes only) any tensor left on the CPU makes an op fail, so a
+        # step that runs there will not mix devices on a GPU either. (Autocast knows only CPU
+        # and CUDA, hence --fp32 here.)
+        meta = torch.device("meta")
+        model = HartModel.random(get_config("tiny"), 0)
+        tg.keep_fp32_residual_stream(model)
+        model.to(meta)
+        c = model.config
+        rng = np.random.default_rng(0)
+        encoded = {"indices": rng.integers(0, c.vocab_size, (6, sum(pn * pn for pn in c.patch_nums))).astype(np.int16),
+                   "residual": rng.standard_normal((6, c.latent_side ** 2, c.latent_channels)).astype(np.float16),
+                   "captions": ["a red circle on a blue background", "two green squares on a white background"] * 3}
+        data = tg.EncodedData(c, encoded, meta)
+        args = tg.parse_args(["--fp32", "--last-keep", "4", "--diff-tokens", "4", "--cond-drop", "0.5"])
+        rope = tg.RopeCache(model.transformer)
+        out = tg.losses(model, data.batch(np.arange(4)), args, rope, torch.Generator().manual_seed(0))
+        out["loss"].backward()
+        self.assertTrue(all(v.device == meta for v in out.values()))
+        self.assertTrue(all(p.grad is None or p.grad.device == meta for p in model.transformer.parameters()))
+        with torch.no_grad():
+            held = tg.losses(model, data.batch(np.arange(6)), args, rope, torch.Generator().manual_seed(0), train=False)
+        self.assertEqual(held["ce"].device, meta)
+        ema = tg.EMA([model.transformer, model.text_encoder], 0.99)
+        ema.update(1)
+        ema.load([{k: torch.zeros(v.shape, dtype=v.dtype) for k, v in shadow.items()} for shadow in ema.state()])
+        self.assertTrue(all(v.device == meta for shadow in ema.state() for v in shadow.values()))
+        size = c.image_size
+        indices, residual = encode_images(model.tokenizer, np.zeros((2, size, size, 3), np.uint8), bf16=False)
+        self.assertEqual((indices.device, residual.device), (meta, meta))
 
 
 class TinyRun(unittest.TestCase):
