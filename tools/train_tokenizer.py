@@ -25,7 +25,7 @@ REPO = os.path.dirname(TOOLS)
 sys.path.insert(0, TOOLS)
 
 # train_utils first: it sets OMP_WAIT_POLICY before torch creates its thread pool.
-from hart.train_utils import (ProgressLog, Stopwatch, autocast_bf16, cosine_lr, load_checkpoint,  # noqa: E402
+from hart.train_utils import (ProgressLog, Stopwatch, autocast_bf16, cosine_lr, load_checkpoint, resolve_device,  # noqa: E402
                               psnr, rng_state, save_checkpoint, set_lr, set_rng_state, setup_cpu)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -63,6 +63,8 @@ def parse_args(argv=None):
     ap.add_argument("--checkpoint-minutes", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto",
+                    help="cpu, cuda or auto (the GPU when torch sees one; use --clock wall there)")
     ap.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
     return ap.parse_args(argv)
 
@@ -99,18 +101,19 @@ def to_model_range(images_uint8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def sample_batch(images: np.ndarray, batch: int, gen: np.random.Generator) -> torch.Tensor:
+def sample_batch(images: np.ndarray, batch: int, gen: np.random.Generator,
+                 device: torch.device = torch.device("cpu")) -> torch.Tensor:
     idx = np.sort(gen.choice(images.shape[0], size=batch, replace=False))
     x = to_model_range(images[idx])
     # Mirror half the batch: free extra variety, and a tokenizer has no notion of left/right.
     flip = torch.from_numpy(gen.random(batch) < 0.5)
     x[flip] = x[flip].flip(-1)
-    return x
+    return x.to(device)
 
 
-def held_out_batch(n: int, size: int) -> torch.Tensor:
+def held_out_batch(n: int, size: int, device: torch.device = torch.device("cpu")) -> torch.Tensor:
     from shapes.dataset import held_out_example
-    return to_model_range(np.stack([held_out_example(0, i, size)[0] for i in range(n)]))
+    return to_model_range(np.stack([held_out_example(0, i, size)[0] for i in range(n)])).to(device)
 
 
 # ----------------------------------------------------------------------------------------
@@ -152,9 +155,9 @@ def make_optimizer(params, lr: float):
 class CodeUsage:
     """Moving average of how often each codeword is picked, over all scales of a batch."""
 
-    def __init__(self, vocab: int, decay: float = 0.95):
+    def __init__(self, vocab: int, decay: float = 0.95, device: torch.device = torch.device("cpu")):
         self.decay = decay
-        self.hits = torch.zeros(vocab)
+        self.hits = torch.zeros(vocab, device=device)
 
     def update(self, idx_list) -> None:
         counts = torch.zeros_like(self.hits)
@@ -193,10 +196,11 @@ def main(argv=None):
     else:
         vae_cfg, q_cfg = build_configs(args)
     model = HybridTokenizer(vae_cfg, q_cfg)
+    device = resolve_device(args.device)
 
     images = ensure_cache(args.data, args.images, args.image_size, log)
-    held_out = held_out_batch(args.held_out, args.image_size)
-    usage = CodeUsage(q_cfg.vocab_size)
+    held_out = held_out_batch(args.held_out, args.image_size, device)
+    usage = CodeUsage(q_cfg.vocab_size, device=device)
     # A codeword counts as dead when it is picked less than once per ~10 batches on average.
     dead_threshold = 0.1
 
@@ -204,8 +208,9 @@ def main(argv=None):
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         stage, step = ckpt["stage"], ckpt["step"]
-        usage.hits = ckpt["usage"]
+        usage.hits = ckpt["usage"].to(device)
         set_rng_state(ckpt["rng"])
+    model.to(device)   # made (or loaded) on the CPU first, so a run starts alike anywhere
     gen = np.random.default_rng([args.seed, step])  # data order continues on resume without repeating
     params = enter_stage2(model) if stage == 2 else list(model.parameters())
     optimizer = make_optimizer(params, args.lr)
@@ -218,10 +223,10 @@ def main(argv=None):
         log.write(f"start: {n_params / 1e6:.2f}M parameters (decoder "
                   f"{sum(p.numel() for p in model.decoder.parameters()) / 1e6:.2f}M), vae={asdict(vae_cfg)}, "
                   f"quantizer={asdict(q_cfg)}, batch={args.batch}, lr={args.lr}, minutes={args.minutes}, "
-                  f"stage 2 from minute {stage1_s / 60:.1f} ({args.clock} clock), "
+                  f"stage 2 from minute {stage1_s / 60:.1f} ({args.clock} clock), device {device}, "
                   f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     else:
-        log.write(f"resume at step {step}, stage {stage}, {clock.elapsed() / 60:.1f} min trained")
+        log.write(f"resume at step {step}, stage {stage}, {clock.elapsed() / 60:.1f} min trained, device {device}")
 
     def save(done=False, metrics=None):
         save_checkpoint(ckpt_path, {
@@ -261,9 +266,9 @@ def main(argv=None):
             progress = (clock.elapsed() - stage1_s) / max(total_s - stage1_s, 1e-6)
         set_lr(optimizer, cosine_lr(args.lr, progress))
 
-        x = sample_batch(images, args.batch, gen)
+        x = sample_batch(images, args.batch, gen, device)
         queries = [] if stage == 1 else None
-        with autocast_bf16(not args.fp32):
+        with autocast_bf16(not args.fp32, device.type):
             if stage == 1:
                 f = model.encode_continuous(x)
                 f_hat, vq_loss, idx_list = model.quantize(f, queries)
