@@ -55,12 +55,15 @@ def forced_ladder(model: HartModel, captions: List[str], tokens: np.ndarray, ste
     return results
 
 
-def object_cells(image: np.ndarray, pn: int) -> np.ndarray:
-    """[pn²] bool: token cells of a pn×pn grid that hold at least 5% object (non-background) pixels."""
+def object_mask(image: np.ndarray) -> np.ndarray:
+    """[H, W] bool: the pixels that are not the background's colour (by the checker's segmentation)."""
     seg = segment(image)
-    background = np.bincount(seg.ravel()).argmax()
-    share = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy((seg != background).astype(np.float32))[None],
-                                                    pn)
+    return seg != np.bincount(seg.ravel()).argmax()
+
+
+def object_cells(mask: np.ndarray, pn: int) -> np.ndarray:
+    """[pn²] bool: token cells of a pn×pn grid that hold at least 5% object pixels of `mask`."""
+    share = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(mask.astype(np.float32))[None], pn)
     return (share > 0.05).reshape(-1).numpy()
 
 
@@ -72,6 +75,7 @@ def token_table(model: HartModel, images: np.ndarray, captions: List[str], token
     slices = scale_slices(c.patch_nums)
     settings = SamplingDefaults(cfg=0.0, top_k=0, top_p=0.0, temperature=1.0, smooth=False, residual=False)
     sums = [{"object": [0.0, 0.0, 0], "background": [0.0, 0.0, 0]} for _ in c.patch_nums]
+    masks = [object_mask(image) for image in images]   # segmented once, pooled per scale
     for start in range(0, len(captions), batch):
         rows = tokens[start:start + batch]
         trace = generate(model, captions[start:start + batch], settings, make_draws(c, len(rows), 0),
@@ -81,8 +85,8 @@ def token_table(model: HartModel, images: np.ndarray, captions: List[str], token
             target = torch.from_numpy(rows[:, s]).long()
             nll = -torch.log_softmax(logits, -1).gather(-1, target[..., None])[..., 0].numpy()
             right = (logits.argmax(-1) == target).numpy()
-            for i, image in enumerate(images[start:start + batch]):
-                on_object = object_cells(image, pn)
+            for i, mask in enumerate(masks[start:start + batch]):
+                on_object = object_cells(mask, pn)
                 for name, cells in (("object", on_object), ("background", ~on_object)):
                     acc = sums[k][name]
                     acc[0] += float(nll[i][cells].sum())

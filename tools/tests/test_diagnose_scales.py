@@ -34,7 +34,7 @@ class DiagnoseScales(unittest.TestCase):
         image = np.empty((32, 32, 3), np.uint8)
         image[:] = PALETTE_RGB[COLOR_NAMES.index("blue")]
         image[8:16, 16:24] = PALETTE_RGB[COLOR_NAMES.index("red")]
-        cells = ds.object_cells(image, 4).reshape(4, 4)
+        cells = ds.object_cells(ds.object_mask(image), 4).reshape(4, 4)
         expected = np.zeros((4, 4), bool)
         expected[1, 2] = True
         np.testing.assert_array_equal(cells, expected)
