@@ -181,15 +181,9 @@ def format_curve(rows: List[Dict]) -> str:
 
 def load_any_tokenizer(path: str):
     """(tokenizer, image size) from a model checkpoint or from train_tokenizer.py's tokenizer.pt."""
-    from hart.config import HartConfig
-    from hart.vae import HybridTokenizer, load_tokenizer
-    ck = load_saved(path)
-    if 'state_dict' in ck:            # tokenizer.pt: {state_dict, config: {vae, quantizer}}
-        return load_tokenizer(path), ck['config']['vae']['image_size']
-    config = HartConfig.from_dict(ck['config'])
-    tokenizer = HybridTokenizer(config.vae, config.quantizer)
-    tokenizer.load_state_dict(ck['tokenizer'])
-    return tokenizer.eval(), config.image_size
+    from hart.vae import load_tokenizer
+    tokenizer = load_tokenizer(path)
+    return tokenizer, tokenizer.vae_config.image_size
 
 
 def use_decoder(model, tokenizer) -> None:

@@ -44,7 +44,6 @@ if TOOLS not in sys.path:
 from encode_dataset import encode_images, load_or_encode  # noqa: E402
 from hart.config import HartConfig, get_config  # noqa: E402
 from hart.model import HartModel  # noqa: E402
-from hart.quantizer import QuantizerConfig  # noqa: E402
 from hart.sampler import encode_prompts  # noqa: E402
 from hart.train_utils import (ProgressLog, Stopwatch, autocast_bf16, cosine_lr, load_checkpoint, resolve_device,  # noqa: E402
                               rng_state, save_checkpoint, set_lr, set_rng_state, setup_cpu)
@@ -53,7 +52,7 @@ from hart.text_encoder import TextBlock  # noqa: E402
 from hart.rope import apply_rope  # noqa: E402
 from hart.saved import load_saved  # noqa: E402
 from hart.transformer import Block, RMSNorm  # noqa: E402
-from hart.vae import HybridTokenizer, VaeConfig  # noqa: E402
+from hart.vae import HybridTokenizer, tokenizer_blob, tokenizer_configs  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -115,20 +114,10 @@ def parse_args(argv=None):
 # Model
 
 
-def tokenizer_of(blob: dict) -> dict:
-    """{state_dict, config: {vae, quantizer}} of a tokenizer file (train_tokenizer.py) or of the
-    tokenizer inside a model file or checkpoint (e.g. checkpoints/hart-shapes-128.pt)."""
-    if "state_dict" in blob:
-        return blob
-    config = blob["config"]
-    return {"state_dict": blob["tokenizer"], "config": {"vae": config["vae"], "quantizer": config["quantizer"]}}
-
-
-def build_config(args, tokenizer_blob: dict) -> HartConfig:
+def build_config(args, saved_tokenizer: dict) -> HartConfig:
     """The base config with the trained tokenizer's geometry and the chosen transformer size."""
     base = get_config(args.config)
-    vae = VaeConfig(**tokenizer_blob["config"]["vae"])
-    quantizer = QuantizerConfig(**tokenizer_blob["config"]["quantizer"])
+    vae, quantizer = tokenizer_configs(saved_tokenizer["config"])
     diffusion = dataclasses.replace(base.diffusion, in_channels=quantizer.channels, width=args.diff_width,
                                     depth=args.diff_depth, cond_dim=args.width)
     text = dataclasses.replace(base.text_encoder, width=args.text_width, depth=args.text_depth,
@@ -481,16 +470,16 @@ def main(argv=None):
         ckpt = load_saved(args.resume_from)
         log.write(f"continuing from {args.resume_from}")
     if args.tokenizer:
-        tokenizer_blob = tokenizer_of(load_saved(args.tokenizer))
+        saved_tokenizer = tokenizer_blob(load_saved(args.tokenizer))
     elif ckpt is not None:
-        tokenizer_blob = tokenizer_of(ckpt)
+        saved_tokenizer = tokenizer_blob(ckpt)
     else:
         raise SystemExit("--tokenizer is needed for a fresh run")
-    config = HartConfig.from_dict(ckpt["config"]) if ckpt is not None else build_config(args, tokenizer_blob)
+    config = HartConfig.from_dict(ckpt["config"]) if ckpt is not None else build_config(args, saved_tokenizer)
     # Sampling defaults are not learned: they always come from the command line.
     config.sampling = dataclasses.replace(config.sampling, cfg=args.cfg, top_k=args.top_k, top_p=args.top_p)
     model = HartModel.build(config)
-    model.tokenizer.load_state_dict(tokenizer_blob["state_dict"])
+    model.tokenizer.load_state_dict(saved_tokenizer["state_dict"])
     model.tokenizer.eval().requires_grad_(False)
     if ckpt is None:
         init_weights(model)

@@ -10,6 +10,7 @@ from typing import Tuple
 
 from .diffusion import DiffusionConfig
 from .quantizer import QuantizerConfig, phi_index
+from .saved import build_dataclass, plain
 from .text_vocab import SHAPES_WORDS
 from .vae import VaeConfig
 
@@ -134,7 +135,7 @@ class HartConfig:
     # Serialization. -------------------------------------------------------------------
 
     def to_dict(self) -> dict:
-        return _plain(dataclasses.asdict(self))
+        return plain(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict) -> "HartConfig":
@@ -144,29 +145,8 @@ class HartConfig:
             "text_encoder": TextEncoderConfig, "sampling": SamplingDefaults,
         }
         for key, part in parts.items():
-            data[key] = _build(part, data[key])
-        return _build(cls, data)
-
-
-def _plain(value):
-    """Tuples become lists so the dict is JSON- and torch.save-friendly."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _build(cls, data: dict):
-    """Build a dataclass from a dict, turning lists back into tuples for tuple-typed fields."""
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = tuple(value) if isinstance(value, list) else value
-    return cls(**kwargs)
+            data[key] = build_dataclass(part, data[key])
+        return build_dataclass(cls, data)
 
 
 def _shapes_text_encoder(width: int, depth: int, heads: int, tokens: int) -> TextEncoderConfig:

@@ -6,13 +6,14 @@ latent is f = quant_conv(encoder(x)); an image is decoder(post_quant_conv(f_hat)
 """
 import random
 from dataclasses import dataclass
+from typing import Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .quantizer import MultiScaleQuantizer, QuantizerConfig
-from .saved import load_saved
+from .saved import build_dataclass, load_saved
 
 
 @dataclass
@@ -257,10 +258,24 @@ class HybridTokenizer(nn.Module):
         return self.decode_raw(f_hat), vq_loss, idx_list, use_continuous
 
 
-def load_tokenizer(path: str) -> HybridTokenizer:
-    """A trained tokenizer from a `tokenizer.pt` written by train_tokenizer.py ({state_dict, config})."""
-    blob = load_saved(path)
+def tokenizer_blob(blob: dict) -> dict:
+    """{state_dict, config: {vae, quantizer}}: a tokenizer file (train_tokenizer.py) as it is, or
+    the tokenizer inside a model file or training checkpoint (e.g. checkpoints/hart-shapes-128.pt)."""
+    if "state_dict" in blob:
+        return blob
     config = blob["config"]
-    model = HybridTokenizer(VaeConfig(**config["vae"]), QuantizerConfig(**config["quantizer"]))
+    return {"state_dict": blob["tokenizer"], "config": {"vae": config["vae"], "quantizer": config["quantizer"]}}
+
+
+def tokenizer_configs(config: dict) -> Tuple[VaeConfig, QuantizerConfig]:
+    """The configs of a saved tokenizer ({vae, quantizer} dicts, tuples saved as lists)."""
+    return build_dataclass(VaeConfig, config["vae"]), build_dataclass(QuantizerConfig, config["quantizer"])
+
+
+def load_tokenizer(source: Union[str, dict]) -> HybridTokenizer:
+    """The trained tokenizer of one of our files (a path or its loaded dict): a tokenizer file
+    or the tokenizer inside a model file or checkpoint."""
+    blob = tokenizer_blob(load_saved(source) if isinstance(source, str) else source)
+    model = HybridTokenizer(*tokenizer_configs(blob["config"]))
     model.load_state_dict(blob["state_dict"])
     return model.eval()

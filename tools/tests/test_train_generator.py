@@ -14,8 +14,7 @@ import train_generator as tg
 from encode_dataset import encode_images
 from hart.config import get_config
 from hart.model import HartModel
-from hart.quantizer import QuantizerConfig
-from hart.vae import HybridTokenizer, VaeConfig
+from hart.vae import HybridTokenizer, load_tokenizer, tokenizer_blob
 from shapes.dataset import build_cache
 
 TINY_SIZE = dict(width=64, depth=2, heads=2, text_width=32, text_depth=1, text_heads=2,
@@ -45,17 +44,21 @@ class Device(unittest.TestCase):
             self.assertIn("sees no GPU", str(refused.exception))
 
 
-class TokenizerOf(unittest.TestCase):
-    def test_a_model_file_gives_its_tokenizer_and_a_tokenizer_file_passes_through(self):
+class SavedTokenizer(unittest.TestCase):
+    def test_a_model_file_and_a_tokenizer_file_give_the_same_tokenizer(self):
         model = HartModel.random(get_config("tiny"), 0)
-        blob = tg.tokenizer_of(model.checkpoint())
+        saved = model.checkpoint()
+        blob = tokenizer_blob(saved)
         self.assertEqual(blob["config"]["vae"], model.config.to_dict()["vae"])
         self.assertEqual(blob["config"]["quantizer"], model.config.to_dict()["quantizer"])
-        rebuilt = HybridTokenizer(VaeConfig(**blob["config"]["vae"]), QuantizerConfig(**blob["config"]["quantizer"]))
-        rebuilt.load_state_dict(blob["state_dict"])
-        for name, value in model.tokenizer.state_dict().items():
-            self.assertTrue(torch.equal(rebuilt.state_dict()[name], value), name)
-        self.assertIs(tg.tokenizer_of(blob), blob)
+        self.assertIs(tokenizer_blob(blob), blob)
+        for source in (saved, blob):
+            rebuilt = load_tokenizer(source)
+            # Saved configs hold lists; the rebuilt configs are the model's own (tuples again).
+            self.assertEqual(rebuilt.vae_config, model.config.vae)
+            self.assertEqual(rebuilt.quantizer_config, model.config.quantizer)
+            for name, value in model.tokenizer.state_dict().items():
+                self.assertTrue(torch.equal(rebuilt.state_dict()[name], value), name)
 
 
 class TrainingForward(unittest.TestCase):
