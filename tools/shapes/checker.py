@@ -178,7 +178,7 @@ def relation_holds(a: Component, b: Component, relation: str, width: int) -> boo
     return along >= RELATION_MIN * width and along > abs(ortho)
 
 
-def _match(wanted: Tuple[ShapeObject, ...], found: List[Component]) -> List[Optional[Component]]:
+def match_objects(wanted: Tuple[ShapeObject, ...], found: List[Component]) -> List[Optional[Component]]:
     """One found object per named object: same colour, preferring the same shape, largest first."""
     pool = sorted(found, key=lambda c: -c.area)
     matched = []
@@ -196,7 +196,7 @@ def check_scene(image: np.ndarray, scene: Scene) -> Dict[str, object]:
     h, w = image.shape[:2]
     bg, found = find_objects(image)
     wanted = scene.objects
-    matched = _match(wanted, found)
+    matched = match_objects(wanted, found)
     want_colors = [o.color for o in wanted]
     result = {
         'form': scene.form,
