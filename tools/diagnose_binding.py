@@ -20,7 +20,6 @@ fails:
 The first four are binding failures: the model draws the right kind of scene but ties the
 caption's words to the wrong objects.
 """
-import argparse
 import os
 import sys
 from typing import Dict, List, Sequence
@@ -31,8 +30,12 @@ TOOLS = os.path.dirname(os.path.abspath(__file__))
 if TOOLS not in sys.path:
     sys.path.insert(0, TOOLS)
 
+import torch  # noqa: E402
+
+from evaluate import diagnosis_parser, load_generator, model_generator  # noqa: E402
 from shapes.captions import FORMS, Scene, parse_caption  # noqa: E402
 from shapes.checker import check_scene, find_objects, match_objects, relation_holds  # noqa: E402
+from shapes.dataset import held_out_captions  # noqa: E402
 
 STAGES = ("fewer objects", "more objects", "colours", "roles swapped", "layout", "sizes", "shapes", "right")
 
@@ -83,12 +86,7 @@ def format_table(table: Dict[str, Dict[str, int]]) -> str:
 
 def generated(model_path: str, decoder: str, captions: List[str], seed: int, batch: int) -> List[np.ndarray]:
     """The images evaluate.py scores for these captions (same sampler settings and seeds)."""
-    from evaluate import load_any_tokenizer, model_generator, use_decoder
-    from hart.model import HartModel
-    model = HartModel.from_checkpoint(model_path)
-    if decoder:
-        use_decoder(model, load_any_tokenizer(decoder)[0])
-    run = model_generator(model, True, seed)
+    run = model_generator(load_generator(model_path, decoder), True, seed)
     images = []
     for b, start in enumerate(range(0, len(captions), batch)):
         images.extend(run(captions[start:start + batch], b))
@@ -96,16 +94,10 @@ def generated(model_path: str, decoder: str, captions: List[str], seed: int, bat
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", help="model file (HartModel.checkpoint() dict)")
-    ap.add_argument("--decoder", help="tokenizer whose decoder trained further (see evaluate.py --decoder)")
+    ap = diagnosis_parser(__doc__)
     ap.add_argument("--captions", type=int, default=200, help="held-out captions (evaluate.py's, balanced by form)")
     ap.add_argument("--seed", type=int, default=0, help="caption and sampling seed (evaluate.py's default)")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
-    import torch
-    from shapes.dataset import held_out_captions
     torch.set_num_threads(a.threads)
     captions = held_out_captions(a.captions, a.seed)
     images = generated(a.model, a.decoder, captions, a.seed, a.batch)

@@ -14,7 +14,6 @@ Held-out images of the shapes world are encoded with the model's own tokenizer. 
    The background's texture is random, so its tokens are partly unpredictable by design; an
    object is flat colour, so its tokens should be nearly certain.
 """
-import argparse
 import os
 import sys
 from typing import Dict, List
@@ -28,7 +27,7 @@ if TOOLS not in sys.path:
 import torch  # noqa: E402
 
 from encode_dataset import encode_images  # noqa: E402
-from evaluate import load_any_tokenizer, model_generator, score_captions, use_decoder  # noqa: E402
+from evaluate import diagnosis_parser, load_generator, model_generator, score_captions  # noqa: E402
 from hart.config import SamplingDefaults  # noqa: E402
 from hart.model import HartModel  # noqa: E402
 from hart.sampler import generate, make_draws  # noqa: E402
@@ -117,19 +116,13 @@ def format_tokens(rows: List[Dict], patch_nums) -> str:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", help="model file (HartModel.checkpoint() dict)")
-    ap.add_argument("--decoder", help="tokenizer whose decoder trained further (see evaluate.py --decoder)")
+    ap = diagnosis_parser(__doc__)
     ap.add_argument("--images", type=int, default=80, help="held-out images (balanced across caption forms)")
     ap.add_argument("--seed", type=int, default=5, help="held-out stream seed (evaluate.py uses 0)")
     ap.add_argument("--every", type=int, default=2, help="ladder step in scales")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    model = HartModel.from_checkpoint(a.model)
-    if a.decoder:
-        use_decoder(model, load_any_tokenizer(a.decoder)[0])
+    model = load_generator(a.model, a.decoder)
     K = model.config.num_scales
     examples = [held_out_example(a.seed, i, model.config.image_size) for i in range(a.images)]
     images = np.stack([e[0] for e in examples])

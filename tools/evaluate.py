@@ -197,6 +197,26 @@ def use_decoder(model, tokenizer) -> None:
     model.tokenizer.load_state_dict(tokenizer.state_dict())
 
 
+def load_generator(checkpoint, decoder=None):
+    """A model file (path or loaded dict) ready for scoring. `decoder`, a tokenizer file's path or
+    a loaded tokenizer, replaces its decoder (see use_decoder)."""
+    from hart.model import HartModel
+    model = HartModel.from_checkpoint(checkpoint)
+    if decoder is not None:
+        use_decoder(model, load_any_tokenizer(decoder)[0] if isinstance(decoder, str) else decoder)
+    return model
+
+
+def diagnosis_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments the diagnose_*.py tools share: the model file, --decoder, --batch, --threads."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('model', help='model file (HartModel.checkpoint() dict)')
+    ap.add_argument('--decoder', help='tokenizer whose decoder trained further (see evaluate.py --decoder)')
+    ap.add_argument('--batch', type=int, default=8)
+    ap.add_argument('--threads', type=int, default=2)
+    return ap
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description='Evaluation table of the shapes-world HART model.')
     ap.add_argument('--checkpoint', help='full model checkpoint (generation)')
@@ -220,7 +240,6 @@ def main(argv=None):
     if not (a.checkpoint or a.tokenizer):
         ap.error('give --checkpoint and/or --tokenizer')
     torch.set_num_threads(a.threads)
-    from hart.model import HartModel
 
     report: Dict = {'captions_seed': a.seed, 'decoder': a.decoder}
     t0 = time.time()
@@ -229,10 +248,7 @@ def main(argv=None):
                              decoded_with or load_any_tokenizer(a.checkpoint))
 
     def generation_model(checkpoint):
-        model = HartModel.from_checkpoint(checkpoint)
-        if decoded_with is not None:
-            use_decoder(model, decoded_with[0])
-        return model
+        return load_generator(checkpoint, decoded_with[0] if decoded_with else None)
 
     report['tokenizer'] = evaluate_tokenizer(tokenizer, a.images, a.seed, image_size)
     print(format_tokenizer(report['tokenizer']), flush=True)
