@@ -19,6 +19,12 @@ fails:
 
 The first four are binding failures: the model draws the right kind of scene but ties the
 caption's words to the wrong objects.
+
+With --attention N it also measures whether attention does the binding: on N held-out
+relation images (two colours), teacher-forced, per block and scale, the attention that the
+image tokens over one object give to that object's colour word ("own") and to the other
+object's colour word ("other"), and the share of their attention on all colour words and on
+the padding slots of the text.
 """
 import os
 import sys
@@ -32,10 +38,15 @@ if TOOLS not in sys.path:
 
 import torch  # noqa: E402
 
-from evaluate import diagnosis_parser, load_generator, model_generator  # noqa: E402
+from evaluate import diagnosis_parser, model_generator, parse_diagnosis  # noqa: E402
 from shapes.captions import FORMS, Scene, parse_caption  # noqa: E402
-from shapes.checker import check_scene, find_objects, match_objects, relation_holds  # noqa: E402
-from shapes.dataset import held_out_captions  # noqa: E402
+from diagnose_scales import object_cells  # noqa: E402
+from encode_dataset import encode_images  # noqa: E402
+from hart.sampler import encode_prompts  # noqa: E402
+from hart.text_vocab import split_words  # noqa: E402
+from shapes.checker import COLOR_NAMES, check_scene, find_objects, match_objects, relation_holds, segment  # noqa: E402
+from shapes.dataset import held_out_captions, held_out_example  # noqa: E402
+from train_generator import RopeCache, teacher_inputs, training_forward  # noqa: E402
 
 STAGES = ("fewer objects", "more objects", "colours", "roles swapped", "layout", "sizes", "shapes", "right")
 
@@ -84,9 +95,70 @@ def format_table(table: Dict[str, Dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
-def generated(model_path: str, decoder: str, captions: List[str], seed: int, batch: int) -> List[np.ndarray]:
+def two_colour_relations(n: int, seed: int, size: int) -> List[tuple]:
+    """The first n held-out relation examples (image, caption, scene) whose objects differ in colour."""
+    found, index = [], 0
+    while len(found) < n:
+        image, caption, scene = held_out_example(seed, index, size)
+        index += 1
+        if scene.form == "relation" and scene.objects[0].color != scene.objects[1].color:
+            found.append((image, caption, scene))
+    return found
+
+
+@torch.no_grad()
+def attention_table(model, examples: List[tuple]) -> List[List[Dict[str, float]]]:
+    """Per block, per scale after the first: mean attention of the tokens over one object (cells
+    it covers and the other does not) to its own colour word and to the other's, and the share of
+    all image tokens' attention on the colour words and on the padding slots."""
+    c = model.config
+    images = np.stack([e[0] for e in examples])
+    captions = [e[1] for e in examples]
+    ids, mask, n_valid = encode_prompts(c, captions)
+    text = model.text_encoder(torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(mask.astype(np.int64)))
+    text = text[:, len(c.text_encoder.prefix_ids):]
+    tokens = encode_images(model.tokenizer, images)[0]
+    record = []
+    training_forward(model.transformer, text, n_valid, teacher_inputs(model.tokenizer.quantize, tokens),
+                     RopeCache(model.transformer), record=record)
+    # Slots of the colour words that fit the context window: the objects' two, then the background's.
+    colour_slots = [[p for p, w in enumerate(split_words(cap)[:c.context_tokens]) if w in COLOR_NAMES]
+                    for cap in captions]
+    segments = [segment(image) for image in images]
+    table = []
+    for levels in record:
+        rows = []
+        for pn, weights in zip(c.patch_nums[1:], levels[1:]):
+            own, other, colours, padding = [], [], [], []
+            for j, (_, _, scene) in enumerate(examples):
+                cells = [object_cells(segments[j] == COLOR_NAMES.index(o.color), pn) for o in scene.objects]
+                for a, b in ((0, 1), (1, 0)):
+                    only = torch.from_numpy(cells[a] & ~cells[b])
+                    if only.any() and len(colour_slots[j]) >= 2:
+                        own.append(float(weights[j, only, colour_slots[j][a]].mean()))
+                        other.append(float(weights[j, only, colour_slots[j][b]].mean()))
+                colours.append(float(weights[j][:, colour_slots[j]].sum(-1).mean()))
+                padding.append(float(weights[j][:, n_valid[j]:].sum(-1).mean()))
+            rows.append({"scale": pn, "own": float(np.mean(own)) if own else float("nan"),
+                         "other": float(np.mean(other)) if other else float("nan"),
+                         "colours": float(np.mean(colours)), "padding": float(np.mean(padding))})
+        table.append(rows)
+    return table
+
+
+def format_attention(table: List[List[Dict[str, float]]]) -> str:
+    scales = [r["scale"] for r in table[0]]
+    lines = ["| block | " + " | ".join(f"{pn}×{pn}" for pn in scales) + " |",
+             "|---|" + "---|" * len(scales)]
+    for b, rows in enumerate(table):
+        lines.append(f"| {b} | " + " | ".join(f"{r['own']:.3f} / {r['other']:.3f} · {r['colours']:.2f} / "
+                                                f"{r['padding']:.2f}" for r in rows) + " |")
+    return "\n".join(lines)
+
+
+def generated(model, captions: List[str], seed: int, batch: int) -> List[np.ndarray]:
     """The images evaluate.py scores for these captions (same sampler settings and seeds)."""
-    run = model_generator(load_generator(model_path, decoder), True, seed)
+    run = model_generator(model, True, seed)
     images = []
     for b, start in enumerate(range(0, len(captions), batch)):
         images.extend(run(captions[start:start + batch], b))
@@ -95,15 +167,21 @@ def generated(model_path: str, decoder: str, captions: List[str], seed: int, bat
 
 def main(argv=None):
     ap = diagnosis_parser(__doc__)
-    ap.add_argument("--captions", type=int, default=200, help="held-out captions (evaluate.py's, balanced by form)")
+    ap.add_argument("--captions", type=int, default=200,
+                    help="held-out captions (evaluate.py's, balanced by form; 0: no cascade table)")
     ap.add_argument("--seed", type=int, default=0, help="caption and sampling seed (evaluate.py's default)")
-    a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    captions = held_out_captions(a.captions, a.seed)
-    images = generated(a.model, a.decoder, captions, a.seed, a.batch)
-    print(f"{a.model}: first failure of each image, {len(captions)} held-out captions (seed {a.seed}), "
-          f"share of each form")
-    print(format_table(tally(images, captions)))
+    ap.add_argument("--attention", type=int, default=0, help="also the attention table on this many relation images")
+    a, model = parse_diagnosis(ap, argv)
+    if a.captions:
+        captions = held_out_captions(a.captions, a.seed)
+        print(f"{a.model}: first failure of each image, {len(captions)} held-out captions (seed {a.seed}), "
+              f"share of each form")
+        print(format_table(tally(generated(model, captions, a.seed, a.batch), captions)))
+    if a.attention:
+        examples = two_colour_relations(a.attention, a.seed + 7, model.config.image_size)
+        print(f"\n{a.model}: attention to the colour words, {a.attention} held-out relation images "
+              f"(seed {a.seed + 7}), teacher-forced; own word / other object's word · all colour words / padding")
+        print(format_attention(attention_table(model, examples)))
 
 
 if __name__ == "__main__":

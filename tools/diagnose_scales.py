@@ -27,7 +27,7 @@ if TOOLS not in sys.path:
 import torch  # noqa: E402
 
 from encode_dataset import encode_images  # noqa: E402
-from evaluate import diagnosis_parser, load_generator, model_generator, score_captions  # noqa: E402
+from evaluate import diagnosis_parser, model_generator, parse_diagnosis, score_captions  # noqa: E402
 from hart.config import SamplingDefaults  # noqa: E402
 from hart.model import HartModel  # noqa: E402
 from hart.sampler import generate, make_draws  # noqa: E402
@@ -120,9 +120,7 @@ def main(argv=None):
     ap.add_argument("--images", type=int, default=80, help="held-out images (balanced across caption forms)")
     ap.add_argument("--seed", type=int, default=5, help="held-out stream seed (evaluate.py uses 0)")
     ap.add_argument("--every", type=int, default=2, help="ladder step in scales")
-    a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    model = load_generator(a.model, a.decoder)
+    a, model = parse_diagnosis(ap, argv)
     K = model.config.num_scales
     examples = [held_out_example(a.seed, i, model.config.image_size) for i in range(a.images)]
     images = np.stack([e[0] for e in examples])

@@ -217,6 +217,13 @@ def diagnosis_parser(doc: str) -> argparse.ArgumentParser:
     return ap
 
 
+def parse_diagnosis(ap: argparse.ArgumentParser, argv=None):
+    """(arguments, model) of a diagnose_*.py tool whose parser came from diagnosis_parser."""
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    return a, load_generator(a.model, a.decoder)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description='Evaluation table of the shapes-world HART model.')
     ap.add_argument('--checkpoint', help='full model checkpoint (generation)')

@@ -297,12 +297,14 @@ class RopeCache:
                 torch.stack([self.tables[n][1] for n in n_valid]))
 
 
-def grouped_attention(attn, x, cos, sin, groups):
+def grouped_attention(attn, x, cos, sin, groups, record=None):
     """The block-causal attention of forward_train, computed level by level without a mask.
 
     The sequence is ordered by level, so the queries of one level see exactly the keys before
     the level's end: slicing the keys gives the same result as the −∞ mask while computing
     ~40% fewer scores and no masked softmax over the whole square. Softmax in fp32.
+    `record`, a list, receives per level the head-averaged weights on the text slots
+    [B, queries, text] (diagnose_binding.py).
     """
     n, length, width = x.shape
     bias = torch.cat([attn.q_bias, torch.zeros_like(attn.q_bias), attn.v_bias])
@@ -310,19 +312,24 @@ def grouped_attention(attn, x, cos, sin, groups):
     q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
     q = apply_rope(q, cos, sin) * attn.scale
     k = apply_rope(k, cos, sin)
-    outs = []
+    outs, text = [], groups[0][1]
     for start, end in groups:
         scores = torch.matmul(q[:, :, start:end], k[:, :, :end].transpose(-1, -2))
-        outs.append(torch.matmul(scores.float().softmax(dim=-1), v[:, :, :end]))
+        weights = scores.float().softmax(dim=-1)
+        if record is not None:
+            record.append(weights[..., :text].mean(dim=1))
+        outs.append(torch.matmul(weights, v[:, :, :end]))
     out = torch.cat(outs, dim=2).transpose(1, 2).reshape(n, length, width)
     return attn.proj(out)
 
 
-def training_forward(tr, context, n_valid, scale_inputs, rope: RopeCache, last_order=None):
+def training_forward(tr, context, n_valid, scale_inputs, rope: RopeCache, last_order=None, record=None):
     """forward_train's result (logits of every scale, hidden of the last scale), computed faster.
 
     last_order [B, keep] (optional) keeps only those last-scale tokens in the sequence; the
     logits and hidden states of the last scale are then those of the kept tokens, in that order.
+    record (optional, a list) receives one list per block of its attention on the text, per
+    level (see grouped_attention).
     """
     c = tr.config
     side2 = c.latent_side ** 2
@@ -345,7 +352,10 @@ def training_forward(tr, context, n_valid, scale_inputs, rope: RopeCache, last_o
         parts.append(tr.scale_input(scale_inputs[:, start - offset:end - offset], levels[k]))
     x = torch.cat(parts, dim=1).float()
     for block in tr.blocks:
-        x = x + grouped_attention(block.attn, block.ln_wo_grad(x), cos, sin, groups)
+        levels_seen = None if record is None else []
+        x = x + grouped_attention(block.attn, block.ln_wo_grad(x), cos, sin, groups, levels_seen)
+        if record is not None:
+            record.append(levels_seen)
         x = x + block.ffn(block.ln_wo_grad(x))
     last = groups[-1][1] - groups[-1][0]
     return tr.logits(x[:, c.context_tokens - 1:], head_cond), x[:, -last:]

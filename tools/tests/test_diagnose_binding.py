@@ -57,22 +57,61 @@ class Cascade(unittest.TestCase):
         self.assertEqual(db.first_failure(image, reshaped), "shapes")
 
 
-class Report(unittest.TestCase):
-    def test_main_prints_one_row_per_stage_with_shares_summing_to_one(self):
+class Attention(unittest.TestCase):
+    def test_two_colour_relations_are_relations_with_two_colours(self):
+        examples = db.two_colour_relations(4, 7, 64)
+        self.assertEqual(len(examples), 4)
+        for _, caption, scene in examples:
+            self.assertEqual(scene.form, "relation")
+            self.assertNotEqual(scene.objects[0].color, scene.objects[1].color)
+
+    def test_table_has_a_row_per_block_and_shares_within_the_softmax(self):
         model = HartModel.random(get_config("tiny"), 0)
+        c = model.config
+        table = db.attention_table(model, db.two_colour_relations(3, 7, c.image_size))
+        self.assertEqual(len(table), c.depth)
+        for rows in table:
+            self.assertEqual([r["scale"] for r in rows], list(c.patch_nums[1:]))
+            for r in rows:
+                self.assertGreaterEqual(r["colours"], 0.0)
+                self.assertGreaterEqual(r["padding"], 0.0)
+                self.assertLessEqual(r["colours"] + r["padding"], 1.0 + 1e-5)
+                # One colour word's weight is part of all three colour words' share.
+                if r["own"] == r["own"]:
+                    self.assertLessEqual(r["own"], 1.0)
+        # The finest grid separates the two objects in every image.
+        self.assertFalse(any(r["own"] != r["own"] for r in (rows[-1] for rows in table)))
+
+
+class Report(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.model = HartModel.random(get_config("tiny"), 0)
+
+    def printed(self, *args) -> str:
+        """What main prints for the tiny model with these arguments."""
         with tempfile.TemporaryDirectory() as folder:
             path = os.path.join(folder, "model.pt")
-            torch.save(model.checkpoint(), path)
+            torch.save(self.model.checkpoint(), path)
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
-                db.main([path, "--captions", "10", "--batch", "5", "--threads", "1"])
-        rows = [line for line in out.getvalue().splitlines()
+                db.main([path, *args, "--threads", "1"])
+        return out.getvalue()
+
+    def test_main_prints_one_row_per_stage_with_shares_summing_to_one(self):
+        rows = [line for line in self.printed("--captions", "10", "--batch", "5").splitlines()
                 if line.startswith("| ") and not line.startswith("| first")]
         self.assertEqual([r.split(" | ")[0][2:] for r in rows], list(db.STAGES))
         columns = len(rows[0].split(" | ")) - 1
         for column in range(1, columns + 1):
             total = sum(float(r.strip(" |").split(" | ")[column]) for r in rows)
             self.assertAlmostEqual(total, 1.0, places=2)
+
+    def test_main_prints_the_attention_table_alone_with_no_captions(self):
+        text = self.printed("--captions", "0", "--attention", "2")
+        self.assertNotIn("first failure", text)
+        blocks = [line for line in text.splitlines() if line[:4] in {f"| {b} " for b in range(10)}]
+        self.assertEqual(len(blocks), self.model.config.depth)
 
 
 if __name__ == "__main__":

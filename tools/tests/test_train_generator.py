@@ -78,6 +78,25 @@ class TrainingForward(unittest.TestCase):
         self.assertLess((logits - ref_logits).abs().max().item(), 1e-4)
         self.assertLess((hidden - ref_hidden).abs().max().item(), 1e-4)
 
+    def test_recording_the_attention_on_the_text_changes_nothing(self):
+        tr, c = self.model.transformer, self.model.config
+        record = []
+        with torch.no_grad():
+            plain, _ = tg.training_forward(tr, self.context, [5, 1], self.inputs, tg.RopeCache(tr))
+            recorded, _ = tg.training_forward(tr, self.context, [5, 1], self.inputs, tg.RopeCache(tr),
+                                              record=record)
+        self.assertTrue(torch.equal(plain, recorded))
+        groups = tg.level_groups(c)
+        self.assertEqual(len(record), c.depth)
+        for levels in record:
+            self.assertEqual([w.shape for w in levels],
+                             [(2, end - start, c.context_tokens) for start, end in groups])
+            # Weights on the text: non-negative, at most the whole softmax; the text level sees only text.
+            for w in levels:
+                self.assertGreaterEqual(w.min().item(), 0.0)
+                self.assertLessEqual(w.sum(-1).max().item(), 1.0 + 1e-5)
+            self.assertLess((levels[0].sum(-1) - 1).abs().max().item(), 1e-5)
+
     def test_thinned_last_scale_keeps_earlier_scales_and_picks_the_right_tokens(self):
         tr, c = self.model.transformer, self.model.config
         side2 = c.latent_side ** 2
