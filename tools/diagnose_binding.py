@@ -38,13 +38,13 @@ if TOOLS not in sys.path:
 
 import torch  # noqa: E402
 
-from evaluate import diagnosis_parser, model_generator, parse_diagnosis  # noqa: E402
-from shapes.captions import FORMS, Scene, parse_caption  # noqa: E402
 from diagnose_scales import object_cells  # noqa: E402
 from encode_dataset import encode_images  # noqa: E402
+from evaluate import diagnosis_parser, model_generator, parse_diagnosis  # noqa: E402
 from hart.sampler import encode_prompts  # noqa: E402
 from hart.text_vocab import split_words  # noqa: E402
-from shapes.checker import COLOR_NAMES, check_scene, find_objects, match_objects, relation_holds, segment  # noqa: E402
+from shapes.captions import FORMS, Scene, parse_caption  # noqa: E402
+from shapes.checker import COLOR_NAMES, check_objects, find_objects, match_objects, relation_holds, segment  # noqa: E402
 from shapes.dataset import held_out_captions, held_out_example  # noqa: E402
 from train_generator import RopeCache, teacher_inputs, training_forward  # noqa: E402
 
@@ -53,10 +53,10 @@ STAGES = ("fewer objects", "more objects", "colours", "roles swapped", "layout",
 
 def first_failure(image: np.ndarray, scene: Scene) -> str:
     """The first stage of the cascade (module docstring) that `image` fails for `scene`."""
-    result = check_scene(image, scene)
+    background, found = find_objects(image)
+    result = check_objects(background, found, scene, image.shape[1], image.shape[0])
     if result["ok"]:
         return "right"
-    _, found = find_objects(image)
     if len(found) < scene.count:
         return "fewer objects"
     if len(found) > scene.count:

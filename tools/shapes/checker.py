@@ -195,6 +195,11 @@ def match_objects(wanted: Tuple[ShapeObject, ...], found: List[Component]) -> Li
 def check_scene(image: np.ndarray, scene: Scene) -> Dict[str, object]:
     h, w = image.shape[:2]
     bg, found = find_objects(image)
+    return check_objects(bg, found, scene, w, h)
+
+
+def check_objects(bg: str, found: List[Component], scene: Scene, w: int, h: int) -> Dict[str, object]:
+    """check_scene's result from an image's background and objects (find_objects) of size w×h."""
     wanted = scene.objects
     matched = match_objects(wanted, found)
     want_colors = [o.color for o in wanted]
