@@ -26,13 +26,12 @@ if TOOLS not in sys.path:
 
 import torch  # noqa: E402
 
-from encode_dataset import encode_images  # noqa: E402
+from encode_dataset import encode_images, object_cells, object_mask  # noqa: E402
 from evaluate import diagnosis_parser, model_generator, parse_diagnosis, score_captions  # noqa: E402
 from hart.config import SamplingDefaults  # noqa: E402
 from hart.model import HartModel  # noqa: E402
 from hart.sampler import generate, make_draws  # noqa: E402
 from shapes.captions import FORMS  # noqa: E402
-from shapes.checker import segment  # noqa: E402
 from shapes.dataset import held_out_example  # noqa: E402
 
 
@@ -52,18 +51,6 @@ def forced_ladder(model: HartModel, captions: List[str], tokens: np.ndarray, ste
             return [rows[:, s] for s in slices[:k]]
         results[k] = score_captions(model_generator(model, True, seed, forced_for), captions, batch)
     return results
-
-
-def object_mask(image: np.ndarray) -> np.ndarray:
-    """[H, W] bool: the pixels that are not the background's colour (by the checker's segmentation)."""
-    seg = segment(image)
-    return seg != np.bincount(seg.ravel()).argmax()
-
-
-def object_cells(mask: np.ndarray, pn: int) -> np.ndarray:
-    """[pn²] bool: token cells of a pn×pn grid that hold at least 5% object pixels of `mask`."""
-    share = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(mask.astype(np.float32))[None], pn)
-    return (share > 0.05).reshape(-1).numpy()
 
 
 @torch.no_grad()

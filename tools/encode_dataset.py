@@ -36,6 +36,33 @@ from hart.vae import HybridTokenizer, load_tokenizer  # noqa: E402
 ENCODING_MODULES = ("encoder.", "quant_conv.", "quantize.")
 
 
+# ----------------------------------------------------------------------------------------
+# Where the objects are: the shapes world is painted from an exact palette, so each image's
+# object pixels (and hence the token cells over an object) come free with the image.
+
+
+def object_mask(image: np.ndarray) -> np.ndarray:
+    """[H, W] bool: the pixels that are not the background's colour (by the checker's segmentation)."""
+    from shapes.checker import segment
+    seg = segment(image)
+    return seg != np.bincount(seg.ravel()).argmax()
+
+
+def object_cells(mask: np.ndarray, pn: int) -> np.ndarray:
+    """[pn²] bool: token cells of a pn×pn grid that hold at least 5% object pixels of `mask`."""
+    share = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(mask.astype(np.float32))[None], pn)
+    return (share > 0.05).reshape(-1).numpy()
+
+
+def object_tokens(images: np.ndarray, patch_nums) -> np.ndarray:
+    """bool [N, Σ pn_k²], laid out like `indices`: which tokens of each scale cover an object."""
+    out = np.zeros((len(images), sum(pn * pn for pn in patch_nums)), dtype=bool)
+    for i, image in enumerate(images):
+        mask = object_mask(image)
+        out[i] = np.concatenate([object_cells(mask, pn) for pn in patch_nums])
+    return out
+
+
 def tokenizer_fingerprint(tokenizer: HybridTokenizer) -> str:
     """A short hash of the weights the encoding depends on (encoder, quant_conv, quantizer):
     an encoding made with other weights is stale. The decoder is left out, so training the
@@ -108,6 +135,25 @@ def load_or_encode(tokenizer: HybridTokenizer, data_dir: str, out_path: str, lim
     os.replace(tmp, out_path)
     log(f"encoded {n} images in {time.time() - t0:.0f} s → {out_path}")
     return encoded
+
+
+def load_or_mark_objects(data_dir: str, out_path: str, patch_nums, n: int, log=print) -> np.ndarray:
+    """object_tokens() of the first n images of the cache, from out_path when it has their shape."""
+    from shapes.dataset import load_cache
+    width = sum(pn * pn for pn in patch_nums)
+    if os.path.exists(out_path):
+        objects = np.load(out_path)
+        if objects.shape == (n, width):
+            return objects
+        log(f"{out_path} belongs to other data or scales: marking again")
+    t0 = time.time()
+    images, _ = load_cache(data_dir)
+    objects = object_tokens(images[:n], patch_nums)
+    tmp = out_path + ".tmp.npy"
+    np.save(tmp, objects)
+    os.replace(tmp, out_path)
+    log(f"marked the object tokens of {n} images in {time.time() - t0:.0f} s → {out_path}")
+    return objects
 
 
 def main(argv=None):

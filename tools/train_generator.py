@@ -41,7 +41,8 @@ REPO = os.path.dirname(TOOLS)
 if TOOLS not in sys.path:
     sys.path.insert(0, TOOLS)
 
-from encode_dataset import encode_images, load_or_encode  # noqa: E402
+from encode_dataset import encode_images, load_or_encode, load_or_mark_objects  # noqa: E402
+from encode_dataset import object_tokens  # noqa: E402
 from hart.config import HartConfig, get_config  # noqa: E402
 from hart.model import HartModel  # noqa: E402
 from hart.sampler import encode_prompts  # noqa: E402
@@ -53,6 +54,20 @@ from hart.rope import apply_rope  # noqa: E402
 from hart.saved import load_saved  # noqa: E402
 from hart.transformer import Block, RMSNorm  # noqa: E402
 from hart.vae import HybridTokenizer, tokenizer_blob, tokenizer_configs  # noqa: E402
+
+
+def form_weights(text: str) -> dict:
+    """'relation=2,count=1.5' → {'relation': 2.0, 'count': 1.5}, forms checked."""
+    from shapes.captions import FORMS
+    weights = {}
+    for part in filter(None, text.split(",")):
+        form, _, value = part.partition("=")
+        if form not in FORMS or not value:
+            raise argparse.ArgumentTypeError(f"{part!r}: expected FORM=WEIGHT with FORM one of {', '.join(FORMS)}")
+        weights[form] = float(value)
+        if weights[form] < 0:
+            raise argparse.ArgumentTypeError(f"{part!r}: a weight cannot be negative")
+    return weights
 
 
 def parse_args(argv=None):
@@ -95,6 +110,11 @@ def parse_args(argv=None):
     ap.add_argument("--diff-weight", type=float, default=1.0)
     ap.add_argument("--scale-weight-power", type=float, default=0.5,
                     help="cross-entropy weight of scale k's tokens ∝ (1/pn_k²)^power (0: plain token mean)")
+    ap.add_argument("--object-weight", type=float, default=1.0,
+                    help="cross-entropy weight of tokens over an object against background tokens (1: alike); "
+                         "the background's texture is random, the objects are what the caption names")
+    ap.add_argument("--form-weights", type=form_weights, default={},
+                    help="sampling weight of caption forms, e.g. relation=2,count=2 (others 1)")
     ap.add_argument("--last-keep", type=int, default=64,
                     help="last-scale tokens kept in the training sequence (0: all; fewer is faster)")
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
@@ -211,11 +231,14 @@ def ema_model(model: HartModel, ema: EMA) -> HartModel:
 
 
 class EncodedData:
-    """Token maps, residuals and tokenised captions of the encoded shapes cache, in memory."""
+    """Token maps, residuals and tokenised captions of the encoded shapes cache, in memory, and
+    (when given) which tokens cover an object."""
 
     def __init__(self, config: HartConfig, encoded: dict, device: torch.device = torch.device("cpu")):
         self.device = device
+        self.captions = list(encoded["captions"])
         self.indices = torch.from_numpy(encoded["indices"].astype(np.int64))
+        self.objects = torch.from_numpy(np.asarray(encoded["objects"])) if "objects" in encoded else None
         self.residual = encoded["residual"]                       # float16 [N, h², Cv], cast per batch
         ids, mask, n_valid = encode_prompts(config, encoded["captions"])
         self.ids = torch.from_numpy(ids.astype(np.int64))
@@ -226,9 +249,21 @@ class EncodedData:
     def batch(self, rows: np.ndarray) -> dict:
         rows = torch.from_numpy(np.asarray(rows, dtype=np.int64))
         residual = torch.from_numpy(self.residual[rows.numpy()].astype(np.float32))
-        return {"indices": self.indices[rows].to(self.device), "residual": residual.to(self.device),
-                "ids": self.ids[rows].to(self.device), "mask": self.mask[rows].to(self.device),
-                "n_valid": self.n_valid[rows.numpy()]}
+        out = {"indices": self.indices[rows].to(self.device), "residual": residual.to(self.device),
+               "ids": self.ids[rows].to(self.device), "mask": self.mask[rows].to(self.device),
+               "n_valid": self.n_valid[rows.numpy()]}
+        if self.objects is not None:
+            out["objects"] = self.objects[rows].to(self.device)
+        return out
+
+    def sampling_weights(self, weights: dict):
+        """Per-image probabilities that give each caption form `weights[form]` (default 1) times
+        its share; None when every form keeps its share."""
+        if not weights or all(w == 1.0 for w in weights.values()):
+            return None
+        from shapes.captions import parse_caption
+        p = np.array([weights.get(parse_caption(c).form, 1.0) for c in self.captions])
+        return p / p.sum()
 
 
 def held_out_data(config: HartConfig, tokenizer: HybridTokenizer, n: int) -> dict:
@@ -238,8 +273,10 @@ def held_out_data(config: HartConfig, tokenizer: HybridTokenizer, n: int) -> dic
     examples = [held_out_example(0, i, config.image_size) for i in range(n)]
     indices, residual = encode_images(tokenizer, np.stack([e[0] for e in examples]))
     ids, mask, n_valid = encode_prompts(config, [e[1] for e in examples])
+    objects = torch.from_numpy(object_tokens(np.stack([e[0] for e in examples]), config.patch_nums))
     return {"indices": indices, "residual": residual, "ids": torch.from_numpy(ids.astype(np.int64)).to(indices.device),
-            "mask": torch.from_numpy(mask.astype(np.int64)).to(indices.device), "n_valid": np.array(n_valid)}
+            "mask": torch.from_numpy(mask.astype(np.int64)).to(indices.device), "n_valid": np.array(n_valid),
+            "objects": objects.to(indices.device)}
 
 
 @torch.no_grad()
@@ -378,6 +415,16 @@ def scale_weights(config: HartConfig, power: float, last_present: int) -> torch.
     return weights / weights.sum()
 
 
+def object_token_weights(objects: torch.Tensor, last_scale_tokens: int, last_order, weight: float) -> torch.Tensor:
+    """[B, tokens in the sequence]: `weight` for tokens over an object, 1 for background, laid out
+    like the training targets (the last scale thinned to `last_order` when given)."""
+    last = objects[:, -last_scale_tokens:]
+    if last_order is not None:
+        last = last.gather(1, last_order)
+    on_object = torch.cat([objects[:, :-last_scale_tokens], last], dim=1)
+    return 1.0 + (weight - 1.0) * on_object.float()
+
+
 def coarse_token_count(config: HartConfig, last_scale: int = 6) -> int:
     """Tokens of scales 0..last_scale-1: where layout, colours and counts are decided."""
     return sum(pn * pn for pn in config.patch_nums[:last_scale])
@@ -429,7 +476,10 @@ def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torc
         diff = tr.diffloss.loss(target.repeat(mul, 1), z.repeat(mul, 1))
     coarse = coarse_token_count(config)
     ce = ce_all.mean()
-    weights = scale_weights(config, args.scale_weight_power, present).to(device)
+    weights = scale_weights(config, args.scale_weight_power, present).to(device)[None]
+    if args.object_weight != 1.0 and "objects" in batch:
+        weights = weights * object_token_weights(batch["objects"], side2, last_order, args.object_weight)
+        weights = weights / weights.sum(1, keepdim=True)   # each image's loss keeps its size
     ce_weighted = (ce_all * weights).sum(1).mean()
     return {"loss": ce_weighted + args.diff_weight * diff, "ce": ce, "ce_coarse": ce_all[:, :coarse].mean(),
             "ce_last": ce_all[:, -present:].mean(), "diff": diff}
@@ -500,8 +550,13 @@ def main(argv=None):
     device = resolve_device(args.device)
     model.to(device)   # weights are made (or loaded) on the CPU first, so a run starts alike anywhere
 
-    data = EncodedData(config, load_or_encode(model.tokenizer, args.data, os.path.join(args.out, "encoded.npz"),
-                                              args.limit, log=log.write), device)
+    encoded = load_or_encode(model.tokenizer, args.data, os.path.join(args.out, "encoded.npz"), args.limit,
+                             log=log.write)
+    if args.object_weight != 1.0:
+        encoded["objects"] = load_or_mark_objects(args.data, os.path.join(args.out, "objects.npy"),
+                                                  config.patch_nums, len(encoded["captions"]), log=log.write)
+    data = EncodedData(config, encoded, device)
+    form_p = data.sampling_weights(args.form_weights)
     held = held_out_data(config, model.tokenizer, args.held_out)
 
     ema = EMA([model.transformer, model.text_encoder], args.ema)
@@ -535,6 +590,7 @@ def main(argv=None):
                   f"device {device}")
     else:
         log.write(f"resume at step {step}, {clock.elapsed() / 60:.1f} min trained, budget {args.minutes} min, "
+                  f"lr {args.lr}, object weight {args.object_weight}, form weights {args.form_weights or 'none'}, "
                   f"device {device}")
 
     def save_state():
@@ -569,7 +625,7 @@ def main(argv=None):
     model.text_encoder.train()
     while clock.elapsed() < total_s and not (args.max_steps and step >= args.max_steps):
         set_lr(optimizer, cosine_lr(args.lr, clock.elapsed() / total_s, warmup=args.warmup))
-        rows = data_rng.choice(data.n, size=args.batch, replace=False)
+        rows = data_rng.choice(data.n, size=args.batch, replace=False, p=form_p)
         out = losses(model, data.batch(rows), args, rope, generator)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()

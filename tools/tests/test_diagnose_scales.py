@@ -1,4 +1,4 @@
-"""diagnose_scales.py on the tiny config: slices, object cells, the token table and the printed tables."""
+"""diagnose_scales.py on the tiny config: slices, the token table and the printed tables."""
 import contextlib
 import io
 import os
@@ -11,7 +11,6 @@ import torch
 import diagnose_scales as ds
 from hart.config import get_config
 from hart.model import HartModel
-from shapes.checker import COLOR_NAMES, PALETTE_RGB
 from shapes.dataset import held_out_example
 from encode_dataset import encode_images
 
@@ -29,15 +28,6 @@ class DiagnoseScales(unittest.TestCase):
             self.assertEqual(a.stop - a.start, pn * pn)
             if b is not None:
                 self.assertEqual(a.stop, b.start)
-
-    def test_object_cells_are_the_cells_the_object_covers(self):
-        image = np.empty((32, 32, 3), np.uint8)
-        image[:] = PALETTE_RGB[COLOR_NAMES.index("blue")]
-        image[8:16, 16:24] = PALETTE_RGB[COLOR_NAMES.index("red")]
-        cells = ds.object_cells(ds.object_mask(image), 4).reshape(4, 4)
-        expected = np.zeros((4, 4), bool)
-        expected[1, 2] = True
-        np.testing.assert_array_equal(cells, expected)
 
     def test_token_table_counts_every_token_once(self):
         c = self.model.config

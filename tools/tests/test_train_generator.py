@@ -122,6 +122,66 @@ class TrainingForward(unittest.TestCase):
         self.assertAlmostEqual(w[-256:].sum().item(), 1.0 / c.num_scales, places=5)
 
 
+class ObjectsAndForms(unittest.TestCase):
+    """Weighting the loss toward object tokens and sampling caption forms unevenly."""
+
+    def tiny_data(self, objects):
+        c = get_config("tiny")
+        rng = np.random.default_rng(0)
+        tokens = sum(pn * pn for pn in c.patch_nums)
+        encoded = {"indices": rng.integers(0, c.vocab_size, (4, tokens)).astype(np.int16),
+                   "residual": rng.standard_normal((4, c.latent_side ** 2, c.latent_channels)).astype(np.float16),
+                   "captions": ["a red circle on a blue background"] * 4, "objects": objects(tokens)}
+        return c, tg.EncodedData(c, encoded)
+
+    def test_object_token_weights_follow_the_thinned_last_scale(self):
+        objects = torch.tensor([[True, False, True, False, False, True]])   # 2 coarse + 4 last-scale tokens
+        w = tg.object_token_weights(objects, 4, torch.tensor([[1, 3]]), 5.0)   # keeps last-scale tokens 1 and 3
+        self.assertEqual(w.tolist(), [[5.0, 1.0, 1.0, 5.0]])
+        self.assertEqual(tg.object_token_weights(objects, 4, None, 2.0).tolist(), [[2.0, 1.0, 2.0, 1.0, 1.0, 2.0]])
+
+    def test_object_weight_moves_the_loss_to_object_tokens_only(self):
+        model = HartModel.random(get_config("tiny"), 0)
+
+        def loss(objects, weight):
+            c, data = self.tiny_data(objects)
+            args = tg.parse_args(["--fp32", "--last-keep", "0", "--object-weight", str(weight)])
+            with torch.no_grad():
+                out = tg.losses(model, data.batch(np.arange(4)), args, tg.RopeCache(model.transformer),
+                                torch.Generator().manual_seed(0), train=False)
+            return float(out["loss"] - out["diff"]), float(out["ce"])   # the diffusion draws differ per call
+
+        plain, ce = loss(lambda n: np.zeros((4, n), bool), 1.0)
+        # All tokens alike (all background or all object): the weights renormalise to the plain loss.
+        self.assertAlmostEqual(loss(lambda n: np.zeros((4, n), bool), 4.0)[0], plain, places=5)
+        self.assertAlmostEqual(loss(lambda n: np.ones((4, n), bool), 4.0)[0], plain, places=5)
+        # Some tokens marked: the loss changes, the reported plain token-mean CE does not.
+        mixed, mixed_ce = loss(lambda n: np.arange(n)[None].repeat(4, 0) % 3 == 0, 4.0)
+        self.assertNotAlmostEqual(mixed, plain, places=4)
+        self.assertAlmostEqual(mixed_ce, ce, places=6)
+
+    def test_form_weights_parse_and_refuse_unknown_forms(self):
+        self.assertEqual(tg.parse_args(["--form-weights", "relation=2,count=1.5"]).form_weights,
+                         {"relation": 2.0, "count": 1.5})
+        self.assertEqual(tg.parse_args([]).form_weights, {})
+        for bad in ("relations=2", "count", "count=-1"):
+            with contextlib.redirect_stderr(io.StringIO()), self.assertRaises(SystemExit):
+                tg.parse_args(["--form-weights", bad])
+
+    def test_sampling_weights_scale_each_forms_share(self):
+        c = get_config("tiny")
+        captions = ["a red circle on a blue background", "two green squares on a white background",
+                    "a red circle left of a blue square on a white background",
+                    "a small yellow square on a black background"]
+        encoded = {"indices": np.zeros((4, sum(pn * pn for pn in c.patch_nums)), np.int16),
+                   "residual": np.zeros((4, c.latent_side ** 2, c.latent_channels), np.float16), "captions": captions}
+        data = tg.EncodedData(c, encoded)
+        self.assertIsNone(data.sampling_weights({}))
+        self.assertIsNone(data.sampling_weights({"count": 1.0}))
+        p = data.sampling_weights({"relation": 3.0, "count": 2.0})
+        np.testing.assert_allclose(p, np.array([1.0, 2.0, 3.0, 1.0]) / 7.0)
+
+
 class DevicePlacement(unittest.TestCase):
     def test_a_training_step_keeps_every_tensor_on_the_model_device(self):
         # On the "meta" device (shapes only) any tensor left on the CPU makes an op fail, so a
