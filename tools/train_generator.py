@@ -477,12 +477,16 @@ def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torc
     coarse = coarse_token_count(config)
     ce = ce_all.mean()
     weights = scale_weights(config, args.scale_weight_power, present).to(device)[None]
-    if args.object_weight != 1.0 and "objects" in batch:
-        weights = weights * object_token_weights(batch["objects"], side2, last_order, args.object_weight)
-        weights = weights / weights.sum(1, keepdim=True)   # each image's loss keeps its size
-    ce_weighted = (ce_all * weights).sum(1).mean()
-    return {"loss": ce_weighted + args.diff_weight * diff, "ce": ce, "ce_coarse": ce_all[:, :coarse].mean(),
-            "ce_last": ce_all[:, -present:].mean(), "diff": diff}
+    out = {"ce": ce, "ce_coarse": ce_all[:, :coarse].mean(), "ce_last": ce_all[:, -present:].mean(), "diff": diff}
+    if "objects" in batch:
+        on_object = object_token_weights(batch["objects"], side2, last_order, 2.0) - 1.0
+        # The tokens the caption is about: the background's random texture does not hide them.
+        out["ce_object"] = (ce_all * on_object).sum() / on_object.sum().clamp(min=1.0)
+        if args.object_weight != 1.0:
+            weights = weights * (1.0 + (args.object_weight - 1.0) * on_object)
+            weights = weights / weights.sum(1, keepdim=True)   # each image's loss keeps its size
+    out["loss"] = (ce_all * weights).sum(1).mean() + args.diff_weight * diff
+    return out
 
 
 # ----------------------------------------------------------------------------------------
@@ -603,9 +607,8 @@ def main(argv=None):
     @torch.no_grad()
     def validate() -> dict:
         averaged = ema_model(model, ema)   # deepcopy keeps the fp32 hooks
-        val = {k: float(v) for k, v in losses(averaged, held, args, rope, torch.Generator().manual_seed(0),
-                                            False).items()}
-        return val
+        return {k: float(v) for k, v in losses(averaged, held, args, rope, torch.Generator().manual_seed(0),
+                                               False).items()}
 
     window = {"ce": 0.0, "ce_coarse": 0.0, "ce_last": 0.0, "diff": 0.0, "n": 0, "t": time.time()}
 
@@ -616,7 +619,7 @@ def main(argv=None):
         log.write(f"{tag} step {step} elapsed {clock.elapsed() / 60:.1f} min lr {optimizer.param_groups[0]['lr']:.2e} "
                   f"ce {window['ce'] / n:.4f} ce_coarse {window['ce_coarse'] / n:.4f} ce_last {window['ce_last'] / n:.4f} "
                   f"diff {window['diff'] / n:.4f} | held-out (EMA) ce {val['ce']:.4f} ce_coarse {val['ce_coarse']:.4f} "
-                  f"diff {val['diff']:.4f} | {window['n'] * args.batch / seconds:.2f} img/s "
+                  f"ce_object {val['ce_object']:.4f} diff {val['diff']:.4f} | {window['n'] * args.batch / seconds:.2f} img/s "
                   f"{window['n'] * args.batch * tokens_per_image / seconds:.0f} tok/s")
         window.update(ce=0.0, ce_coarse=0.0, ce_last=0.0, diff=0.0, n=0, t=time.time())
 

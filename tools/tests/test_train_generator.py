@@ -149,14 +149,17 @@ class ObjectsAndForms(unittest.TestCase):
             with torch.no_grad():
                 out = tg.losses(model, data.batch(np.arange(4)), args, tg.RopeCache(model.transformer),
                                 torch.Generator().manual_seed(0), train=False)
-            return float(out["loss"] - out["diff"]), float(out["ce"])   # the diffusion draws differ per call
+            # (the diffusion draws differ per call)
+            return float(out["loss"] - out["diff"]), float(out["ce"]), float(out["ce_object"])
 
-        plain, ce = loss(lambda n: np.zeros((4, n), bool), 1.0)
+        plain, ce, _ = loss(lambda n: np.zeros((4, n), bool), 1.0)
         # All tokens alike (all background or all object): the weights renormalise to the plain loss.
         self.assertAlmostEqual(loss(lambda n: np.zeros((4, n), bool), 4.0)[0], plain, places=5)
-        self.assertAlmostEqual(loss(lambda n: np.ones((4, n), bool), 4.0)[0], plain, places=5)
+        everywhere = loss(lambda n: np.ones((4, n), bool), 4.0)
+        self.assertAlmostEqual(everywhere[0], plain, places=5)
+        self.assertAlmostEqual(everywhere[2], ce, places=5)   # every token is an object token
         # Some tokens marked: the loss changes, the reported plain token-mean CE does not.
-        mixed, mixed_ce = loss(lambda n: np.arange(n)[None].repeat(4, 0) % 3 == 0, 4.0)
+        mixed, mixed_ce, _ = loss(lambda n: np.arange(n)[None].repeat(4, 0) % 3 == 0, 4.0)
         self.assertNotAlmostEqual(mixed, plain, places=4)
         self.assertAlmostEqual(mixed_ce, ce, places=6)
 
