@@ -238,6 +238,7 @@ def main(argv=None):
     ap.add_argument('--batch', type=int, default=8)
     ap.add_argument('--cfg', type=float, help='override the model\'s default guidance')
     ap.add_argument('--top-k', type=int, help='override the model\'s default top-k')
+    ap.add_argument('--guided-scales', type=int, help='override the model\'s guided scales (0: all)')
     ap.add_argument('--curve', nargs='*', default=[], help='earlier checkpoints, in order')
     ap.add_argument('--curve-captions', type=int, default=50)
     ap.add_argument('--grid', help='write a PNG grid of samples (and <grid>.md captions)')
@@ -257,11 +258,12 @@ def main(argv=None):
     def generation_model(checkpoint):
         return load_generator(checkpoint, decoded_with[0] if decoded_with else None)
 
+    overrides = {k: v for k, v in (('cfg', a.cfg), ('top_k', a.top_k), ('guided_scales', a.guided_scales))
+                 if v is not None}
     report['tokenizer'] = evaluate_tokenizer(tokenizer, a.images, a.seed, image_size)
     print(format_tokenizer(report['tokenizer']), flush=True)
 
     if a.checkpoint:
-        overrides = {k: v for k, v in (('cfg', a.cfg), ('top_k', a.top_k)) if v is not None}
         model = generation_model(a.checkpoint)
         captions = held_out_captions(a.captions, a.seed)
         results = {}
@@ -277,12 +279,14 @@ def main(argv=None):
                                 for k, v in results.items()}
         report['settings'] = dataclasses.asdict(
             dataclasses.replace(model.config.sampling, **overrides))
+        # The curve's snapshots are drawn like the main model, whatever their own defaults.
+        overrides = {k: v for k, v in report['settings'].items() if k != 'residual'}
 
     curve = []
     for path in a.curve:
         ck = load_saved(path)
         model = generation_model(ck)
-        r = score_captions(model_generator(model, True, a.seed), held_out_captions(
+        r = score_captions(model_generator(model, True, a.seed, **overrides), held_out_captions(
             a.curve_captions, a.seed), a.batch)
         curve.append({'name': os.path.basename(path), 'step': ck.get('step'),
                       'elapsed_s': ck.get('elapsed_s'), 'overall': r['overall'],

@@ -7,6 +7,7 @@ A checkpoint is a torch.save'd dict {"config", "transformer", "tokenizer", "text
 (see tools/hart/model.py). --golden also writes the sampler's golden cases (tests/fixtures).
 """
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -36,6 +37,8 @@ def main(argv=None) -> int:
     parser.add_argument("--attention", choices=ATTENTION_KINDS, default="plain",
                         help="transformer attention: plain (MatMul/Softmax, default) or fused "
                              "(com.microsoft MultiHeadAttention, flash attention on WebGPU)")
+    parser.add_argument("--guided-scales", type=int,
+                        help="sampling default: guidance on scales k < N only (0: all); default: the model's")
     args = parser.parse_args(argv)
 
     if args.random:
@@ -46,6 +49,8 @@ def main(argv=None) -> int:
     else:
         model = HartModel.from_checkpoint(args.checkpoint)
         description = args.description
+    if args.guided_scales is not None:
+        model.config.sampling = dataclasses.replace(model.config.sampling, guided_scales=args.guided_scales)
 
     if os.path.isdir(args.out):
         shutil.rmtree(args.out)

@@ -22,8 +22,11 @@ def _halved(state: dict, keep=()) -> dict:
     return {k: v.half() if v.is_floating_point() and not k.startswith(keep) else v for k, v in state.items()}
 
 
-def slim(model_file: dict) -> dict:
-    out = {"config": model_file["config"],
+def slim(model_file: dict, guided_scales=None) -> dict:
+    config = dict(model_file["config"])
+    if guided_scales is not None:   # a sampling default chosen after training (train_generator --guided-scales)
+        config["sampling"] = dict(config["sampling"], guided_scales=guided_scales)
+    out = {"config": config,
            "transformer": _halved(model_file["transformer"]), "text_encoder": _halved(model_file["text_encoder"]),
            "tokenizer": _halved(model_file["tokenizer"], keep=ENCODING_MODULES),
            "step": model_file.get("step"), "elapsed_s": model_file.get("elapsed_s"),
@@ -36,8 +39,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="model.pt written by train_generator.py")
     ap.add_argument("out")
+    ap.add_argument("--guided-scales", type=int, help="set the sampling default: guidance on scales k < N only")
     a = ap.parse_args(argv)
-    torch.save(slim(load_saved(a.model)), a.out)
+    torch.save(slim(load_saved(a.model), a.guided_scales), a.out)
     print(f"wrote {a.out}: {os.path.getsize(a.out):,} bytes")
 
 

@@ -98,6 +98,8 @@ def parse_args(argv=None):
     ap.add_argument("--cfg", type=float, default=4.0)
     ap.add_argument("--top-k", type=int, default=20)
     ap.add_argument("--top-p", type=float, default=0.0)
+    ap.add_argument("--guided-scales", type=int, default=6,
+                    help="guidance on scales k < N only (0: all, HART); the shapes model draws cleaner shapes at 6")
     # Optimisation.
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=1.5e-3)
@@ -541,7 +543,8 @@ def main(argv=None):
         raise SystemExit("--tokenizer is needed for a fresh run")
     config = HartConfig.from_dict(ckpt["config"]) if ckpt is not None else build_config(args, saved_tokenizer)
     # Sampling defaults are not learned: they always come from the command line.
-    config.sampling = dataclasses.replace(config.sampling, cfg=args.cfg, top_k=args.top_k, top_p=args.top_p)
+    config.sampling = dataclasses.replace(config.sampling, cfg=args.cfg, top_k=args.top_k, top_p=args.top_p,
+                                          guided_scales=args.guided_scales)
     model = HartModel.build(config)
     model.tokenizer.load_state_dict(saved_tokenizer["state_dict"])
     model.tokenizer.eval().requires_grad_(False)

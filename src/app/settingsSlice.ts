@@ -11,6 +11,7 @@ export const FALLBACK_SETTINGS: SamplingSettings = {
   temperature: 1,
   smooth: false,
   residual: true,
+  guidedScales: 0,
 };
 
 export const MAX_IMAGES = 8;
@@ -27,6 +28,7 @@ export function clampSetting<K extends keyof SamplingSettings>(key: K, value: Sa
     case 'cfg':
       return Math.min(20, Math.max(0, finiteOr(v, FALLBACK_SETTINGS.cfg))) as SamplingSettings[K];
     case 'topK':
+    case 'guidedScales':
       return Math.max(0, Math.round(finiteOr(v, 0))) as SamplingSettings[K];
     case 'topP':
       return Math.min(1, Math.max(0, finiteOr(v, 0))) as SamplingSettings[K];

@@ -26,6 +26,7 @@ Options:
   --out-dir DIR         output folder for --prompts
   --model DIR|URL       model package (default public/models/hart-shapes)
   --cfg X  --top-k N  --top-p X  --temperature X
+  --guided-scales N     guidance on the first N scales only (0: every scale)
   --smooth / --no-smooth   Gumbel smoothing
   --residual / --no-residual   residual diffusion on the last scale (--no-residual: discrete only)
   --previews DIR        write one PNG per scale
@@ -80,6 +81,7 @@ export function parseArgs(argv: string[]): CliOptions {
       case '--top-k': options.settings.topK = numberArg(flag, value(), true); break;
       case '--top-p': options.settings.topP = numberArg(flag, value()); break;
       case '--temperature': options.settings.temperature = numberArg(flag, value()); break;
+      case '--guided-scales': options.settings.guidedScales = numberArg(flag, value(), true); break;
       case '--smooth': options.settings.smooth = true; break;
       case '--no-smooth': options.settings.smooth = false; break;
       case '--residual': options.settings.residual = true; break;

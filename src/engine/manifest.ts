@@ -153,6 +153,8 @@ function readSampling(r: Reader, value: unknown): SamplingSettings {
     temperature: r.number(s.temperature, 'sampling.temperature', 'positive'),
     smooth: r.boolean(s.smooth, 'sampling.smooth'),
     residual: r.boolean(s.residual, 'sampling.residual'),
+    // Packages written before the setting existed guide every scale.
+    guidedScales: s.guidedScales === undefined ? 0 : r.number(s.guidedScales, 'sampling.guidedScales', 'nonNegativeInt'),
   };
 }
 

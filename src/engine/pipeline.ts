@@ -171,7 +171,7 @@ function prepare(model: LoadedModel, request: GenerateRequest): Prepared {
  * Text → context → condition → transformer step 0 over the text window. Returns the 1×1 scale's
  * guided logits (from the last text position) and the head's AdaLN condition.
  */
-async function textStep(run: Run, cache: KvCache, promptIds: number[], cfg: number): Promise<{ logits: Float32Array; headCond: Tensor }> {
+async function textStep(run: Run, cache: KvCache, promptIds: number[], settings: SamplingSettings): Promise<{ logits: Float32Array; headCond: Tensor }> {
   const { ort, manifest, sessions } = run.model;
   const { width, heads, ropeTheta, vocabSize, patchNums } = manifest.model;
   const window = manifest.textEncoder.contextTokens;
@@ -186,7 +186,7 @@ async function textStep(run: Run, cache: KvCache, promptIds: number[], cfg: numb
   const rope = textRope(IMAGES, window, promptIds.length, width / heads, ropeTheta);
   const hidden = run.own(await run.time('transformer', () => transformerStep(ort, sessions.transformer, cache, x, rope, true, run.signal)));
   run.free(x);
-  const guided = await run.time('head', () => guidedLogits(ort, sessions.head, hidden, headCond, guidanceWeight(cfg, 0, patchNums.length), run.signal));
+  const guided = await run.time('head', () => guidedLogits(ort, sessions.head, hidden, headCond, guidanceWeight(settings.cfg, 0, patchNums.length, settings.guidedScales), run.signal));
   run.free(hidden);
   return { logits: lastTextLogits(guided.data, IMAGES, window, vocabSize), headCond };
 }
@@ -237,7 +237,7 @@ async function nextScale(
   k: number,
   fHat: Float32Array,
   vectors: Float32Array,
-  request: { cfg: number; promptTokens: number; previews: boolean },
+  request: { settings: SamplingSettings; promptTokens: number; previews: boolean },
 ): Promise<{ fHat: Float32Array; logits: Float32Array; hidden?: Tensor }> {
   const { ort, sessions, manifest, scaleTables } = run.model;
   const { patchNums, width, heads, ropeTheta } = manifest.model;
@@ -255,7 +255,7 @@ async function nextScale(
   const hidden = run.own(await run.time('transformer', () => transformerStep(ort, sessions.transformer, cache, x, rope, !toLast, run.signal)));
   run.free(x);
   if (toLast) cache.dispose();
-  const guided = await run.time('head', () => guidedLogits(ort, sessions.head, hidden, headCond, guidanceWeight(request.cfg, k + 1, K), run.signal));
+  const guided = await run.time('head', () => guidedLogits(ort, sessions.head, hidden, headCond, guidanceWeight(request.settings.cfg, k + 1, K, request.settings.guidedScales), run.signal));
   if (toLast) return { fHat: update.fHat, logits: guided.data, hidden };
   run.free(hidden);
   return { fHat: update.fHat, logits: guided.data };
@@ -284,7 +284,7 @@ async function lastScale(
   const { steps, scale } = manifest.model.diffusion;
   const count = IMAGES * side * side * cv;
   const noise = Array.from({ length: steps }, (_, s) => draws.noise(s, count));
-  const inputs = { hidden, tokens: sampled.hard, images: IMAGES, positions: side * side, channels: cv, guidance: guidanceWeight(settings.cfg, K - 1, K), scale, noise };
+  const inputs = { hidden, tokens: sampled.hard, images: IMAGES, positions: side * side, channels: cv, guidance: guidanceWeight(settings.cfg, K - 1, K, settings.guidedScales), scale, noise };
   const onStep = (step: number, total: number) => run.emit({ type: 'diffusion', step, steps: total, elapsedMs: run.elapsed() });
   const residual = await run.time('diffusion', () => sampleResidual(ort, sessions.diffusionHead, diffusion, inputs, onStep, run.signal));
   run.free(hidden);
@@ -311,14 +311,14 @@ export async function generate(model: LoadedModel, request: GenerateRequest, opt
 
   const cache = new KvCache(model.ort, depth, 2 * IMAGES, heads, width / heads, kvCacheDtype(model.sessions.transformer));
   try {
-    const text = await textStep(run, cache, promptIds, settings.cfg);
+    const text = await textStep(run, cache, promptIds, settings);
     let logits = text.logits;
     let hidden: Tensor | undefined;
     let fHat: Float32Array = new Float32Array(IMAGES * cv * side * side);
     for (let k = 0; k < K - 1; k++) {
       throwIfAborted(options.signal);
       const { vectors } = await sampleTokens(run, draws, settings, k, logits);
-      ({ fHat, logits, hidden } = await nextScale(run, cache, text.headCond, k, fHat, vectors, { cfg: settings.cfg, promptTokens: promptIds.length, previews }));
+      ({ fHat, logits, hidden } = await nextScale(run, cache, text.headCond, k, fHat, vectors, { settings, promptTokens: promptIds.length, previews }));
     }
     throwIfAborted(options.signal);
     const sampled = await sampleTokens(run, draws, settings, K - 1, logits);

@@ -3,11 +3,12 @@
 
 /**
  * CFG weight of scale `k` of `K`: a linear ramp `cfg·k/(K−1)`; the last scale (and the diffusion
- * head) reuse the previous ratio, `cfg·(K−2)/(K−1)` (hart.md §11 item 1).
+ * head) reuse the previous ratio, `cfg·(K−2)/(K−1)` (hart.md §11 item 1). From scale
+ * `guidedScales` on (when > 0) the weight is 0: those scales follow their own coarse layout.
  */
-export function guidanceWeight(cfg: number, k: number, scales: number): number {
+export function guidanceWeight(cfg: number, k: number, scales: number, guidedScales = 0): number {
   const last = scales - 1;
-  if (last <= 0) return 0;
+  if (last <= 0 || (guidedScales > 0 && k >= guidedScales)) return 0;
   return (cfg * Math.min(k, last - 1)) / last;
 }
 

@@ -20,5 +20,8 @@ export function resolveSettings(defaults: SamplingSettings, overrides: Partial<S
   }
   if (typeof s.smooth !== 'boolean') fail('smooth', s.smooth, 'true or false');
   if (typeof s.residual !== 'boolean') fail('residual', s.residual, 'true or false');
+  if (typeof s.guidedScales !== 'number' || !Number.isInteger(s.guidedScales) || s.guidedScales < 0) {
+    fail('guidedScales', s.guidedScales, 'a whole number ≥ 0 (0 = every scale)');
+  }
   return s;
 }

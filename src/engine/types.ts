@@ -25,6 +25,9 @@ export interface SamplingSettings {
   smooth: boolean;
   /** Residual diffusion on the last scale; false gives the discrete-only image. */
   residual: boolean;
+  /** Guidance only on the first N scales (0 = every scale, as in HART); finer scales and the
+   * residual head sample from the conditional model alone. */
+  guidedScales: number;
 }
 
 export interface GenerateRequest {

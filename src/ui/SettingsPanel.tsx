@@ -65,6 +65,17 @@ export function SettingsPanel() {
         <input id="top-k" type="number" min={0} step={1} value={settings.topK} onChange={(e) => setSetting('topK', Number(e.target.value))} />
       </Field>
 
+      <Field label="Guided scales" htmlFor="guided-scales" hint="Guidance on the first N scales only; 0 guides every scale.">
+        <input
+          id="guided-scales"
+          type="number"
+          min={0}
+          step={1}
+          value={settings.guidedScales}
+          onChange={(e) => setSetting('guidedScales', Number(e.target.value))}
+        />
+      </Field>
+
       <Field label="Top-p" htmlFor="top-p" value={settings.topP === 0 ? 'off' : settings.topP.toFixed(2)}>
         <input id="top-p" type="range" min={0} max={1} step={0.05} value={settings.topP} onChange={(e) => setSetting('topP', Number(e.target.value))} />
       </Field>

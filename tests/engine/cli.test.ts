@@ -21,7 +21,7 @@ describe('npm run generate', () => {
   it('writes a PNG with prompt, seed, settings and model as text chunks, and one preview per scale', () => {
     const out = path.join(work, 'one.png');
     const previews = path.join(work, 'previews');
-    const run = cli('--model', FIXTURE, '--prompt', 'a red circle on a blue background', '--seed', '7', '--out', out, '--cfg', '2.5', '--no-residual', '--previews', previews, '--json');
+    const run = cli('--model', FIXTURE, '--prompt', 'a red circle on a blue background', '--seed', '7', '--out', out, '--cfg', '2.5', '--guided-scales', '2', '--no-residual', '--previews', previews, '--json');
     expect(run.stderr).toBe('');
     expect(run.status).toBe(0);
     const line = JSON.parse(run.stdout.trim());
@@ -29,7 +29,7 @@ describe('npm run generate', () => {
     expect(Object.keys(line.timings)).toEqual(['textEncoder', 'transformer', 'head', 'sampling', 'scaleUpdate', 'preview', 'diffusion', 'decoder', 'total']);
     const text = readPngText(new Uint8Array(readFileSync(out)));
     expect(text).toMatchObject({ prompt: 'a red circle on a blue background', seed: '7', model: 'hart-tiny' });
-    expect(JSON.parse(text.settings)).toMatchObject({ cfg: 2.5, residual: false });
+    expect(JSON.parse(text.settings)).toMatchObject({ cfg: 2.5, residual: false, guidedScales: 2 });
     const manifest = JSON.parse(readFileSync(path.join(FIXTURE, 'manifest.json'), 'utf8'));
     expect(readdirSync(previews).sort()).toEqual(manifest.model.patchNums.map((_: number, k: number) => `scale-${String(k).padStart(2, '0')}.png`));
   });

@@ -102,6 +102,7 @@ describe('engine on the tiny package (onnxruntime-node)', () => {
     await expect(engine.generate({ prompt: PROMPT, seed: -1 })).rejects.toMatchObject({ code: 'bad-input' });
     await expect(engine.generate({ prompt: PROMPT, seed: 1, settings: { topP: 2 } })).rejects.toMatchObject({ code: 'bad-input', message: expect.stringMatching(/topP/) });
     await expect(engine.generate({ prompt: PROMPT, seed: 1, settings: { temperature: 0 } })).rejects.toMatchObject({ code: 'bad-input' });
+    await expect(engine.generate({ prompt: PROMPT, seed: 1, settings: { guidedScales: 1.5 } })).rejects.toMatchObject({ code: 'bad-input', message: expect.stringMatching(/guidedScales/) });
   });
 
   it('reads unknown words as the unknown token and lists them', async () => {

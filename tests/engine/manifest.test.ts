@@ -46,6 +46,13 @@ describe('manifest', () => {
     expectPackageError(() => parseManifest({ ...manifest, tables }), /tables\.codebook\.shape is \[4,2\], expected \[3,2\]/);
   });
 
+  it('reads sampling.guidedScales, guiding every scale (0) when a package predates it', () => {
+    const { manifest } = syntheticPackage();
+    expect(parseManifest(manifest).sampling.guidedScales).toBe(0);
+    expect(parseManifest({ ...manifest, sampling: { ...manifest.sampling, guidedScales: 6 } }).sampling.guidedScales).toBe(6);
+    expectPackageError(() => parseManifest({ ...manifest, sampling: { ...manifest.sampling, guidedScales: -1 } }), /sampling\.guidedScales/);
+  });
+
   it('rejects paths that leave the package and files the manifest does not list', () => {
     const { manifest } = syntheticPackage();
     expectPackageError(() => parseManifest({ ...manifest, tokenizer: '../secret.json' }), /tokenizer "\.\.\/secret\.json" must be a relative path/);

@@ -44,6 +44,14 @@ describe('schedule', () => {
     expect(guidanceWeight(4, 9, 10)).toBeCloseTo((4 * 8) / 9, 12);
   });
 
+  it('guides only the first guidedScales scales (0: all of them)', () => {
+    for (let k = 0; k < 10; k++) expect(guidanceWeight(4, k, 10, 0)).toBe(guidanceWeight(4, k, 10));
+    expect(guidanceWeight(4, 5, 10, 6)).toBeCloseTo((4 * 5) / 9, 12);
+    expect(guidanceWeight(4, 6, 10, 6)).toBe(0);
+    expect(guidanceWeight(4, 9, 10, 6)).toBe(0);   // the last scale and the residual head too
+    expect(guidanceWeight(4, 9, 10, 10)).toBe(guidanceWeight(4, 9, 10));
+  });
+
   it("follows hart.md's Gumbel temperatures", () => {
     expect(smoothingTau(smoothingRatio(0, 14))).toBeCloseTo(0.27, 6);
     expect(smoothingTau(smoothingRatio(1, 14))).toBeCloseTo(0.25, 2);

@@ -18,6 +18,7 @@ export const FAKE_DEFAULTS: SamplingSettings = {
   temperature: 1,
   smooth: false,
   residual: true,
+  guidedScales: 0,
 };
 
 export function fakeInfo(overrides: Partial<ModelInfo> = {}): ModelInfo {

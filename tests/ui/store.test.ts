@@ -8,7 +8,7 @@ import { createHarness, loaded } from './storeHarness';
 
 describe('app store', () => {
   it('loads the model, keeps per-phase progress and takes the model defaults', async () => {
-    const { store } = createHarness({ info: fakeInfo({ defaults: { cfg: 2, topK: 5, topP: 0.5, temperature: 0.9, smooth: true, residual: true } }) });
+    const { store } = createHarness({ info: fakeInfo({ defaults: { cfg: 2, topK: 5, topP: 0.5, temperature: 0.9, smooth: true, residual: true, guidedScales: 6 } }) });
     const pending = store.getState().loadModel({ kind: 'url', url: 'http://x/m/' }, 'm');
     expect(store.getState().modelStatus).toBe('loading');
     await pending;

@@ -46,6 +46,16 @@ class SamplingDefaults:
     temperature: float = 1.0
     smooth: bool = False
     residual: bool = True
+    # Guidance only on scales k < guided_scales; finer scales and the residual head sample from the
+    # conditional model alone. 0: every scale (HART). The small shapes model draws cleaner shapes
+    # when its fine scales follow their own coarse layout instead of being pushed by the text.
+    guided_scales: int = 0
+
+
+def sampling_json(s: SamplingDefaults) -> dict:
+    """Sampling settings under the engine's names (SamplingSettings in src/engine/types.ts)."""
+    return {"cfg": s.cfg, "topK": s.top_k, "topP": s.top_p, "temperature": s.temperature,
+            "smooth": s.smooth, "residual": s.residual, "guidedScales": s.guided_scales}
 
 
 @dataclass

@@ -14,7 +14,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from .config import HartConfig
+from .config import HartConfig, sampling_json
 from .fp16 import to_fp16
 from .graphs import Graph, build_graphs, fit_preview, sample_inputs
 from .model import HartModel
@@ -166,9 +166,7 @@ def text_encoder_section(config: HartConfig) -> dict:
 
 
 def sampling_section(config: HartConfig) -> dict:
-    s = config.sampling
-    return {"cfg": s.cfg, "topK": s.top_k, "topP": s.top_p, "temperature": s.temperature,
-            "smooth": s.smooth, "residual": s.residual}
+    return sampling_json(config.sampling)
 
 
 def export_package(model: HartModel, out_dir: str, fp16: bool = True, description: Optional[str] = None,

@@ -10,7 +10,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from .config import SamplingDefaults
+from .config import SamplingDefaults, sampling_json
 from .model import HartModel
 from .sampler import Draws, generate, guidance_at, make_draws
 from .text_vocab import tokenize
@@ -28,17 +28,13 @@ class GoldenCase:
 
 DEFAULT_CASES = [
     GoldenCase("residual", "a red circle on a blue background",
-               SamplingDefaults(cfg=3.0, top_k=16, top_p=0.9, temperature=0.9, smooth=False, residual=True), seed=1),
+               SamplingDefaults(cfg=3.0, top_k=16, top_p=0.9, temperature=0.9, smooth=False, residual=True,
+                                guided_scales=3), seed=1),   # the last scale and the residual head unguided
     # Longer than the tiny model's 8-token window: the engine must truncate (and warn);
     # "," and "!" are unknown pieces.
     GoldenCase("smooth", "Two small GREEN squares, above a white background!",
                SamplingDefaults(cfg=2.0, top_k=0, top_p=0.0, temperature=1.0, smooth=True, residual=True), seed=2),
 ]
-
-
-def settings_json(s: SamplingDefaults) -> dict:
-    return {"cfg": s.cfg, "topK": s.top_k, "topP": s.top_p, "temperature": s.temperature,
-            "smooth": s.smooth, "residual": s.residual}
 
 
 class _BinWriter:
@@ -95,11 +91,11 @@ def golden_case(model: HartModel, case: GoldenCase, out_dir: str) -> dict:
         "name": case.name,
         "prompt": case.prompt,
         "batch": 1,
-        "settings": settings_json(s),
+        "settings": sampling_json(s),
         "inputIds": trace.input_ids[0].tolist(),
         "tokenCount": min(len(pieces), config.context_tokens),
         "truncated": len(pieces) > config.context_tokens,
-        "guidance": [guidance_at(s.cfg, k, config.num_scales) for k in range(config.num_scales)],
+        "guidance": [guidance_at(s.cfg, k, config.num_scales, s.guided_scales) for k in range(config.num_scales)],
         "bin": bin_name,
         "arrays": out.arrays,
     }

@@ -23,7 +23,10 @@ def scale_ratio(k: int, num_scales: int) -> float:
     return min(k, num_scales - 2) / (num_scales - 1)
 
 
-def guidance_at(cfg: float, k: int, num_scales: int) -> float:
+def guidance_at(cfg: float, k: int, num_scales: int, guided_scales: int = 0) -> float:
+    """HART's ramp cfg·k/(K−1), cut to 0 from scale `guided_scales` on (0: never cut)."""
+    if guided_scales and k >= guided_scales:
+        return 0.0
     return cfg * scale_ratio(k, num_scales)
 
 
@@ -171,7 +174,7 @@ def generate(model: HartModel, prompts: Sequence[str], settings: SamplingDefault
     levels = tr.level_table()
     f_hat = torch.zeros(batch, c.latent_channels, side, side)
     for k, pn in enumerate(c.patch_nums):
-        guidance = guidance_at(settings.cfg, k, K)
+        guidance = guidance_at(settings.cfg, k, K, settings.guided_scales)
         logits = tr.guided_logits(hidden, head_cond, guidance)           # [B, L, V] float32
         flat = logits.reshape(-1, c.vocab_size).numpy()
         kept = filter_logits(flat, settings.temperature, settings.top_k, settings.top_p)

@@ -29,6 +29,13 @@ class ScheduleTest(unittest.TestCase):
             self.assertAlmostEqual(gumbel_tau(k, K), tau, places=3)
         self.assertEqual(scale_ratio(13, K), scale_ratio(12, K))
 
+    def test_guided_scales_cut_the_ramp(self):
+        K = 10
+        self.assertEqual([guidance_at(4.0, k, K, 0) for k in range(K)], [guidance_at(4.0, k, K) for k in range(K)])
+        cut = [guidance_at(4.0, k, K, 6) for k in range(K)]
+        self.assertEqual(cut[:6], [guidance_at(4.0, k, K) for k in range(6)])
+        self.assertEqual(cut[6:], [0.0] * 4)   # the last scale (and so the residual head) too
+
 
 class TokenSamplingTest(unittest.TestCase):
     def test_top_k_keeps_ties_at_the_kth_value(self):
@@ -215,6 +222,7 @@ class CommittedFixtureTest(unittest.TestCase):
             fresh = write_golden(model, tmp)
             for old, new in zip(golden["cases"], fresh["cases"]):
                 self.assertEqual(old["inputIds"], new["inputIds"])
+                self.assertEqual((old["settings"], old["guidance"]), (new["settings"], new["guidance"]))
                 old_bin = np.fromfile(os.path.join(self.FIXTURE, old["bin"]), dtype=np.uint8)
                 new_bin = np.fromfile(os.path.join(tmp, new["bin"]), dtype=np.uint8)
                 self.assertEqual(old["arrays"].keys(), new["arrays"].keys())

@@ -329,6 +329,10 @@ class SlimCheckpoint(unittest.TestCase):
             got = loaded.transformer.state_dict()[name]
             self.assertEqual(got.dtype, value.dtype, name)
             self.assertLessEqual((got - value).abs().max().item(), 1e-3 * max(1.0, value.abs().max().item()), name)
+        self.assertEqual(loaded.config.sampling, model.config.sampling)
+        chosen = HartModel.from_checkpoint(slim(full, guided_scales=6)).config.sampling
+        self.assertEqual(chosen, dataclasses.replace(model.config.sampling, guided_scales=6))
+        self.assertEqual(full["config"]["sampling"].get("guided_scales", 0), 0)   # the input is left alone
         # The encoding half is bit-exact, so a cache encoded before slimming stays valid.
         self.assertEqual(tokenizer_fingerprint(loaded.tokenizer), tokenizer_fingerprint(model.tokenizer))
         for name, value in model.tokenizer.state_dict().items():
