@@ -120,11 +120,12 @@ describe('the app page', () => {
     fireEvent.click(screen.getByRole('checkbox', { name: 'Gumbel smoothing' }));
     fireEvent.change(screen.getByRole('spinbutton', { name: 'Top-k' }), { target: { value: '12' } });
     fireEvent.change(screen.getByRole('slider', { name: 'Guidance scale' }), { target: { value: '6.5' } });
+    fireEvent.change(screen.getByRole('spinbutton', { name: 'Guided scales' }), { target: { value: '4' } });
     fireEvent.change(screen.getByRole('spinbutton', { name: 'Seed' }), { target: { value: '77' } });
     fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a red circle' } });
     fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
     await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
-    expect(harness.fake.requests[0]).toMatchObject({ seed: 77, settings: { residual: false, smooth: true, topK: 12, cfg: 6.5 } });
+    expect(harness.fake.requests[0]).toMatchObject({ seed: 77, settings: { residual: false, smooth: true, topK: 12, cfg: 6.5, guidedScales: 4 } });
     expect((screen.getByRole('checkbox', { name: 'Random' }) as HTMLInputElement).checked).toBe(false);
   });
 

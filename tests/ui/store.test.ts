@@ -16,7 +16,7 @@ describe('app store', () => {
     expect(state.modelStatus).toBe('ready');
     expect(state.loadPhases.download).toEqual({ phase: 'download', file: 'transformer.onnx', loaded: 100, total: 100 });
     expect(state.loadPhases.upload?.loaded).toBe(8);
-    expect(state.settings).toEqual({ cfg: 2, topK: 5, topP: 0.5, temperature: 0.9, smooth: true, residual: true });
+    expect(state.settings).toEqual({ cfg: 2, topK: 5, topP: 0.5, temperature: 0.9, smooth: true, residual: true, guidedScales: 6 });
   });
 
   it('a phase reported as skipped (warm-up on WASM) is listed, never named by the status line, and the bar fills without it', async () => {
