@@ -41,8 +41,7 @@ REPO = os.path.dirname(TOOLS)
 if TOOLS not in sys.path:
     sys.path.insert(0, TOOLS)
 
-from encode_dataset import encode_images, load_or_encode, load_or_mark_objects  # noqa: E402
-from encode_dataset import object_tokens  # noqa: E402
+from encode_dataset import encode_images, load_or_encode, load_or_mark_objects, object_tokens  # noqa: E402
 from hart.config import HartConfig, get_config  # noqa: E402
 from hart.model import HartModel  # noqa: E402
 from hart.sampler import encode_prompts  # noqa: E402
@@ -64,9 +63,9 @@ def form_weights(text: str) -> dict:
         form, _, value = part.partition("=")
         if form not in FORMS or not value:
             raise argparse.ArgumentTypeError(f"{part!r}: expected FORM=WEIGHT with FORM one of {', '.join(FORMS)}")
-        weights[form] = float(value)
-        if weights[form] < 0:
+        if float(value) < 0:
             raise argparse.ArgumentTypeError(f"{part!r}: a weight cannot be negative")
+        weights[form] = float(value)
     return weights
 
 
@@ -417,14 +416,13 @@ def scale_weights(config: HartConfig, power: float, last_present: int) -> torch.
     return weights / weights.sum()
 
 
-def object_token_weights(objects: torch.Tensor, last_scale_tokens: int, last_order, weight: float) -> torch.Tensor:
-    """[B, tokens in the sequence]: `weight` for tokens over an object, 1 for background, laid out
+def object_target_mask(objects: torch.Tensor, last_scale_tokens: int, last_order) -> torch.Tensor:
+    """float [B, tokens in the sequence]: 1 for tokens over an object, 0 for background, laid out
     like the training targets (the last scale thinned to `last_order` when given)."""
     last = objects[:, -last_scale_tokens:]
     if last_order is not None:
         last = last.gather(1, last_order)
-    on_object = torch.cat([objects[:, :-last_scale_tokens], last], dim=1)
-    return 1.0 + (weight - 1.0) * on_object.float()
+    return torch.cat([objects[:, :-last_scale_tokens], last], dim=1).float()
 
 
 def coarse_token_count(config: HartConfig, last_scale: int = 6) -> int:
@@ -481,7 +479,7 @@ def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torc
     weights = scale_weights(config, args.scale_weight_power, present).to(device)[None]
     out = {"ce": ce, "ce_coarse": ce_all[:, :coarse].mean(), "ce_last": ce_all[:, -present:].mean(), "diff": diff}
     if "objects" in batch:
-        on_object = object_token_weights(batch["objects"], side2, last_order, 2.0) - 1.0
+        on_object = object_target_mask(batch["objects"], side2, last_order)
         # The tokens the caption is about: the background's random texture does not hide them.
         out["ce_object"] = (ce_all * on_object).sum() / on_object.sum().clamp(min=1.0)
         if args.object_weight != 1.0:

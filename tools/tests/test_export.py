@@ -314,9 +314,11 @@ class CheckpointExportTest(unittest.TestCase):
             torch.save({**model.checkpoint(), "step": 10}, path)       # extra keys are allowed
             out = os.path.join(tmp, "package")
             self.assertEqual(export_package.main(["--checkpoint", path, "--out", out, "--no-fp16",
-                                                  "--description", "trained"]), 0)
+                                                  "--description", "trained", "--guided-scales", "3"]), 0)
             manifest = validate_package(out)
             self.assertEqual(manifest["description"], "trained")
+            self.assertEqual(manifest["sampling"]["guidedScales"], 3)   # the rest of the model's defaults stay
+            self.assertEqual(manifest["sampling"]["cfg"], model.config.sampling.cfg)
             codebook = np.fromfile(os.path.join(out, "tables.bin"), dtype="<f4",
                                    count=int(np.prod(manifest["tables"]["codebook"]["shape"])))
             np.testing.assert_array_equal(codebook.reshape(manifest["tables"]["codebook"]["shape"]),

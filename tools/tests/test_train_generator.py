@@ -134,11 +134,11 @@ class ObjectsAndForms(unittest.TestCase):
                    "captions": ["a red circle on a blue background"] * 4, "objects": objects(tokens)}
         return c, tg.EncodedData(c, encoded)
 
-    def test_object_token_weights_follow_the_thinned_last_scale(self):
+    def test_object_mask_follows_the_thinned_last_scale(self):
         objects = torch.tensor([[True, False, True, False, False, True]])   # 2 coarse + 4 last-scale tokens
-        w = tg.object_token_weights(objects, 4, torch.tensor([[1, 3]]), 5.0)   # keeps last-scale tokens 1 and 3
-        self.assertEqual(w.tolist(), [[5.0, 1.0, 1.0, 5.0]])
-        self.assertEqual(tg.object_token_weights(objects, 4, None, 2.0).tolist(), [[2.0, 1.0, 2.0, 1.0, 1.0, 2.0]])
+        mask = tg.object_target_mask(objects, 4, torch.tensor([[1, 3]]))    # keeps last-scale tokens 1 and 3
+        self.assertEqual(mask.tolist(), [[1.0, 0.0, 0.0, 1.0]])
+        self.assertEqual(tg.object_target_mask(objects, 4, None).tolist(), [[1.0, 0.0, 1.0, 0.0, 0.0, 1.0]])
 
     def test_object_weight_moves_the_loss_to_object_tokens_only(self):
         model = HartModel.random(get_config("tiny"), 0)
