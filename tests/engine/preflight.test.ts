@@ -140,7 +140,7 @@ describe('loadEngine preflight', () => {
     const gpu = { requestAdapter: async () => adapter({ maxBufferSize: 64 * 1024, maxStorageBufferBindingSize: 64 * 1024 }) };
     await expect(loadEngine(FIXTURE, { ort, io, gpu, backend: 'webgpu', storage: null })).rejects.toMatchObject({
       code: 'no-backend',
-      message: expect.stringMatching(/^hart-tiny cannot run here \(webgpu\): The model needs a GPU buffer of 1\.0 MiB \(its largest weight file, decoder\.onnx\).*64\.0 KiB \(maxBufferSize\)/),
+      message: expect.stringMatching(/^hart-tiny cannot run here \(webgpu\): The model needs a GPU buffer of 128\.0 KiB \(its largest GPU buffer, as the package declares\).*64\.0 KiB \(maxBufferSize\)/),
     });
     expect(reads).toEqual(['manifest.json']);
   });
