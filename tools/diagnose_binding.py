@@ -38,8 +38,7 @@ if TOOLS not in sys.path:
 
 import torch  # noqa: E402
 
-from diagnose_scales import object_cells  # noqa: E402
-from encode_dataset import encode_images  # noqa: E402
+from encode_dataset import encode_images, object_cells  # noqa: E402
 from evaluate import diagnosis_parser, model_generator, parse_diagnosis  # noqa: E402
 from hart.sampler import encode_prompts  # noqa: E402
 from hart.text_vocab import split_words  # noqa: E402

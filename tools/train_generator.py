@@ -272,9 +272,10 @@ def held_out_data(config: HartConfig, tokenizer: HybridTokenizer, n: int) -> dic
     data, on the tokenizer's device."""
     from shapes.dataset import held_out_example
     examples = [held_out_example(0, i, config.image_size) for i in range(n)]
-    indices, residual = encode_images(tokenizer, np.stack([e[0] for e in examples]))
+    images = np.stack([e[0] for e in examples])
+    indices, residual = encode_images(tokenizer, images)
     ids, mask, n_valid = encode_prompts(config, [e[1] for e in examples])
-    objects = torch.from_numpy(object_tokens(np.stack([e[0] for e in examples]), config.patch_nums))
+    objects = torch.from_numpy(object_tokens(images, config.patch_nums))
     return {"indices": indices, "residual": residual, "ids": torch.from_numpy(ids.astype(np.int64)).to(indices.device),
             "mask": torch.from_numpy(mask.astype(np.int64)).to(indices.device), "n_valid": np.array(n_valid),
             "objects": objects.to(indices.device)}
