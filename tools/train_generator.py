@@ -104,6 +104,8 @@ def parse_args(argv=None):
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--weight-decay", type=float, default=0.05)
     ap.add_argument("--warmup", type=float, default=0.05, help="share of the budget for linear warm-up")
+    ap.add_argument("--lr-floor", type=float, default=0.1,
+                    help="where the cosine ends, as a share of --lr (a final cool-down wants it near 0)")
     ap.add_argument("--ema", type=float, default=0.995)
     ap.add_argument("--cond-drop", type=float, default=0.1, help="condition dropout (HART's cond_drop_rate)")
     ap.add_argument("--diff-mul", type=int, default=4, help="noise draws per token (HART's diffusion_batch_mul)")
@@ -128,7 +130,10 @@ def parse_args(argv=None):
                     help="cpu, cuda or auto (the GPU when torch sees one); checkpoints load on either")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if not 0.0 <= args.lr_floor <= 1.0:
+        ap.error(f"--lr-floor {args.lr_floor}: expected a share of --lr between 0 and 1")
+    return args
 
 
 # ----------------------------------------------------------------------------------------
@@ -629,7 +634,7 @@ def main(argv=None):
     model.transformer.train()
     model.text_encoder.train()
     while clock.elapsed() < total_s and not (args.max_steps and step >= args.max_steps):
-        set_lr(optimizer, cosine_lr(args.lr, clock.elapsed() / total_s, warmup=args.warmup))
+        set_lr(optimizer, cosine_lr(args.lr, clock.elapsed() / total_s, warmup=args.warmup, floor=args.lr_floor))
         rows = data_rng.choice(data.n, size=args.batch, replace=False, p=form_p)
         out = losses(model, data.batch(rows), args, rope, generator)
         optimizer.zero_grad(set_to_none=True)

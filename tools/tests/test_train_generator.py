@@ -14,6 +14,7 @@ import train_generator as tg
 from encode_dataset import encode_images
 from hart.config import get_config
 from hart.model import HartModel
+from hart.train_utils import cosine_lr
 from hart.vae import HybridTokenizer, load_tokenizer, tokenizer_blob
 from shapes.dataset import build_cache
 
@@ -170,6 +171,17 @@ class ObjectsAndForms(unittest.TestCase):
         for bad in ("relations=2", "count", "count=-1"):
             with contextlib.redirect_stderr(io.StringIO()), self.assertRaises(SystemExit):
                 tg.parse_args(["--form-weights", bad])
+
+    def test_lr_floor_is_a_share_of_the_rate(self):
+        # The cosine starts at the full rate after warm-up and ends at floor·rate.
+        self.assertAlmostEqual(cosine_lr(1e-3, 0.05, warmup=0.05, floor=0.005), 1e-3)
+        self.assertAlmostEqual(cosine_lr(1e-3, 1.0, warmup=0.05, floor=0.005), 5e-6)
+        self.assertAlmostEqual(cosine_lr(1e-3, 1.0, warmup=0.05), 1e-4)
+        self.assertEqual(tg.parse_args([]).lr_floor, 0.1)
+        self.assertEqual(tg.parse_args(["--lr-floor", "0.005"]).lr_floor, 0.005)
+        for bad in ("-0.1", "1.5"):
+            with contextlib.redirect_stderr(io.StringIO()), self.assertRaises(SystemExit):
+                tg.parse_args(["--lr-floor", bad])
 
     def test_sampling_weights_scale_each_forms_share(self):
         c = get_config("tiny")
