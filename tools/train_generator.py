@@ -53,6 +53,7 @@ from hart.rope import apply_rope  # noqa: E402
 from hart.saved import load_saved  # noqa: E402
 from hart.transformer import Block, RMSNorm  # noqa: E402
 from hart.vae import HybridTokenizer, tokenizer_blob, tokenizer_configs  # noqa: E402
+from self_correction import self_correct  # noqa: E402
 
 
 def form_weights(text: str) -> dict:
@@ -118,6 +119,9 @@ def parse_args(argv=None):
                          "the background's texture is random, the objects are what the caption names")
     ap.add_argument("--form-weights", type=form_weights, default={},
                     help="sampling weight of caption forms, e.g. relation=2,count=2 (others 1)")
+    ap.add_argument("--self-correct", type=float, default=0.0,
+                    help="most share of tokens of scales 0..K-2 replaced by wrong ones, with the later "
+                         "scales' targets repairing them (self_correction.py; 0: plain teacher forcing)")
     ap.add_argument("--last-keep", type=int, default=64,
                     help="last-scale tokens kept in the training sequence (0: all; fewer is faster)")
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
@@ -131,6 +135,8 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
     args = ap.parse_args(argv)
+    if not 0.0 <= args.self_correct < 1.0:
+        ap.error(f"--self-correct {args.self_correct}: expected a share of tokens in [0, 1)")
     if not 0.0 <= args.lr_floor <= 1.0:
         ap.error(f"--lr-floor {args.lr_floor}: expected a share of --lr between 0 and 1")
     return args
@@ -441,12 +447,16 @@ def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torc
     """Cross-entropy over all scales' tokens and the residual diffusion loss for one batch."""
     config, tr = model.config, model.transformer
     quantizer = model.tokenizer.quantize
-    indices = batch["indices"]
+    indices, residual = batch["indices"], batch["residual"]
     b, device = indices.shape[0], indices.device
     side2, cv = config.latent_side ** 2, config.latent_channels
     n_valid = np.asarray(batch["n_valid"]).copy()
     keep_fp32_residual_stream(model)
-    inputs = teacher_inputs(quantizer, indices)
+    shown = indices
+    if train and args.self_correct > 0:
+        # Inputs built with some wrong tokens; targets are the tokens that repair them.
+        shown, indices, residual = self_correct(quantizer, indices, residual, args.self_correct, generator)
+    inputs = teacher_inputs(quantizer, shown)
     last_order = None
     if train and 0 < args.last_keep < side2:
         # MAR-style: a random subset of the last scale's tokens (only the last scale can be
@@ -462,7 +472,6 @@ def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torc
             n_valid[drop.numpy()] = 1
         logits, hidden_last = training_forward(tr, text, n_valid.tolist(), inputs, rope, last_order)
         last_idx = indices[:, -side2:]
-        residual = batch["residual"]
         if last_order is not None:
             last_idx = last_idx.gather(1, last_order)
             residual = residual.gather(1, last_order[:, :, None].expand(-1, -1, cv))
@@ -601,8 +610,8 @@ def main(argv=None):
                   f"device {device}")
     else:
         log.write(f"resume at step {step}, {clock.elapsed() / 60:.1f} min trained, budget {args.minutes} min, "
-                  f"lr {args.lr}, object weight {args.object_weight}, form weights {args.form_weights or 'none'}, "
-                  f"device {device}")
+                  f"lr {args.lr} (floor {args.lr_floor}), object weight {args.object_weight}, "
+                  f"form weights {args.form_weights or 'none'}, self-correct {args.self_correct}, device {device}")
 
     def save_state():
         save_checkpoint(ckpt_path, {

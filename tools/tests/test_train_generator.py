@@ -212,7 +212,8 @@ class DevicePlacement(unittest.TestCase):
                    "residual": rng.standard_normal((6, c.latent_side ** 2, c.latent_channels)).astype(np.float16),
                    "captions": ["a red circle on a blue background", "two green squares on a white background"] * 3}
         data = tg.EncodedData(c, encoded, meta)
-        args = tg.parse_args(["--fp32", "--last-keep", "4", "--diff-tokens", "4", "--cond-drop", "0.5"])
+        args = tg.parse_args(["--fp32", "--last-keep", "4", "--diff-tokens", "4", "--cond-drop", "0.5",
+                              "--self-correct", "0.3"])
         rope = tg.RopeCache(model.transformer)
         out = tg.losses(model, data.batch(np.arange(4)), args, rope, torch.Generator().manual_seed(0))
         out["loss"].backward()
