@@ -606,8 +606,8 @@ def main(argv=None):
                   f"diffusion head {sum(p.numel() for p in model.transformer.diffloss.parameters()) / 1e6:.2f}M, "
                   f"text encoder {sum(p.numel() for p in model.text_encoder.parameters()) / 1e6:.2f}M); "
                   f"width {config.width} depth {config.depth} heads {config.heads}, {data.n} images, "
-                  f"{tokens_per_image} tokens/image, batch {args.batch}, lr {args.lr}, minutes {args.minutes}, "
-                  f"device {device}")
+                  f"{tokens_per_image} tokens/image, batch {args.batch}, lr {args.lr} (floor {args.lr_floor}), "
+                  f"minutes {args.minutes}, self-correct {args.self_correct}, device {device}")
     else:
         log.write(f"resume at step {step}, {clock.elapsed() / 60:.1f} min trained, budget {args.minutes} min, "
                   f"lr {args.lr} (floor {args.lr_floor}), object weight {args.object_weight}, "
