@@ -27,21 +27,8 @@ def latent_from_cache(quantizer, indices: torch.Tensor, residual: torch.Tensor) 
     """The encoder's latent f [B, Cv, h, h] from cached token maps [B, Σ pn²] and the
     last-scale residual [B, h², Cv] (f = discrete f_hat + residual, HART's hybrid split)."""
     side = quantizer.patch_nums[-1]
-    f_hat = quantizer.indices_to_fhat(split_scales(quantizer, indices))
+    f_hat = quantizer.indices_to_fhat(quantizer.token_maps(indices))
     return f_hat + residual.transpose(1, 2).reshape(residual.shape[0], -1, side, side)
-
-
-def split_scales(quantizer, indices: torch.Tensor):
-    """[B, Σ pn²] → per-scale maps [B, pn, pn]."""
-    maps, start = [], 0
-    for pn in quantizer.patch_nums:
-        maps.append(indices[:, start:start + pn * pn].reshape(-1, pn, pn))
-        start += pn * pn
-    return maps
-
-
-def _distances(queries: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    return queries.square().sum(1, keepdim=True) + codebook.square().sum(1) - 2.0 * queries @ codebook.t()
 
 
 @torch.no_grad()
@@ -55,32 +42,26 @@ def self_correct(quantizer, indices: torch.Tensor, residual: torch.Tensor, max_r
     replaced (nothing reads it), and the residual is what the last scale leaves of f. With
     max_rate 0 the targets are the cached tokens again (up to float16 rounding of the residual).
     """
-    q = quantizer
-    f = latent_from_cache(q, indices.to(torch.int64), residual.float())
-    batch, channels = f.shape[:2]
-    codebook = q.embedding.weight.detach().float()
-    vocab, last = codebook.shape[0], q.num_scales - 1
-    rate = (torch.rand(batch, generator=generator) * max_rate).to(f.device)
-    rest, f_hat = f.clone(), torch.zeros_like(f)
-    used, targets = [], []
-    for k, pn in enumerate(q.patch_nums):
-        queries = q.downsample(rest, k).permute(0, 2, 3, 1).reshape(-1, channels)
-        dist = _distances(queries, codebook)
-        right = dist.argmin(1)
+    f = latent_from_cache(quantizer, indices.to(torch.int64), residual.float())
+    batch, device = f.shape[0], f.device
+    last = quantizer.num_scales - 1
+    rate = (torch.rand(batch, generator=generator) * max_rate).to(device)
+    draw = lambda t: t.to(device)   # drawn on the CPU generator, used where f lives
+    used = []
+
+    def replace(k: int, dist: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
         take = right
         if k < last and max_rate > 0:
-            n = right.shape[0]
-            draw = lambda t: t.to(f.device)   # drawn on the CPU generator, used where f lives
-            swap = draw(torch.rand(n, generator=generator)) < rate[:, None].expand(batch, pn * pn).reshape(-1)
+            n, vocab = dist.shape
+            swap = draw(torch.rand(n, generator=generator)) < rate[:, None].expand(batch, n // batch).reshape(-1)
             near_rank = draw(torch.randint(1, NEAR_CODES + 1, (n,), generator=generator))
             near = dist.topk(NEAR_CODES + 1, dim=1, largest=False).indices.gather(1, near_rank[:, None])[:, 0]
             far = draw(torch.randint(0, vocab, (n,), generator=generator))
             wrong = torch.where(draw(torch.rand(n, generator=generator)) < FAR_SHARE, far, near)
             take = torch.where(swap, wrong, right)
-        contribution = q.scale_contribution(q.lookup(take.view(batch, pn, pn)), k)
-        f_hat = f_hat + contribution
-        rest = rest - contribution
         used.append(take.view(batch, -1))
-        targets.append(right.view(batch, -1))
-    new_residual = (f - f_hat).flatten(2).transpose(1, 2)
-    return torch.cat(used, 1), torch.cat(targets, 1), new_residual
+        return take
+
+    targets, _, new_residual = quantizer.encode_indices(f, replace=replace)
+    return (torch.cat(used, 1), torch.cat([t.flatten(1) for t in targets], 1),
+            new_residual.flatten(2).transpose(1, 2))

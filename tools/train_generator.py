@@ -298,13 +298,10 @@ def teacher_inputs(quantizer, indices: torch.Tensor) -> torch.Tensor:
 
     The same φ/resampling path the sampler's scaleUpdate graph runs, fed with ground-truth tokens.
     """
-    patch_nums = quantizer.patch_nums
-    batch, side = indices.shape[0], patch_nums[-1]
-    f_hat = torch.zeros(batch, quantizer.config.channels, side, side, device=indices.device)
-    parts, start = [], 0
-    for k, pn in enumerate(patch_nums[:-1]):
-        idx = indices[:, start:start + pn * pn].reshape(batch, pn, pn)
-        start += pn * pn
+    side = quantizer.patch_nums[-1]
+    f_hat = torch.zeros(indices.shape[0], quantizer.config.channels, side, side, device=indices.device)
+    parts = []
+    for k, idx in enumerate(quantizer.token_maps(indices)[:-1]):
         f_hat = quantizer.add_scale(f_hat, quantizer.lookup(idx), k)
         parts.append(quantizer.next_input(f_hat, k + 1))
     return torch.cat(parts, dim=1)

@@ -48,10 +48,9 @@ class _PhiList(nn.Module):
         self.qresi_ls = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(count))
 
 
-def _nearest_code(vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """Index of the nearest codeword (Euclidean) for each row of vectors [N, Cv]."""
-    dist = vectors.square().sum(1, keepdim=True) + codebook.square().sum(1) - 2.0 * vectors @ codebook.t()
-    return dist.argmin(1)
+def code_distances(vectors: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distance [N, V] from each row of vectors [N, Cv] to every codeword."""
+    return vectors.square().sum(1, keepdim=True) + codebook.square().sum(1) - 2.0 * vectors @ codebook.t()
 
 
 class MultiScaleQuantizer(nn.Module):
@@ -101,6 +100,14 @@ class MultiScaleQuantizer(nn.Module):
         down = self.downsample(f_hat, k_next)
         return down.flatten(2).transpose(1, 2)
 
+    def token_maps(self, indices: torch.Tensor) -> List[torch.Tensor]:
+        """Flat token sequences [B, Σ pn²] (scale after scale, row-major) → maps [B, pn, pn]."""
+        maps, start = [], 0
+        for pn in self.patch_nums:
+            maps.append(indices[:, start:start + pn * pn].reshape(-1, pn, pn))
+            start += pn * pn
+        return maps
+
     def indices_to_fhat(self, idx_list: List[torch.Tensor]) -> torch.Tensor:
         first = idx_list[0]
         side = self.patch_nums[-1]
@@ -111,13 +118,16 @@ class MultiScaleQuantizer(nn.Module):
 
     # ----- encoding -----
 
-    def _residual_quantize(self, f: torch.Tensor, queries: list = None):
+    def _residual_quantize(self, f: torch.Tensor, queries: list = None, replace=None):
         """Residual multi-scale VQ of f; returns (indices, f_hat, per-scale f_hat list).
 
         The nearest-code search runs on detached values; f_hat keeps the gradient path to the
         codebook and the φ convs (through lookup, Up and φ), which the VQ loss trains.
         If `queries` is a list, the vectors that were matched against the codebook at every
         scale are appended to it (the trainer re-seeds dead codes from them).
+        `replace(k, distances [N, V], nearest [N])`, if given, returns the tokens [N] that scale
+        k adds to f_hat instead of the nearest codes; the later scales quantize what those leave
+        of f, and the returned indices stay the nearest codes (self_correction.py).
         """
         f_rest = f.detach().clone()
         f_hat = torch.zeros_like(f_rest)
@@ -127,8 +137,11 @@ class MultiScaleQuantizer(nn.Module):
             rest_small = self.downsample(f_rest, k).permute(0, 2, 3, 1).reshape(-1, f.shape[1])
             if queries is not None:
                 queries.append(rest_small)
-            idx = _nearest_code(rest_small, codebook).view(f.shape[0], pn, pn)
-            h = self.scale_contribution(self.lookup(idx), k)
+            dist = code_distances(rest_small, codebook)
+            nearest = dist.argmin(1)
+            taken = nearest if replace is None else replace(k, dist, nearest)
+            idx = nearest.view(f.shape[0], pn, pn)
+            h = self.scale_contribution(self.lookup(taken.view(f.shape[0], pn, pn)), k)
             f_hat = f_hat + h
             f_rest = f_rest - h.detach()
             idx_list.append(idx)
@@ -136,10 +149,11 @@ class MultiScaleQuantizer(nn.Module):
         return idx_list, f_hat, partial
 
     @torch.no_grad()
-    def encode_indices(self, f: torch.Tensor) -> Tuple[List[torch.Tensor], torch.Tensor, torch.Tensor]:
-        """HART's hybrid split: (token maps [B, pn, pn], discrete f_hat, residual = f - f_hat)."""
+    def encode_indices(self, f: torch.Tensor, replace=None) -> Tuple[List[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """HART's hybrid split: (token maps [B, pn, pn], discrete f_hat, residual = f - f_hat).
+        `replace`: see _residual_quantize (f_hat and the residual follow the replaced tokens)."""
         f = f.float()
-        idx_list, f_hat, _ = self._residual_quantize(f)
+        idx_list, f_hat, _ = self._residual_quantize(f, replace=replace)
         return idx_list, f_hat, f - f_hat
 
     def forward(self, f: torch.Tensor, queries: list = None):
