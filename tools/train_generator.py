@@ -11,6 +11,9 @@ are computed once (tools/encode_dataset.py → <out>/encoded.npz). Then, teacher
     z = decoder_norm(hidden_last + word_embed(E[idx_last])), target = the residual (÷0.6 inside
     DiffLoss.loss), --diff-mul noise draws per token.
     Simplification: idx_last is the ground-truth token; HART uses the model's own sample.
+  - optional, not HART's: self-correcting inputs (--self-correct, self_correction.py) and a
+    margin between each relation image's likelihood under its caption and under a binding
+    negative (--binding-weight, binding_negatives.py).
 bf16 autocast (AMX), fp32 norms and residual stream, AdamW with warm-up + cosine over the
 wall-clock budget, EMA of the weights (the exported model is the EMA).
 
@@ -26,6 +29,7 @@ import math
 import os
 import sys
 import time
+from typing import List, Tuple
 
 import numpy as np
 
@@ -54,6 +58,7 @@ from hart.saved import load_saved  # noqa: E402
 from hart.transformer import Block, RMSNorm  # noqa: E402
 from hart.vae import HybridTokenizer, tokenizer_blob, tokenizer_configs  # noqa: E402
 from self_correction import self_correct  # noqa: E402
+from binding_negatives import margin_loss, negative_caption  # noqa: E402
 
 
 def form_weights(text: str) -> dict:
@@ -122,6 +127,11 @@ def parse_args(argv=None):
     ap.add_argument("--self-correct", type=float, default=0.0,
                     help="most share of tokens of scales 0..K-2 replaced by wrong ones, with the later "
                          "scales' targets repairing them (self_correction.py; 0: plain teacher forcing)")
+    ap.add_argument("--binding-weight", type=float, default=0.0,
+                    help="weight of the binding margin: each relation image's tokens must be --binding-margin "
+                         "nats per token less likely under its relation flipped or its colours swapped "
+                         "(binding_negatives.py; 0: off)")
+    ap.add_argument("--binding-margin", type=float, default=0.5)
     ap.add_argument("--last-keep", type=int, default=64,
                     help="last-scale tokens kept in the training sequence (0: all; fewer is faster)")
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
@@ -139,6 +149,8 @@ def parse_args(argv=None):
         ap.error(f"--self-correct {args.self_correct}: expected a share of tokens in [0, 1)")
     if not 0.0 <= args.lr_floor <= 1.0:
         ap.error(f"--lr-floor {args.lr_floor}: expected a share of --lr between 0 and 1")
+    if args.binding_weight < 0 or args.binding_margin < 0:
+        ap.error("--binding-weight and --binding-margin cannot be negative")
     return args
 
 
@@ -263,7 +275,7 @@ class EncodedData:
         residual = torch.from_numpy(self.residual[rows.numpy()].astype(np.float32))
         out = {"indices": self.indices[rows].to(self.device), "residual": residual.to(self.device),
                "ids": self.ids[rows].to(self.device), "mask": self.mask[rows].to(self.device),
-               "n_valid": self.n_valid[rows.numpy()]}
+               "n_valid": self.n_valid[rows.numpy()], "captions": [self.captions[r] for r in rows.tolist()]}
         if self.objects is not None:
             out["objects"] = self.objects[rows].to(self.device)
         return out
@@ -289,7 +301,7 @@ def held_out_data(config: HartConfig, tokenizer: HybridTokenizer, n: int) -> dic
     objects = torch.from_numpy(object_tokens(images, config.patch_nums))
     return {"indices": indices, "residual": residual, "ids": torch.from_numpy(ids.astype(np.int64)).to(indices.device),
             "mask": torch.from_numpy(mask.astype(np.int64)).to(indices.device), "n_valid": np.array(n_valid),
-            "objects": objects.to(indices.device)}
+            "objects": objects.to(indices.device), "captions": [e[1] for e in examples]}
 
 
 @torch.no_grad()
@@ -439,9 +451,40 @@ def coarse_token_count(config: HartConfig, last_scale: int = 6) -> int:
     return sum(pn * pn for pn in config.patch_nums[:last_scale])
 
 
+def negative_rows(batch: dict, dropped, generator: torch.Generator) -> Tuple[List[int], List[str]]:
+    """The rows that get a binding negative (relation captions whose condition was kept) and their
+    negative captions, each a flipped relation or swapped colours at random."""
+    rows, negatives = [], []
+    for i, caption in enumerate(batch.get("captions", [])):
+        if dropped is not None and bool(dropped[i]):
+            continue
+        negative = negative_caption(caption, int(torch.randint(2, (1,), generator=generator)))
+        if negative is not None:
+            rows.append(i)
+            negatives.append(negative)
+    return rows, negatives
+
+
+def negative_ce(model: HartModel, negatives: List[str], rows: torch.Tensor, inputs: torch.Tensor,
+                targets: torch.Tensor, rope: RopeCache, last_order=None) -> torch.Tensor:
+    """Per-token cross-entropy [len(rows), T] of those rows' targets, with the same (possibly
+    self-corrected) inputs, under the negative captions."""
+    config = model.config
+    device = inputs.device
+    ids, mask, n_valid = encode_prompts(config, negatives)
+    text = model.text_encoder(torch.from_numpy(ids.astype(np.int64)).to(device),
+                              torch.from_numpy(mask.astype(np.int64)).to(device))
+    text = text[:, len(config.text_encoder.prefix_ids):]
+    logits, _ = training_forward(model.transformer, text, n_valid, inputs[rows], rope,
+                                 None if last_order is None else last_order[rows])
+    return F.cross_entropy(logits.float().reshape(-1, config.vocab_size), targets[rows].reshape(-1),
+                           reduction="none").reshape(len(negatives), -1)
+
+
 def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torch.Generator = None,
            train: bool = True) -> dict:
-    """Cross-entropy over all scales' tokens and the residual diffusion loss for one batch."""
+    """Cross-entropy over all scales' tokens and the residual diffusion loss for one batch (and,
+    with --binding-weight, the binding margin of its relation images; held out too, as `gap`)."""
     config, tr = model.config, model.transformer
     quantizer = model.tokenizer.quantize
     indices, residual = batch["indices"], batch["residual"]
@@ -461,6 +504,7 @@ def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torc
         last_order = torch.rand(b, side2, generator=generator).argsort(dim=1)[:, :args.last_keep].to(device)
     with autocast_bf16(not args.fp32, device.type):
         text = model.text_encoder(batch["ids"], batch["mask"])[:, len(config.text_encoder.prefix_ids):]
+        drop = None
         if train and args.cond_drop > 0:
             drop = torch.rand(b, generator=generator) < args.cond_drop
             # HART's null condition is all-zero text; its rows get the unconditional RoPE
@@ -475,6 +519,12 @@ def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torc
         targets = torch.cat([indices[:, :-side2], last_idx], dim=1)
         ce_all = F.cross_entropy(logits.float().reshape(-1, config.vocab_size), targets.reshape(-1),
                                  reduction="none").reshape(b, -1)
+        ce_negative = None
+        if args.binding_weight > 0:
+            rows, negatives = negative_rows(batch, drop, generator)
+            if rows:
+                rows = torch.tensor(rows, device=device)
+                ce_negative = negative_ce(model, negatives, rows, inputs, targets, rope, last_order)
 
         present = last_idx.shape[1]
         keep = min(args.diff_tokens, present) if args.diff_tokens > 0 else present
@@ -498,6 +548,10 @@ def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torc
             weights = weights * (1.0 + (args.object_weight - 1.0) * on_object)
             weights = weights / weights.sum(1, keepdim=True)   # each image's loss keeps its size
     out["loss"] = (ce_all * weights).sum(1).mean() + args.diff_weight * diff
+    if ce_negative is not None:
+        # Gap per token weighted as the image's own loss (object tokens first).
+        hinge, out["gap"] = margin_loss(ce_all[rows], ce_negative, weights.expand(b, -1)[rows], args.binding_margin)
+        out["loss"] = out["loss"] + args.binding_weight * hinge
     return out
 
 
@@ -608,7 +662,8 @@ def main(argv=None):
     else:
         log.write(f"resume at step {step}, {clock.elapsed() / 60:.1f} min trained, budget {args.minutes} min, "
                   f"lr {args.lr} (floor {args.lr_floor}), object weight {args.object_weight}, "
-                  f"form weights {args.form_weights or 'none'}, self-correct {args.self_correct}, device {device}")
+                  f"form weights {args.form_weights or 'none'}, self-correct {args.self_correct}, "
+                  f"binding weight {args.binding_weight} margin {args.binding_margin}, device {device}")
 
     def save_state():
         save_checkpoint(ckpt_path, {
@@ -623,18 +678,22 @@ def main(argv=None):
         return {k: float(v) for k, v in losses(averaged, held, args, rope, torch.Generator().manual_seed(0),
                                                False).items()}
 
-    window = {"ce": 0.0, "ce_coarse": 0.0, "ce_last": 0.0, "diff": 0.0, "n": 0, "t": time.time()}
+    window = {"ce": 0.0, "ce_coarse": 0.0, "ce_last": 0.0, "diff": 0.0, "n": 0, "gap": 0.0, "gaps": 0, "t": time.time()}
 
     def report(tag="progress"):
         n = max(window["n"], 1)
         seconds = max(time.time() - window["t"], 1e-6)
         val = validate()
+        # The binding margin's gap (nats per token), where the window's batches and the held-out
+        # batch had relation images.
+        gap = f" gap {window['gap'] / window['gaps']:.4f}" if window["gaps"] else ""
+        val_gap = f" gap {val['gap']:.4f}" if "gap" in val else ""
         log.write(f"{tag} step {step} elapsed {clock.elapsed() / 60:.1f} min lr {optimizer.param_groups[0]['lr']:.2e} "
                   f"ce {window['ce'] / n:.4f} ce_coarse {window['ce_coarse'] / n:.4f} ce_last {window['ce_last'] / n:.4f} "
-                  f"diff {window['diff'] / n:.4f} | held-out (EMA) ce {val['ce']:.4f} ce_coarse {val['ce_coarse']:.4f} "
-                  f"ce_object {val['ce_object']:.4f} diff {val['diff']:.4f} | {window['n'] * args.batch / seconds:.2f} img/s "
+                  f"diff {window['diff'] / n:.4f}{gap} | held-out (EMA) ce {val['ce']:.4f} ce_coarse {val['ce_coarse']:.4f} "
+                  f"ce_object {val['ce_object']:.4f} diff {val['diff']:.4f}{val_gap} | {window['n'] * args.batch / seconds:.2f} img/s "
                   f"{window['n'] * args.batch * tokens_per_image / seconds:.0f} tok/s")
-        window.update(ce=0.0, ce_coarse=0.0, ce_last=0.0, diff=0.0, n=0, t=time.time())
+        window.update(ce=0.0, ce_coarse=0.0, ce_last=0.0, diff=0.0, n=0, gap=0.0, gaps=0, t=time.time())
 
     last_log = last_ckpt = time.time()
     model.transformer.train()
@@ -652,6 +711,9 @@ def main(argv=None):
         for key in ("ce", "ce_coarse", "ce_last", "diff"):
             window[key] += float(out[key])
         window["n"] += 1
+        if "gap" in out:
+            window["gap"] += float(out["gap"])
+            window["gaps"] += 1
 
         now = time.time()
         if now - last_log >= args.log_seconds or step == 5:

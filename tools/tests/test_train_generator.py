@@ -210,10 +210,11 @@ class DevicePlacement(unittest.TestCase):
         rng = np.random.default_rng(0)
         encoded = {"indices": rng.integers(0, c.vocab_size, (6, sum(pn * pn for pn in c.patch_nums))).astype(np.int16),
                    "residual": rng.standard_normal((6, c.latent_side ** 2, c.latent_channels)).astype(np.float16),
-                   "captions": ["a red circle on a blue background", "two green squares on a white background"] * 3}
+                   "captions": ["a red circle on a blue background", "two green squares on a white background",
+                                "a red circle left of a blue square on a white background"] * 2}
         data = tg.EncodedData(c, encoded, meta)
         args = tg.parse_args(["--fp32", "--last-keep", "4", "--diff-tokens", "4", "--cond-drop", "0.5",
-                              "--self-correct", "0.3"])
+                              "--self-correct", "0.3", "--binding-weight", "1"])
         rope = tg.RopeCache(model.transformer)
         out = tg.losses(model, data.batch(np.arange(4)), args, rope, torch.Generator().manual_seed(0))
         out["loss"].backward()

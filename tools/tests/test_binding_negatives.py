@@ -1,0 +1,92 @@
+"""Binding negatives: captions that use the same words but do not describe the image, and the
+margin that asks the generator to tell them apart."""
+import unittest
+
+import numpy as np
+import torch
+
+import train_generator as tg
+from binding_negatives import margin_loss, negative_caption
+from hart.config import get_config
+from hart.model import HartModel
+from shapes.captions import parse_caption
+
+RELATION = "a small red circle left of a blue square on a white background"
+
+
+class NegativeCaptions(unittest.TestCase):
+    def test_a_flip_changes_only_the_relation_and_a_swap_only_the_colours(self):
+        scene = parse_caption(RELATION)
+        flipped = parse_caption(negative_caption(RELATION, 0))
+        self.assertEqual(flipped.relation, "right of")
+        self.assertEqual(flipped.objects, scene.objects)
+        swapped = parse_caption(negative_caption(RELATION, 1))
+        self.assertEqual(swapped.relation, scene.relation)
+        self.assertEqual([(o.color, o.shape, o.size) for o in swapped.objects],
+                         [("blue", "circle", "small"), ("red", "square", None)])
+        self.assertEqual(swapped.background, scene.background)
+        for relation, opposite in (("above", "below"), ("below", "above"), ("right of", "left of")):
+            caption = RELATION.replace("left of", relation)
+            self.assertEqual(parse_caption(negative_caption(caption, 2)).relation, opposite)
+
+    def test_captions_without_a_relation_have_none(self):
+        for caption in ("a red circle on a blue background", "two green squares on a white background",
+                        "a green triangle in the top left on a white background",
+                        "a small yellow square on a black background"):
+            self.assertIsNone(negative_caption(caption, 0))
+            self.assertIsNone(negative_caption(caption, 1))
+
+
+class Margin(unittest.TestCase):
+    def test_the_hinge_is_zero_past_the_margin_and_pushes_the_negative_up_before(self):
+        ce_true = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+        ce_negative = torch.tensor([[2.0, 2.0, 2.0], [1.1, 1.1, 1.1]], requires_grad=True)
+        weights = torch.tensor([[0.5, 0.5, 0.0]])            # [1, T] broadcasts over the images
+        loss, gap = margin_loss(ce_true, ce_negative, weights, 0.5)
+        self.assertAlmostEqual(float(gap), (1.0 + 0.1) / 2, places=5)
+        self.assertAlmostEqual(float(loss), (0.0 + 0.4) / 2, places=5)   # only the second image
+        loss.backward()
+        grad = ce_negative.grad
+        self.assertTrue(torch.all(grad[0] == 0))
+        self.assertTrue(torch.all(grad[1, :2] < 0))        # descent raises the negative's CE
+        self.assertEqual(float(grad[1, 2]), 0.0)            # a token of weight 0 does not count
+
+    def test_losses_add_the_weighted_margin_of_the_relation_rows_only(self):
+        c = get_config("tiny")
+        model = HartModel.random(c, 0)
+        rng = np.random.default_rng(0)
+        tokens = sum(pn * pn for pn in c.patch_nums)
+        captions = ["a red circle on a blue background", RELATION, "two green squares on a white background",
+                    "a purple triangle above a yellow circle on a black background"]
+        encoded = {"indices": rng.integers(0, c.vocab_size, (4, tokens)).astype(np.int16),
+                   "residual": rng.standard_normal((4, c.latent_side ** 2, c.latent_channels)).astype(np.float16),
+                   "captions": captions}
+        batch = tg.EncodedData(c, encoded).batch(np.arange(4))
+
+        def run(*extra):
+            args = tg.parse_args(["--fp32", "--last-keep", "0", "--diff-weight", "0"] + list(extra))
+            with torch.no_grad():
+                return tg.losses(model, batch, args, tg.RopeCache(model.transformer),
+                                 torch.Generator().manual_seed(0), train=False)
+
+        plain = run()
+        self.assertNotIn("gap", plain)
+        on = run("--binding-weight", "2", "--binding-margin", "100")
+        # A margin no gap reaches: the hinge is margin − gap, so loss = plain + 2·(100 − gap).
+        self.assertAlmostEqual(float(on["loss"]), float(plain["loss"]) + 2 * (100 - float(on["gap"])), places=3)
+        self.assertAlmostEqual(float(on["ce"]), float(plain["ce"]), places=6)
+        self.assertGreater(abs(float(on["gap"])), 0.0)
+        # Margin 0: only a negative gap costs anything; the gap itself does not depend on the margin.
+        off = run("--binding-weight", "2", "--binding-margin", "0")
+        self.assertAlmostEqual(float(off["gap"]), float(on["gap"]), places=6)
+        self.assertAlmostEqual(float(off["loss"]) - float(plain["loss"]), 2 * max(0.0, -float(off["gap"])), places=4)
+
+    def test_a_negative_margin_or_weight_is_refused(self):
+        import contextlib, io
+        for bad in (["--binding-weight", "-1"], ["--binding-margin", "-0.1"]):
+            with contextlib.redirect_stderr(io.StringIO()), self.assertRaises(SystemExit):
+                tg.parse_args(bad)
+
+
+if __name__ == "__main__":
+    unittest.main()
