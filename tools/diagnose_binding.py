@@ -25,6 +25,13 @@ relation images (two colours), teacher-forced, per block and scale, the attentio
 image tokens over one object give to that object's colour word ("own") and to the other
 object's colour word ("other"), and the share of their attention on all colour words and on
 the padding slots of the text.
+
+With --negatives N it measures whether the model knows the binding at all, apart from
+sampling: on N held-out relation images (two colours), teacher-forced, how much less likely the
+image's object tokens are under a caption of the same words that does not describe it (the
+relation flipped; the two colours swapped; binding_negatives.py) than under its own caption,
+in nats per object token, on the coarse scales (up to 6×6) and the finer ones, and the share of
+images where the negative is the less likely. A model that ignores the relation word scores 0.
 """
 import os
 import sys
@@ -46,6 +53,8 @@ from shapes.captions import FORMS, Scene, parse_caption  # noqa: E402
 from shapes.checker import COLOR_NAMES, check_objects, find_objects, match_objects, relation_holds, segment  # noqa: E402
 from shapes.dataset import held_out_captions, held_out_example  # noqa: E402
 from train_generator import RopeCache, teacher_inputs, training_forward  # noqa: E402
+from binding_negatives import negative_caption  # noqa: E402
+from encode_dataset import object_tokens  # noqa: E402
 
 STAGES = ("fewer objects", "more objects", "colours", "roles swapped", "layout", "sizes", "shapes", "right")
 
@@ -155,6 +164,48 @@ def format_attention(table: List[List[Dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+@torch.no_grad()
+def negative_gaps(model, examples: List[tuple], coarse_scales: int = 6) -> Dict[str, Dict[str, float]]:
+    """Per negative kind ('flipped relation', 'swapped colours') and token range ('coarse',
+    'fine', 'all'): the mean over images of (CE under the negative − CE under the caption),
+    averaged over each image's object tokens, and the share of images where it is > 0."""
+    c = model.config
+    images = np.stack([e[0] for e in examples])
+    tokens = encode_images(model.tokenizer, images)[0]
+    inputs = teacher_inputs(model.tokenizer.quantize, tokens)
+    on_object = torch.from_numpy(object_tokens(images, c.patch_nums)).float()
+    rope = RopeCache(model.transformer)
+
+    def token_ce(captions):
+        ids, mask, n_valid = encode_prompts(c, captions)
+        text = model.text_encoder(torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(mask.astype(np.int64)))
+        logits, _ = training_forward(model.transformer, text[:, len(c.text_encoder.prefix_ids):], n_valid, inputs, rope)
+        return torch.nn.functional.cross_entropy(logits.float().reshape(-1, c.vocab_size), tokens.reshape(-1),
+                                                 reduction="none").reshape(len(captions), -1)
+
+    split = sum(pn * pn for pn in c.patch_nums[:coarse_scales])
+    ranges = {"coarse": slice(0, split), "fine": slice(split, None), "all": slice(0, None)}
+    true = token_ce([e[1] for e in examples])
+    table = {}
+    for kind, choice in (("flipped relation", 0), ("swapped colours", 1)):
+        gap = token_ce([negative_caption(e[1], choice) for e in examples]) - true
+        table[kind] = {}
+        for name, cut in ranges.items():
+            w = on_object[:, cut]
+            per_image = (gap[:, cut] * w).sum(1) / w.sum(1).clamp(min=1.0)
+            table[kind][name] = float(per_image.mean())
+            table[kind][name + " share"] = float((per_image > 0).float().mean())
+    return table
+
+
+def format_gaps(table: Dict[str, Dict[str, float]]) -> str:
+    lines = ["| negative | coarse (≤ 6×6) | finer | all scales |", "|---|---|---|---|"]
+    for kind, row in table.items():
+        lines.append(f"| {kind} | " + " | ".join(f"{row[r]:+.3f} ({row[r + ' share']:.2f})"
+                                                for r in ("coarse", "fine", "all")) + " |")
+    return "\n".join(lines)
+
+
 def generated(model, captions: List[str], seed: int, batch: int) -> List[np.ndarray]:
     """The images evaluate.py scores for these captions (same sampler settings and seeds)."""
     run = model_generator(model, True, seed)
@@ -170,6 +221,8 @@ def main(argv=None):
                     help="held-out captions (evaluate.py's, balanced by form; 0: no cascade table)")
     ap.add_argument("--seed", type=int, default=0, help="caption and sampling seed (evaluate.py's default)")
     ap.add_argument("--attention", type=int, default=0, help="also the attention table on this many relation images")
+    ap.add_argument("--negatives", type=int, default=0,
+                    help="also the binding-negative gaps on this many relation images")
     a, model = parse_diagnosis(ap, argv)
     if a.captions:
         captions = held_out_captions(a.captions, a.seed)
@@ -181,6 +234,12 @@ def main(argv=None):
         print(f"\n{a.model}: attention to the colour words, {a.attention} held-out relation images "
               f"(seed {a.seed + 7}), teacher-forced; own word / other object's word · all colour words / padding")
         print(format_attention(attention_table(model, examples)))
+    if a.negatives:
+        examples = two_colour_relations(a.negatives, a.seed + 5, model.config.image_size)
+        print(f"\n{a.model}: object tokens' cross-entropy under a binding negative minus under the caption, "
+              f"nats per token (share of images where the negative is less likely), {a.negatives} held-out "
+              f"relation images (seed {a.seed + 5}), teacher-forced")
+        print(format_gaps(negative_gaps(model, examples)))
 
 
 if __name__ == "__main__":

@@ -83,6 +83,26 @@ class Attention(unittest.TestCase):
         self.assertFalse(any(r["own"] != r["own"] for r in (rows[-1] for rows in table)))
 
 
+class Negatives(unittest.TestCase):
+    def test_a_model_that_reads_the_caption_tells_negatives_apart_and_a_blind_one_does_not(self):
+        model = HartModel.random(get_config("tiny"), 0)
+        examples = db.two_colour_relations(3, 7, model.config.image_size)
+        table = db.negative_gaps(model, examples)
+        self.assertEqual(list(table), ["flipped relation", "swapped colours"])
+        for row in table.values():
+            self.assertTrue(all(0.0 <= row[r + " share"] <= 1.0 for r in ("coarse", "fine", "all")))
+        # Random weights read the words, so a different caption changes the cross-entropy.
+        self.assertTrue(any(row["all"] != 0.0 for row in table.values()))
+        # With the text encoder's output zeroed the caption cannot matter: every gap is 0.
+        encoder = model.text_encoder
+        model.text_encoder = lambda ids, mask: torch.zeros_like(encoder(ids, mask))
+        blind = db.negative_gaps(model, examples)
+        for row in blind.values():
+            for r in ("coarse", "fine", "all"):
+                self.assertEqual(row[r], 0.0)
+                self.assertEqual(row[r + " share"], 0.0)
+
+
 class Report(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -106,6 +126,11 @@ class Report(unittest.TestCase):
         for column in range(1, columns + 1):
             total = sum(float(r.strip(" |").split(" | ")[column]) for r in rows)
             self.assertAlmostEqual(total, 1.0, places=2)
+
+    def test_main_prints_the_negatives_table(self):
+        rows = [line for line in self.printed("--captions", "0", "--negatives", "2").splitlines()
+                if line.startswith("| flipped") or line.startswith("| swapped")]
+        self.assertEqual(len(rows), 2)
 
     def test_main_prints_the_attention_table_alone_with_no_captions(self):
         text = self.printed("--captions", "0", "--attention", "2")
