@@ -8,6 +8,9 @@ cross-entropy by 0.000 nats per token, swapping the colours by 0.05. The plain l
 that signal, but drowns it in everything else an image's tokens carry (the background's random
 texture, the exact edges). `margin_loss` asks for it directly: the image's tokens must be at
 least `margin` nats per token less likely under the negative than under the true caption.
+train_generator.py applies it to the coarse scales only (--binding-scales), where the layout is
+decided; the finer scales see the layout in their inputs, and a margin there would teach them
+to redraw what the coarse scales drew.
 """
 from dataclasses import replace
 from typing import Optional, Tuple

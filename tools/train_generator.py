@@ -128,10 +128,12 @@ def parse_args(argv=None):
                     help="most share of tokens of scales 0..K-2 replaced by wrong ones, with the later "
                          "scales' targets repairing them (self_correction.py; 0: plain teacher forcing)")
     ap.add_argument("--binding-weight", type=float, default=0.0,
-                    help="weight of the binding margin: each relation image's tokens must be --binding-margin "
-                         "nats per token less likely under its relation flipped or its colours swapped "
-                         "(binding_negatives.py; 0: off)")
-    ap.add_argument("--binding-margin", type=float, default=0.5)
+                    help="weight of the binding margin: each relation image's tokens of the first "
+                         "--binding-scales scales must be --binding-margin nats per token less likely under its "
+                         "relation flipped or its colours swapped (binding_negatives.py; 0: off)")
+    ap.add_argument("--binding-margin", type=float, default=0.1)
+    ap.add_argument("--binding-scales", type=int, default=6,
+                    help="scales where the layout is decided (later ones see it in their inputs)")
     ap.add_argument("--last-keep", type=int, default=64,
                     help="last-scale tokens kept in the training sequence (0: all; fewer is faster)")
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
@@ -151,6 +153,8 @@ def parse_args(argv=None):
         ap.error(f"--lr-floor {args.lr_floor}: expected a share of --lr between 0 and 1")
     if args.binding_weight < 0 or args.binding_margin < 0:
         ap.error("--binding-weight and --binding-margin cannot be negative")
+    if args.binding_scales < 1:
+        ap.error(f"--binding-scales {args.binding_scales}: expected at least 1")
     return args
 
 
@@ -382,8 +386,12 @@ def grouped_attention(attn, x, cos, sin, groups, record=None):
     return attn.proj(out)
 
 
-def training_forward(tr, context, n_valid, scale_inputs, rope: RopeCache, last_order=None, record=None):
+def training_forward(tr, context, n_valid, scale_inputs, rope: RopeCache, last_order=None, record=None,
+                     scales: int = 0):
     """forward_train's result (logits of every scale, hidden of the last scale), computed faster.
+
+    scales > 0 runs only the first `scales` scales (block-causal: their logits are the same as in
+    the whole sequence); the hidden states returned are then those of the last scale run.
 
     last_order [B, keep] (optional) keeps only those last-scale tokens in the sequence; the
     logits and hidden states of the last scale are then those of the kept tokens, in that order.
@@ -405,6 +413,9 @@ def training_forward(tr, context, n_valid, scale_inputs, rope: RopeCache, last_o
         tail = scale_inputs[:, -side2:].gather(1, last_order[:, :, None].expand(-1, -1, scale_inputs.shape[-1]))
         scale_inputs = torch.cat([lead, tail], dim=1)
     groups = level_groups(c, 0 if last_order is None else last_order.shape[1])
+    if scales:
+        groups = groups[:scales]
+        cos, sin = cos[:, :groups[-1][1]], sin[:, :groups[-1][1]]
     parts = [x]
     for k, (start, end) in enumerate(groups[1:], start=1):
         offset = c.context_tokens
@@ -466,18 +477,18 @@ def negative_rows(batch: dict, dropped, generator: torch.Generator) -> Tuple[Lis
 
 
 def negative_ce(model: HartModel, negatives: List[str], rows: torch.Tensor, inputs: torch.Tensor,
-                targets: torch.Tensor, rope: RopeCache, last_order=None) -> torch.Tensor:
-    """Per-token cross-entropy [len(rows), T] of those rows' targets, with the same (possibly
-    self-corrected) inputs, under the negative captions."""
+                targets: torch.Tensor, rope: RopeCache, scales: int) -> torch.Tensor:
+    """Per-token cross-entropy [len(rows), tokens of the first `scales` scales] of those rows'
+    targets, with the same (possibly self-corrected) inputs, under the negative captions."""
     config = model.config
     device = inputs.device
     ids, mask, n_valid = encode_prompts(config, negatives)
     text = model.text_encoder(torch.from_numpy(ids.astype(np.int64)).to(device),
                               torch.from_numpy(mask.astype(np.int64)).to(device))
     text = text[:, len(config.text_encoder.prefix_ids):]
-    logits, _ = training_forward(model.transformer, text, n_valid, inputs[rows], rope,
-                                 None if last_order is None else last_order[rows])
-    return F.cross_entropy(logits.float().reshape(-1, config.vocab_size), targets[rows].reshape(-1),
+    logits, _ = training_forward(model.transformer, text, n_valid, inputs[rows], rope, scales=scales)
+    count = coarse_token_count(config, scales)
+    return F.cross_entropy(logits.float().reshape(-1, config.vocab_size), targets[rows, :count].reshape(-1),
                            reduction="none").reshape(len(negatives), -1)
 
 
@@ -524,7 +535,7 @@ def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torc
             rows, negatives = negative_rows(batch, drop, generator)
             if rows:
                 rows = torch.tensor(rows, device=device)
-                ce_negative = negative_ce(model, negatives, rows, inputs, targets, rope, last_order)
+                ce_negative = negative_ce(model, negatives, rows, inputs, targets, rope, args.binding_scales)
 
         present = last_idx.shape[1]
         keep = min(args.diff_tokens, present) if args.diff_tokens > 0 else present
@@ -549,8 +560,9 @@ def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torc
             weights = weights / weights.sum(1, keepdim=True)   # each image's loss keeps its size
     out["loss"] = (ce_all * weights).sum(1).mean() + args.diff_weight * diff
     if ce_negative is not None:
-        # Gap per token weighted as the image's own loss (object tokens first).
-        hinge, out["gap"] = margin_loss(ce_all[rows], ce_negative, weights.expand(b, -1)[rows], args.binding_margin)
+        # Mean gap over the scales that decide the layout: the finer ones see it in their inputs.
+        coarse_ce = ce_all[rows, :ce_negative.shape[1]]
+        hinge, out["gap"] = margin_loss(coarse_ce, ce_negative, torch.ones_like(coarse_ce[:1]), args.binding_margin)
         out["loss"] = out["loss"] + args.binding_weight * hinge
     return out
 

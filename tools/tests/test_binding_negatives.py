@@ -81,9 +81,23 @@ class Margin(unittest.TestCase):
         self.assertAlmostEqual(float(off["gap"]), float(on["gap"]), places=6)
         self.assertAlmostEqual(float(off["loss"]) - float(plain["loss"]), 2 * max(0.0, -float(off["gap"])), places=4)
 
+    def test_the_coarse_forward_equals_the_first_scales_of_the_whole_one(self):
+        c = get_config("tiny")
+        model = HartModel.random(c, 0)
+        tokens = torch.randint(0, c.vocab_size, (2, sum(pn * pn for pn in c.patch_nums)))
+        inputs = tg.teacher_inputs(model.tokenizer.quantize, tokens)
+        context = torch.randn(2, c.context_tokens, c.context_dim)
+        with torch.no_grad():
+            whole, _ = tg.training_forward(model.transformer, context, [5, 3], inputs, tg.RopeCache(model.transformer))
+            first, _ = tg.training_forward(model.transformer, context, [5, 3], inputs, tg.RopeCache(model.transformer),
+                                           scales=3)
+        count = tg.coarse_token_count(c, 3)
+        self.assertEqual(first.shape[1], count)
+        self.assertLess((first - whole[:, :count]).abs().max().item(), 1e-4)
+
     def test_a_negative_margin_or_weight_is_refused(self):
         import contextlib, io
-        for bad in (["--binding-weight", "-1"], ["--binding-margin", "-0.1"]):
+        for bad in (["--binding-weight", "-1"], ["--binding-margin", "-0.1"], ["--binding-scales", "0"]):
             with contextlib.redirect_stderr(io.StringIO()), self.assertRaises(SystemExit):
                 tg.parse_args(bad)
 
