@@ -52,7 +52,7 @@ from hart.text_vocab import split_words  # noqa: E402
 from shapes.captions import FORMS, Scene, parse_caption  # noqa: E402
 from shapes.checker import COLOR_NAMES, check_objects, find_objects, match_objects, relation_holds, segment  # noqa: E402
 from shapes.dataset import held_out_captions, held_out_example  # noqa: E402
-from train_generator import RopeCache, teacher_inputs, training_forward  # noqa: E402
+from train_generator import RopeCache, caption_ce, teacher_inputs, training_forward  # noqa: E402
 from binding_negatives import negative_caption  # noqa: E402
 from encode_dataset import object_tokens  # noqa: E402
 
@@ -177,11 +177,7 @@ def negative_gaps(model, examples: List[tuple], coarse_scales: int = 6) -> Dict[
     rope = RopeCache(model.transformer)
 
     def token_ce(captions):
-        ids, mask, n_valid = encode_prompts(c, captions)
-        text = model.text_encoder(torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(mask.astype(np.int64)))
-        logits, _ = training_forward(model.transformer, text[:, len(c.text_encoder.prefix_ids):], n_valid, inputs, rope)
-        return torch.nn.functional.cross_entropy(logits.float().reshape(-1, c.vocab_size), tokens.reshape(-1),
-                                                 reduction="none").reshape(len(captions), -1)
+        return caption_ce(model, captions, inputs, tokens, rope)
 
     split = sum(pn * pn for pn in c.patch_nums[:coarse_scales])
     ranges = {"coarse": slice(0, split), "fine": slice(split, None), "all": slice(0, None)}

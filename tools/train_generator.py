@@ -476,20 +476,21 @@ def negative_rows(batch: dict, dropped, generator: torch.Generator) -> Tuple[Lis
     return rows, negatives
 
 
-def negative_ce(model: HartModel, negatives: List[str], rows: torch.Tensor, inputs: torch.Tensor,
-                targets: torch.Tensor, rope: RopeCache, scales: int) -> torch.Tensor:
-    """Per-token cross-entropy [len(rows), tokens of the first `scales` scales] of those rows'
-    targets, with the same (possibly self-corrected) inputs, under the negative captions."""
+def caption_ce(model: HartModel, captions: List[str], inputs: torch.Tensor, targets: torch.Tensor,
+               rope: RopeCache, scales: int = 0) -> torch.Tensor:
+    """Per-token cross-entropy [N, tokens] of the targets [N, T] under these captions, with these
+    scale inputs, over the first `scales` scales (0: all), teacher-forced: how likely an image
+    is under a caption other than its own (binding negatives, diagnose_binding.py)."""
     config = model.config
     device = inputs.device
-    ids, mask, n_valid = encode_prompts(config, negatives)
+    ids, mask, n_valid = encode_prompts(config, captions)
     text = model.text_encoder(torch.from_numpy(ids.astype(np.int64)).to(device),
                               torch.from_numpy(mask.astype(np.int64)).to(device))
     text = text[:, len(config.text_encoder.prefix_ids):]
-    logits, _ = training_forward(model.transformer, text, n_valid, inputs[rows], rope, scales=scales)
-    count = coarse_token_count(config, scales)
-    return F.cross_entropy(logits.float().reshape(-1, config.vocab_size), targets[rows, :count].reshape(-1),
-                           reduction="none").reshape(len(negatives), -1)
+    logits, _ = training_forward(model.transformer, text, n_valid, inputs, rope, scales=scales)
+    count = coarse_token_count(config, scales) if scales else targets.shape[1]
+    return F.cross_entropy(logits.float().reshape(-1, config.vocab_size), targets[:, :count].reshape(-1),
+                           reduction="none").reshape(len(captions), -1)
 
 
 def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torch.Generator = None,
@@ -535,7 +536,7 @@ def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torc
             rows, negatives = negative_rows(batch, drop, generator)
             if rows:
                 rows = torch.tensor(rows, device=device)
-                ce_negative = negative_ce(model, negatives, rows, inputs, targets, rope, args.binding_scales)
+                ce_negative = caption_ce(model, negatives, inputs[rows], targets[rows], rope, args.binding_scales)
 
         present = last_idx.shape[1]
         keep = min(args.diff_tokens, present) if args.diff_tokens > 0 else present
