@@ -47,12 +47,12 @@ import torch  # noqa: E402
 
 from encode_dataset import encode_images, object_cells  # noqa: E402
 from evaluate import diagnosis_parser, model_generator, parse_diagnosis  # noqa: E402
-from hart.sampler import encode_prompts  # noqa: E402
 from hart.text_vocab import split_words  # noqa: E402
 from shapes.captions import FORMS, Scene, parse_caption  # noqa: E402
 from shapes.checker import COLOR_NAMES, check_objects, find_objects, match_objects, relation_holds, segment  # noqa: E402
 from shapes.dataset import held_out_captions, held_out_example  # noqa: E402
-from train_generator import RopeCache, caption_ce, teacher_inputs, training_forward  # noqa: E402
+from train_generator import (RopeCache, caption_ce, caption_context, coarse_token_count, teacher_inputs,  # noqa: E402
+                             training_forward)
 from binding_negatives import negative_caption  # noqa: E402
 from encode_dataset import object_tokens  # noqa: E402
 
@@ -122,9 +122,7 @@ def attention_table(model, examples: List[tuple]) -> List[List[Dict[str, float]]
     c = model.config
     images = np.stack([e[0] for e in examples])
     captions = [e[1] for e in examples]
-    ids, mask, n_valid = encode_prompts(c, captions)
-    text = model.text_encoder(torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(mask.astype(np.int64)))
-    text = text[:, len(c.text_encoder.prefix_ids):]
+    text, n_valid = caption_context(model, captions)
     tokens = encode_images(model.tokenizer, images)[0]
     record = []
     training_forward(model.transformer, text, n_valid, teacher_inputs(model.tokenizer.quantize, tokens),
@@ -179,7 +177,7 @@ def negative_gaps(model, examples: List[tuple], coarse_scales: int = 6) -> Dict[
     def token_ce(captions):
         return caption_ce(model, captions, inputs, tokens, rope)
 
-    split = sum(pn * pn for pn in c.patch_nums[:coarse_scales])
+    split = coarse_token_count(c, coarse_scales)
     ranges = {"coarse": slice(0, split), "fine": slice(split, None), "all": slice(0, None)}
     true = token_ce([e[1] for e in examples])
     table = {}

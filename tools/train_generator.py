@@ -476,17 +476,22 @@ def negative_rows(batch: dict, dropped, generator: torch.Generator) -> Tuple[Lis
     return rows, negatives
 
 
+def caption_context(model: HartModel, captions: List[str], device=None) -> Tuple[torch.Tensor, List[int]]:
+    """The transformer's context for these captions: the text encoder's output [N, T, D] without
+    the prefix positions, and each caption's real token count."""
+    ids, mask, n_valid = encode_prompts(model.config, captions)
+    text = model.text_encoder(torch.from_numpy(ids.astype(np.int64)).to(device),
+                              torch.from_numpy(mask.astype(np.int64)).to(device))
+    return text[:, len(model.config.text_encoder.prefix_ids):], n_valid
+
+
 def caption_ce(model: HartModel, captions: List[str], inputs: torch.Tensor, targets: torch.Tensor,
                rope: RopeCache, scales: int = 0) -> torch.Tensor:
     """Per-token cross-entropy [N, tokens] of the targets [N, T] under these captions, with these
     scale inputs, over the first `scales` scales (0: all), teacher-forced: how likely an image
     is under a caption other than its own (binding negatives, diagnose_binding.py)."""
     config = model.config
-    device = inputs.device
-    ids, mask, n_valid = encode_prompts(config, captions)
-    text = model.text_encoder(torch.from_numpy(ids.astype(np.int64)).to(device),
-                              torch.from_numpy(mask.astype(np.int64)).to(device))
-    text = text[:, len(config.text_encoder.prefix_ids):]
+    text, n_valid = caption_context(model, captions, inputs.device)
     logits, _ = training_forward(model.transformer, text, n_valid, inputs, rope, scales=scales)
     count = coarse_token_count(config, scales) if scales else targets.shape[1]
     return F.cross_entropy(logits.float().reshape(-1, config.vocab_size), targets[:, :count].reshape(-1),
