@@ -1,8 +1,10 @@
 """Binding negatives: the same image under a caption that differs only in what binds to what.
 
-A relation caption ("a red circle left of a blue square") has two negatives that use the same
-words: the relation flipped ("... right of ...") and the two objects' colours swapped ("a blue
-circle left of a red square"). Neither describes the image. Teacher-forced, the 760-minute model
+A relation caption ("a red circle left of a blue square") has negatives that use the same
+words: the relation flipped ("... right of ..."), the two objects' colours swapped ("a blue
+circle left of a red square") and, where they differ, their shapes swapped ("a red square left
+of a blue circle"). A count caption has one: the other count ("two" <-> "three"). None
+describes the image. Teacher-forced, the 760-minute model
 told them apart by almost nothing: flipping the relation changed its object tokens'
 cross-entropy by 0.000 nats per token, swapping the colours by 0.05. The plain likelihood holds
 that signal, but drowns it in everything else an image's tokens carry (the background's random
@@ -21,21 +23,48 @@ import torch.nn.functional as F
 from shapes.captions import parse_caption, to_caption
 
 FLIPPED = {'left of': 'right of', 'right of': 'left of', 'above': 'below', 'below': 'above'}
+OTHER_COUNT = {2: 3, 3: 2}
+# What each kind changes; 'flip' and 'colours' are what the 880-minute model was trained with.
+KINDS = ('flip', 'colours', 'shapes', 'count')
 
 
-def negative_caption(caption: str, choice: int) -> Optional[str]:
-    """A caption of the same words that does not describe the image: choice even flips the
-    relation, odd swaps the two objects' colours. None for captions without a relation."""
+def negative_caption(caption: str, kind: str) -> Optional[str]:
+    """A caption of (nearly) the same words that does not describe the image, or None where this
+    kind does not apply:
+      flip     relation captions: the relation reversed ("left of" -> "right of");
+      colours  relation captions: the two objects' colours swapped;
+      shapes   relation captions whose objects differ in shape: the two shapes swapped;
+      count    count captions: "two" <-> "three"."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown negative kind {kind!r}: expected one of {', '.join(KINDS)}")
     scene = parse_caption(caption)
+    if kind == 'count':
+        if scene.relation is not None or scene.count < 2:
+            return None
+        return to_caption(replace(scene, objects=scene.objects[:1] * OTHER_COUNT[scene.count]))
     if scene.relation is None:
         return None
-    if choice % 2 == 0:
+    if kind == 'flip':
         return to_caption(replace(scene, relation=FLIPPED[scene.relation]))
     first, second = scene.objects
-    # Related objects always differ in colour and neither has the background's, so the swap
-    # is a valid scene.
-    return to_caption(replace(scene, objects=(replace(first, color=second.color),
-                                              replace(second, color=first.color))))
+    # Related objects always differ in colour and neither has the background's, so a colour
+    # swap is a valid scene; a shape swap of two equal shapes would be the caption itself.
+    if kind == 'colours':
+        return to_caption(replace(scene, objects=(replace(first, color=second.color),
+                                                  replace(second, color=first.color))))
+    if first.shape == second.shape:
+        return None
+    return to_caption(replace(scene, objects=(replace(first, shape=second.shape),
+                                              replace(second, shape=first.shape))))
+
+
+def negative_kinds(text: str) -> Tuple[str, ...]:
+    """--binding-kinds: a comma-separated subset of KINDS."""
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in KINDS]
+    if not kinds or unknown:
+        raise ValueError(f"{text!r}: expected a comma-separated list of {', '.join(KINDS)}")
+    return kinds
 
 
 def margin_loss(ce_true: torch.Tensor, ce_negative: torch.Tensor, weights: torch.Tensor,

@@ -27,9 +27,9 @@ object's colour word ("other"), and the share of their attention on all colour w
 the padding slots of the text.
 
 With --negatives N it measures whether the model knows the binding at all, apart from
-sampling: on N held-out relation images (two colours), teacher-forced, how much less likely the
+sampling: on N held-out relation images and N count images, teacher-forced, how much less likely the
 image's object tokens are under a caption of the same words that does not describe it (the
-relation flipped; the two colours swapped; binding_negatives.py) than under its own caption,
+relation flipped, the two colours or shapes swapped, the other count; binding_negatives.py) than under its own caption,
 in nats per object token, on the coarse scales (up to 6×6) and the finer ones, and the share of
 images where the negative is the less likely. A model that ignores the relation word scores 0.
 """
@@ -103,13 +103,14 @@ def format_table(table: Dict[str, Dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
-def two_colour_relations(n: int, seed: int, size: int) -> List[tuple]:
-    """The first n held-out relation examples (image, caption, scene) whose objects differ in colour."""
+def held_out_of_forms(n: int, seed: int, size: int, forms=("relation",)) -> List[tuple]:
+    """The first n held-out examples (image, caption, scene) of these caption forms. Related
+    objects always differ in colour (captions.validate), so relations suit the colour tables."""
     found, index = [], 0
     while len(found) < n:
         image, caption, scene = held_out_example(seed, index, size)
         index += 1
-        if scene.form == "relation" and scene.objects[0].color != scene.objects[1].color:
+        if scene.form in forms:
             found.append((image, caption, scene))
     return found
 
@@ -162,40 +163,44 @@ def format_attention(table: List[List[Dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+NEGATIVE_KINDS = (("flipped relation", "flip"), ("swapped colours", "colours"), ("swapped shapes", "shapes"),
+                  ("changed count", "count"))
+
+
 @torch.no_grad()
 def negative_gaps(model, examples: List[tuple], coarse_scales: int = 6) -> Dict[str, Dict[str, float]]:
-    """Per negative kind ('flipped relation', 'swapped colours') and token range ('coarse',
-    'fine', 'all'): the mean over images of (CE under the negative − CE under the caption),
-    averaged over each image's object tokens, and the share of images where it is > 0."""
+    """Per negative kind (NEGATIVE_KINDS, over the examples it applies to) and token range
+    ('coarse', 'fine', 'all'): the mean over images of (CE under the negative − CE under the
+    caption), averaged over each image's object tokens, the share of images where it is > 0, and
+    the number of images ('n')."""
     c = model.config
-    images = np.stack([e[0] for e in examples])
-    tokens = encode_images(model.tokenizer, images)[0]
-    inputs = teacher_inputs(model.tokenizer.quantize, tokens)
-    on_object = torch.from_numpy(object_tokens(images, c.patch_nums)).float()
     rope = RopeCache(model.transformer)
-
-    def token_ce(captions):
-        return caption_ce(model, captions, inputs, tokens, rope)
-
     split = coarse_token_count(c, coarse_scales)
     ranges = {"coarse": slice(0, split), "fine": slice(split, None), "all": slice(0, None)}
-    true = token_ce([e[1] for e in examples])
     table = {}
-    for kind, choice in (("flipped relation", 0), ("swapped colours", 1)):
-        gap = token_ce([negative_caption(e[1], choice) for e in examples]) - true
-        table[kind] = {}
-        for name, cut in ranges.items():
+    for kind, name in NEGATIVE_KINDS:
+        chosen = [(e, n) for e, n in ((e, negative_caption(e[1], name)) for e in examples) if n is not None]
+        if not chosen:
+            continue
+        images = np.stack([e[0] for e, _ in chosen])
+        tokens = encode_images(model.tokenizer, images)[0]
+        inputs = teacher_inputs(model.tokenizer.quantize, tokens)
+        on_object = torch.from_numpy(object_tokens(images, c.patch_nums)).float()
+        gap = (caption_ce(model, [n for _, n in chosen], inputs, tokens, rope)
+               - caption_ce(model, [e[1] for e, _ in chosen], inputs, tokens, rope))
+        table[kind] = {"n": len(chosen)}
+        for part, cut in ranges.items():
             w = on_object[:, cut]
             per_image = (gap[:, cut] * w).sum(1) / w.sum(1).clamp(min=1.0)
-            table[kind][name] = float(per_image.mean())
-            table[kind][name + " share"] = float((per_image > 0).float().mean())
+            table[kind][part] = float(per_image.mean())
+            table[kind][part + " share"] = float((per_image > 0).float().mean())
     return table
 
 
 def format_gaps(table: Dict[str, Dict[str, float]]) -> str:
-    lines = ["| negative | coarse (≤ 6×6) | finer | all scales |", "|---|---|---|---|"]
+    lines = ["| negative | images | coarse (≤ 6×6) | finer | all scales |", "|---|---|---|---|---|"]
     for kind, row in table.items():
-        lines.append(f"| {kind} | " + " | ".join(f"{row[r]:+.3f} ({row[r + ' share']:.2f})"
+        lines.append(f"| {kind} | {row['n']} | " + " | ".join(f"{row[r]:+.3f} ({row[r + ' share']:.2f})"
                                                 for r in ("coarse", "fine", "all")) + " |")
     return "\n".join(lines)
 
@@ -216,7 +221,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="caption and sampling seed (evaluate.py's default)")
     ap.add_argument("--attention", type=int, default=0, help="also the attention table on this many relation images")
     ap.add_argument("--negatives", type=int, default=0,
-                    help="also the binding-negative gaps on this many relation images")
+                    help="also the binding-negative gaps on this many relation and this many count images")
     a, model = parse_diagnosis(ap, argv)
     if a.captions:
         captions = held_out_captions(a.captions, a.seed)
@@ -224,15 +229,17 @@ def main(argv=None):
               f"share of each form")
         print(format_table(tally(generated(model, captions, a.seed, a.batch), captions)))
     if a.attention:
-        examples = two_colour_relations(a.attention, a.seed + 7, model.config.image_size)
+        examples = held_out_of_forms(a.attention, a.seed + 7, model.config.image_size)
         print(f"\n{a.model}: attention to the colour words, {a.attention} held-out relation images "
               f"(seed {a.seed + 7}), teacher-forced; own word / other object's word · all colour words / padding")
         print(format_attention(attention_table(model, examples)))
     if a.negatives:
-        examples = two_colour_relations(a.negatives, a.seed + 5, model.config.image_size)
+        examples = (held_out_of_forms(a.negatives, a.seed + 5, model.config.image_size)
+                    + held_out_of_forms(a.negatives, a.seed + 5, model.config.image_size, ("count",)))
         print(f"\n{a.model}: object tokens' cross-entropy under a binding negative minus under the caption, "
-              f"nats per token (share of images where the negative is less likely), {a.negatives} held-out "
-              f"relation images (seed {a.seed + 5}), teacher-forced")
+              f"nats per token (share of images where the negative is less likely), held-out images "
+              f"(seed {a.seed + 5}: {a.negatives} relation and {a.negatives} count images, each kind over "
+              f"those it applies to), teacher-forced")
         print(format_gaps(negative_gaps(model, examples)))
 
 

@@ -58,7 +58,14 @@ from hart.saved import load_saved  # noqa: E402
 from hart.transformer import Block, RMSNorm  # noqa: E402
 from hart.vae import HybridTokenizer, tokenizer_blob, tokenizer_configs  # noqa: E402
 from self_correction import self_correct  # noqa: E402
-from binding_negatives import margin_loss, negative_caption  # noqa: E402
+from binding_negatives import margin_loss, negative_caption, negative_kinds  # noqa: E402
+
+
+def kinds_arg(text: str) -> tuple:
+    try:
+        return negative_kinds(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def form_weights(text: str) -> dict:
@@ -128,10 +135,12 @@ def parse_args(argv=None):
                     help="most share of tokens of scales 0..K-2 replaced by wrong ones, with the later "
                          "scales' targets repairing them (self_correction.py; 0: plain teacher forcing)")
     ap.add_argument("--binding-weight", type=float, default=0.0,
-                    help="weight of the binding margin: each relation image's tokens of the first "
+                    help="weight of the binding margin: each relation (or count) image's tokens of the first "
                          "--binding-scales scales must be --binding-margin nats per token less likely under its "
-                         "relation flipped or its colours swapped (binding_negatives.py; 0: off)")
+                         "caption changed by one of --binding-kinds (binding_negatives.py; 0: off)")
     ap.add_argument("--binding-margin", type=float, default=0.1)
+    ap.add_argument("--binding-kinds", type=kinds_arg, default=("flip", "colours"),
+                    help="which negatives: flip, colours, shapes (relation captions), count (count captions)")
     ap.add_argument("--binding-scales", type=int, default=6,
                     help="scales where the layout is decided (later ones see it in their inputs)")
     ap.add_argument("--last-keep", type=int, default=64,
@@ -462,17 +471,18 @@ def coarse_token_count(config: HartConfig, last_scale: int = 6) -> int:
     return sum(pn * pn for pn in config.patch_nums[:last_scale])
 
 
-def negative_rows(batch: dict, dropped, generator: torch.Generator) -> Tuple[List[int], List[str]]:
-    """The rows that get a binding negative (relation captions whose condition was kept) and their
-    negative captions, each a flipped relation or swapped colours at random."""
+def negative_rows(batch: dict, dropped, generator: torch.Generator,
+                  kinds=("flip", "colours")) -> Tuple[List[int], List[str]]:
+    """The rows that get a binding negative (captions whose condition was kept and to which one of
+    these kinds applies) and their negative captions, one of the applicable kinds at random."""
     rows, negatives = [], []
     for i, caption in enumerate(batch.get("captions", [])):
         if dropped is not None and bool(dropped[i]):
             continue
-        negative = negative_caption(caption, int(torch.randint(2, (1,), generator=generator)))
-        if negative is not None:
+        candidates = [n for n in (negative_caption(caption, kind) for kind in kinds) if n is not None]
+        if candidates:
             rows.append(i)
-            negatives.append(negative)
+            negatives.append(candidates[int(torch.randint(len(candidates), (1,), generator=generator))])
     return rows, negatives
 
 
@@ -538,7 +548,7 @@ def losses(model: HartModel, batch: dict, args, rope: RopeCache, generator: torc
                                  reduction="none").reshape(b, -1)
         ce_negative = None
         if args.binding_weight > 0:
-            rows, negatives = negative_rows(batch, drop, generator)
+            rows, negatives = negative_rows(batch, drop, generator, args.binding_kinds)
             if rows:
                 rows = torch.tensor(rows, device=device)
                 ce_negative = caption_ce(model, negatives, inputs[rows], targets[rows], rope, args.binding_scales)
@@ -681,7 +691,8 @@ def main(argv=None):
         log.write(f"resume at step {step}, {clock.elapsed() / 60:.1f} min trained, budget {args.minutes} min, "
                   f"lr {args.lr} (floor {args.lr_floor}), object weight {args.object_weight}, "
                   f"form weights {args.form_weights or 'none'}, self-correct {args.self_correct}, "
-                  f"binding weight {args.binding_weight} margin {args.binding_margin}, device {device}")
+                  f"binding weight {args.binding_weight} margin {args.binding_margin} "
+                  f"kinds {','.join(args.binding_kinds)}, device {device}")
 
     def save_state():
         save_checkpoint(ckpt_path, {

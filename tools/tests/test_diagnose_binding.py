@@ -58,17 +58,18 @@ class Cascade(unittest.TestCase):
 
 
 class Attention(unittest.TestCase):
-    def test_two_colour_relations_are_relations_with_two_colours(self):
-        examples = db.two_colour_relations(4, 7, 64)
+    def test_held_out_examples_are_of_the_forms_asked_for(self):
+        examples = db.held_out_of_forms(4, 7, 64)
         self.assertEqual(len(examples), 4)
         for _, caption, scene in examples:
             self.assertEqual(scene.form, "relation")
             self.assertNotEqual(scene.objects[0].color, scene.objects[1].color)
+        self.assertEqual({e[2].form for e in db.held_out_of_forms(3, 7, 64, ("count",))}, {"count"})
 
     def test_table_has_a_row_per_block_and_shares_within_the_softmax(self):
         model = HartModel.random(get_config("tiny"), 0)
         c = model.config
-        table = db.attention_table(model, db.two_colour_relations(3, 7, c.image_size))
+        table = db.attention_table(model, db.held_out_of_forms(3, 7, c.image_size))
         self.assertEqual(len(table), c.depth)
         for rows in table:
             self.assertEqual([r["scale"] for r in rows], list(c.patch_nums[1:]))
@@ -86,9 +87,15 @@ class Attention(unittest.TestCase):
 class Negatives(unittest.TestCase):
     def test_a_model_that_reads_the_caption_tells_negatives_apart_and_a_blind_one_does_not(self):
         model = HartModel.random(get_config("tiny"), 0)
-        examples = db.two_colour_relations(3, 7, model.config.image_size)
+        examples = (db.held_out_of_forms(3, 7, model.config.image_size)
+                    + db.held_out_of_forms(2, 7, model.config.image_size, ("count",)))
         table = db.negative_gaps(model, examples)
-        self.assertEqual(list(table), ["flipped relation", "swapped colours"])
+        self.assertEqual(list(table)[:2], ["flipped relation", "swapped colours"])
+        self.assertEqual(table["flipped relation"]["n"], 3)
+        self.assertEqual(table["changed count"]["n"], 2)
+        # Only relations whose two shapes differ have a shape swap.
+        self.assertEqual(table.get("swapped shapes", {"n": 0})["n"],
+                         sum(e[2].objects[0].shape != e[2].objects[1].shape for e in examples[:3]))
         for row in table.values():
             self.assertTrue(all(0.0 <= row[r + " share"] <= 1.0 for r in ("coarse", "fine", "all")))
         # Random weights read the words, so a different caption changes the cross-entropy.
@@ -128,9 +135,11 @@ class Report(unittest.TestCase):
             self.assertAlmostEqual(total, 1.0, places=2)
 
     def test_main_prints_the_negatives_table(self):
-        rows = [line for line in self.printed("--captions", "0", "--negatives", "2").splitlines()
-                if line.startswith("| flipped") or line.startswith("| swapped")]
-        self.assertEqual(len(rows), 2)
+        lines = self.printed("--captions", "0", "--negatives", "2").splitlines()
+        kinds = [line.split(" | ")[0][2:] for line in lines if line.startswith("| ") and line.count("|") == 6]
+        self.assertEqual(kinds[0], "negative")   # the header, then one row per kind that applies
+        self.assertEqual([k for k in kinds[1:] if k != "swapped shapes"],
+                         ["flipped relation", "swapped colours", "changed count"])
 
     def test_main_prints_the_attention_table_alone_with_no_captions(self):
         text = self.printed("--captions", "0", "--attention", "2")
