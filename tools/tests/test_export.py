@@ -224,6 +224,19 @@ class ExportTest(unittest.TestCase):
         self.assertLess((weight - true_w).abs().max().item(), 1e-4)
         self.assertLess((bias - true_b).abs().max().item(), 1e-4)
 
+    def test_the_packages_decoder_restores_a_slim_checkpoints_tokenizer_exactly(self):
+        from slim_checkpoint import slim
+        from tokenizer_from_package import full_precision_tokenizer, graph_weights
+        weights = graph_weights(os.path.join(self.package, "decoder.onnx"))
+        blob = full_precision_tokenizer(slim(self.model.checkpoint()), weights)
+        original = self.model.tokenizer.state_dict()
+        self.assertEqual(set(blob["state_dict"]), set(original))
+        for name, value in original.items():
+            self.assertTrue(torch.equal(blob["state_dict"][name], value), name)
+        other = HartModel.random(get_config("tiny"), 1)
+        with self.assertRaisesRegex(ValueError, "different models"):
+            full_precision_tokenizer(slim(other.checkpoint()), weights)
+
     def test_tokenizer_json_matches_python_tokenize(self):
         prompts = ["a red circle on a blue background", "Two GREEN squares, above a white background!",
                    "a  purple\ttriangle in the top-left", "an orange unicorn"]
