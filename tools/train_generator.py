@@ -46,6 +46,7 @@ if TOOLS not in sys.path:
     sys.path.insert(0, TOOLS)
 
 from encode_dataset import encode_images, load_or_encode, load_or_mark_objects, object_tokens  # noqa: E402
+from shapes.dataset import render_if_missing  # noqa: E402
 from hart.config import HartConfig, get_config  # noqa: E402
 from hart.model import HartModel  # noqa: E402
 from hart.sampler import encode_prompts  # noqa: E402
@@ -649,6 +650,7 @@ def main(argv=None):
     device = resolve_device(args.device)
     model.to(device)   # weights are made (or loaded) on the CPU first, so a run starts alike anywhere
 
+    render_if_missing(args.data, size=config.image_size, log=log.write)
     encoded = load_or_encode(model.tokenizer, args.data, os.path.join(args.out, "encoded.npz"), args.limit,
                              log=log.write)
     if args.object_weight != 1.0:

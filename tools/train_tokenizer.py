@@ -87,11 +87,8 @@ def build_configs(args):
 
 def ensure_cache(folder: str, n: int, size: int, log: ProgressLog) -> np.ndarray:
     """The shapes images (uint8 [N, H, W, 3], read into memory); the cache is rendered once if missing."""
-    from shapes.dataset import build_cache, load_cache
-    if not os.path.exists(os.path.join(folder, "captions.json")):
-        log.write(f"rendering {n} shapes examples into {folder} (once)")
-        took = build_cache(folder, n, seed=0, size=size, log_every=0)
-        log.write(f"cache written in {took:.1f} s")
+    from shapes.dataset import load_cache, render_if_missing
+    render_if_missing(folder, n, size, log=log.write)
     images, _ = load_cache(folder)
     return np.array(images)  # ~1 GB in RAM: random batches without page faults
 

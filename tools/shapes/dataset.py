@@ -128,6 +128,19 @@ def build_cache(out: str, n: int, seed: int = 0, size: int = 128, start: int = 0
     return time.time() - t0
 
 
+TRAINING_IMAGES = 20000   # the cache every shipped model was trained on
+
+
+def render_if_missing(folder: str, n: int = TRAINING_IMAGES, size: int = 128, seed: int = 0, log=print) -> None:
+    """Render the training cache into folder once, unless it is there: runs/ is not committed,
+    so a fresh clone starts without it (20,000 images take about 20 s)."""
+    if os.path.exists(os.path.join(folder, 'captions.json')):
+        return
+    log(f'rendering {n} shapes examples into {folder} (once)')
+    took = build_cache(folder, n, seed=seed, size=size, log_every=0)
+    log(f'cache written in {took:.1f} s')
+
+
 def load_cache(out: str):
     """(images memmap uint8 [N, H, W, 3], metadata dict) of a cache written by build_cache."""
     with open(os.path.join(out, 'captions.json')) as f:

@@ -15,7 +15,7 @@ from shapes.captions import (COLORS, FORMS, VOCABULARY, Scene, ShapeObject, pars
 from shapes.checker import (FALSIFY_KINDS, check, check_scene, classify_shape, falsify,
                             find_objects, label, segment, validate_checker)
 from shapes.dataset import (build_cache, form_of, held_out_captions, held_out_example,
-                            load_cache, random_scene, render_example, TRAIN)
+                            load_cache, random_scene, render_example, render_if_missing, TRAIN)
 from shapes.grid import examples_by_form, grid, read_png, save_grid
 from shapes.render import Placement, background, draw, render_scene
 
@@ -172,6 +172,20 @@ class DatasetTest(unittest.TestCase):
                 self.assertEqual(meta['captions'][k], caption)
                 self.assertEqual(Scene.from_dict(meta['specs'][k]), scene)
                 self.assertEqual(meta['forms'][k], scene.form)
+
+
+    def test_a_missing_cache_is_rendered_once(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, 'runs', 'cache')
+            said = []
+            render_if_missing(out, n=3, size=32, log=said.append)
+            images, meta = load_cache(out)
+            self.assertEqual(images.shape, (3, 32, 32, 3))
+            np.testing.assert_array_equal(images[2], render_example(0, 2, size=32)[0])
+            self.assertEqual(len(said), 2)
+            render_if_missing(out, n=5, size=32, log=said.append)   # there: left as it is
+            self.assertEqual(load_cache(out)[0].shape[0], 3)
+            self.assertEqual(len(said), 2)
 
 
 class CheckerTest(unittest.TestCase):
