@@ -58,15 +58,6 @@ def negative_caption(caption: str, kind: str) -> Optional[str]:
                                               replace(second, shape=first.shape))))
 
 
-def negative_kinds(text: str) -> Tuple[str, ...]:
-    """--binding-kinds: a comma-separated subset of KINDS."""
-    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
-    unknown = [k for k in kinds if k not in KINDS]
-    if not kinds or unknown:
-        raise ValueError(f"{text!r}: expected a comma-separated list of {', '.join(KINDS)}")
-    return kinds
-
-
 def margin_loss(ce_true: torch.Tensor, ce_negative: torch.Tensor, weights: torch.Tensor,
                 margin: float) -> Tuple[torch.Tensor, torch.Tensor]:
     """(hinge loss, mean gap) from per-token cross-entropies [B, T] under the true and the

@@ -174,23 +174,24 @@ def negative_gaps(model, examples: List[tuple], coarse_scales: int = 6) -> Dict[
     caption), averaged over each image's object tokens, the share of images where it is > 0, and
     the number of images ('n')."""
     c = model.config
+    images = np.stack([e[0] for e in examples])
+    tokens = encode_images(model.tokenizer, images)[0]
+    inputs = teacher_inputs(model.tokenizer.quantize, tokens)
+    on_object = torch.from_numpy(object_tokens(images, c.patch_nums)).float()
     rope = RopeCache(model.transformer)
     split = coarse_token_count(c, coarse_scales)
     ranges = {"coarse": slice(0, split), "fine": slice(split, None), "all": slice(0, None)}
+    true = caption_ce(model, [e[1] for e in examples], inputs, tokens, rope)
     table = {}
     for kind, name in NEGATIVE_KINDS:
-        chosen = [(e, n) for e, n in ((e, negative_caption(e[1], name)) for e in examples) if n is not None]
-        if not chosen:
+        negatives = [negative_caption(e[1], name) for e in examples]
+        rows = [i for i, n in enumerate(negatives) if n is not None]
+        if not rows:
             continue
-        images = np.stack([e[0] for e, _ in chosen])
-        tokens = encode_images(model.tokenizer, images)[0]
-        inputs = teacher_inputs(model.tokenizer.quantize, tokens)
-        on_object = torch.from_numpy(object_tokens(images, c.patch_nums)).float()
-        gap = (caption_ce(model, [n for _, n in chosen], inputs, tokens, rope)
-               - caption_ce(model, [e[1] for e, _ in chosen], inputs, tokens, rope))
-        table[kind] = {"n": len(chosen)}
+        gap = caption_ce(model, [negatives[i] for i in rows], inputs[rows], tokens[rows], rope) - true[rows]
+        table[kind] = {"n": len(rows)}
         for part, cut in ranges.items():
-            w = on_object[:, cut]
+            w = on_object[rows, cut]
             per_image = (gap[:, cut] * w).sum(1) / w.sum(1).clamp(min=1.0)
             table[kind][part] = float(per_image.mean())
             table[kind][part + " share"] = float((per_image > 0).float().mean())

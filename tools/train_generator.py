@@ -59,14 +59,15 @@ from hart.saved import load_saved  # noqa: E402
 from hart.transformer import Block, RMSNorm  # noqa: E402
 from hart.vae import HybridTokenizer, tokenizer_blob, tokenizer_configs  # noqa: E402
 from self_correction import self_correct  # noqa: E402
-from binding_negatives import margin_loss, negative_caption, negative_kinds  # noqa: E402
+from binding_negatives import KINDS, margin_loss, negative_caption  # noqa: E402
 
 
-def kinds_arg(text: str) -> tuple:
-    try:
-        return negative_kinds(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+def binding_kinds(text: str) -> tuple:
+    """'shapes,count' → ('shapes', 'count'), kinds checked (binding_negatives.KINDS)."""
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    if not kinds or any(k not in KINDS for k in kinds):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list of {', '.join(KINDS)}")
+    return kinds
 
 
 def form_weights(text: str) -> dict:
@@ -140,7 +141,7 @@ def parse_args(argv=None):
                          "--binding-scales scales must be --binding-margin nats per token less likely under its "
                          "caption changed by one of --binding-kinds (binding_negatives.py; 0: off)")
     ap.add_argument("--binding-margin", type=float, default=0.1)
-    ap.add_argument("--binding-kinds", type=kinds_arg, default=("flip", "colours"),
+    ap.add_argument("--binding-kinds", type=binding_kinds, default=("flip", "colours"),
                     help="which negatives: flip, colours, shapes (relation captions), count (count captions)")
     ap.add_argument("--binding-scales", type=int, default=6,
                     help="scales where the layout is decided (later ones see it in their inputs)")
@@ -473,7 +474,7 @@ def coarse_token_count(config: HartConfig, last_scale: int = 6) -> int:
 
 
 def negative_rows(batch: dict, dropped, generator: torch.Generator,
-                  kinds=("flip", "colours")) -> Tuple[List[int], List[str]]:
+                  kinds: Tuple[str, ...]) -> Tuple[List[int], List[str]]:
     """The rows that get a binding negative (captions whose condition was kept and to which one of
     these kinds applies) and their negative captions, one of the applicable kinds at random."""
     rows, negatives = [], []
