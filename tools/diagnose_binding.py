@@ -164,7 +164,7 @@ def format_attention(table: List[List[Dict[str, float]]]) -> str:
 
 
 NEGATIVE_KINDS = (("flipped relation", "flip"), ("swapped colours", "colours"), ("swapped shapes", "shapes"),
-                  ("changed count", "count"))
+                  ("changed count", "count"), ("object left out", "extra"))
 
 
 @torch.no_grad()

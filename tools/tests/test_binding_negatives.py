@@ -37,6 +37,10 @@ class NegativeCaptions(unittest.TestCase):
             self.assertEqual(counted.count, other)
             self.assertEqual(set(counted.objects), {parse_caption("a small green square on a white background").objects[0]})
             self.assertEqual(counted.background, "white")
+        alone = parse_caption(negative_caption(RELATION, "extra"))
+        self.assertEqual((alone.objects, alone.relation, alone.background), (scene.objects[:1], None, "white"))
+        self.assertEqual(negative_caption("three small green squares on a white background", "extra"),
+                         "a small green square on a white background")
 
     def test_a_kind_that_does_not_apply_gives_none(self):
         for caption in ("a red circle on a blue background", "a green triangle in the top left on a white background",
@@ -62,8 +66,8 @@ class NegativeCaptions(unittest.TestCase):
         seen = set()
         for seed in range(40):
             seen.update(tg.negative_rows(batch, dropped, torch.Generator().manual_seed(seed), KINDS)[1])
-        self.assertEqual(seen, {negative_caption(RELATION, k) for k in ("flip", "colours", "shapes")}
-                         | {"three green squares on a white background"})
+        self.assertEqual(seen, {negative_caption(RELATION, k) for k in ("flip", "colours", "shapes", "extra")}
+                         | {"three green squares on a white background", "a green square on a white background"})
 
     def test_the_kinds_flag(self):
         self.assertEqual(tg.parse_args([]).binding_kinds, ("flip", "colours"))
