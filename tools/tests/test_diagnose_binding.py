@@ -100,11 +100,17 @@ class Negatives(unittest.TestCase):
             self.assertTrue(all(0.0 <= row[r + " share"] <= 1.0 for r in ("coarse", "fine", "all")))
         # Random weights read the words, so a different caption changes the cross-entropy.
         self.assertTrue(any(row["all"] != 0.0 for row in table.values()))
-        # With the text encoder's output zeroed the caption cannot matter: every gap is 0.
+        self.assertEqual(table["object left out"]["n"], 5)
+        # With the text encoder's output zeroed the words cannot matter: every gap of a negative
+        # with as many words is 0. ("Object left out" is shorter: fewer text positions to attend to,
+        # and the image tokens after the text sit elsewhere, so its gap need not be 0.)
         encoder = model.text_encoder
         model.text_encoder = lambda ids, mask: torch.zeros_like(encoder(ids, mask))
         blind = db.negative_gaps(model, examples)
-        for row in blind.values():
+        self.assertIn("object left out", blind)
+        for kind, row in blind.items():
+            if kind == "object left out":
+                continue
             for r in ("coarse", "fine", "all"):
                 self.assertEqual(row[r], 0.0)
                 self.assertEqual(row[r + " share"], 0.0)
@@ -139,7 +145,7 @@ class Report(unittest.TestCase):
         kinds = [line.split(" | ")[0][2:] for line in lines if line.startswith("| ") and line.count("|") == 6]
         self.assertEqual(kinds[0], "negative")   # the header, then one row per kind that applies
         self.assertEqual([k for k in kinds[1:] if k != "swapped shapes"],
-                         ["flipped relation", "swapped colours", "changed count"])
+                         ["flipped relation", "swapped colours", "changed count", "object left out"])
 
     def test_main_prints_the_attention_table_alone_with_no_captions(self):
         text = self.printed("--captions", "0", "--attention", "2")
