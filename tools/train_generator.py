@@ -142,7 +142,8 @@ def parse_args(argv=None):
                          "caption changed by one of --binding-kinds (binding_negatives.py; 0: off)")
     ap.add_argument("--binding-margin", type=float, default=0.1)
     ap.add_argument("--binding-kinds", type=binding_kinds, default=("flip", "colours"),
-                    help="which negatives: flip, colours, shapes (relation captions), count (count captions)")
+                    help="which negatives: flip, colours, shapes (relation captions), count (count captions), "
+                         "extra (relation and count captions: the first object alone)")
     ap.add_argument("--binding-scales", type=int, default=6,
                     help="scales where the layout is decided (later ones see it in their inputs)")
     ap.add_argument("--last-keep", type=int, default=64,
