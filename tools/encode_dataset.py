@@ -63,6 +63,26 @@ def object_tokens(images: np.ndarray, patch_nums) -> np.ndarray:
     return out
 
 
+def _mark_rows(data_dir: str, patch_nums, first: int, stop: int) -> np.ndarray:
+    """object_tokens() of rows [first, stop) of a cache: one worker's share."""
+    from shapes.dataset import load_cache
+    torch.set_num_threads(1)   # one process per core already
+    images, _ = load_cache(data_dir)
+    return object_tokens(images[first:stop], patch_nums)
+
+
+def mark_cache(data_dir: str, patch_nums, n: int, workers: int = 1) -> np.ndarray:
+    """object_tokens() of the first n images of a cache, in `workers` processes when > 1."""
+    if workers <= 1 or n <= 1:
+        return _mark_rows(data_dir, list(patch_nums), 0, n) if n else np.zeros((0, sum(p * p for p in patch_nums)), bool)
+    import multiprocessing
+    bounds = np.linspace(0, n, min(workers, n) + 1).astype(int)
+    jobs = [(data_dir, list(patch_nums), int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    # spawn, not fork: the caller may already hold CUDA or OpenMP threads.
+    with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
+        return np.concatenate(pool.starmap(_mark_rows, jobs))
+
+
 def tokenizer_fingerprint(tokenizer: HybridTokenizer) -> str:
     """A short hash of the weights the encoding depends on (encoder, quant_conv, quantizer):
     an encoding made with other weights is stale. The decoder is left out, so training the
@@ -113,7 +133,8 @@ def encode_cache(tokenizer: HybridTokenizer, images: np.ndarray, batch: int = 32
     return {"indices": indices, "residual": residual}
 
 
-def load_or_encode(tokenizer: HybridTokenizer, data_dir: str, out_path: str, limit: int = 0, log=print) -> dict:
+def load_or_encode(tokenizer: HybridTokenizer, data_dir: str, out_path: str, limit: int = 0, log=print,
+                   batch: int = 32) -> dict:
     """The encoded data set (from out_path when it matches this tokenizer and data, else encoded now)."""
     from shapes.dataset import load_cache
     images, meta = load_cache(data_dir)
@@ -126,7 +147,7 @@ def load_or_encode(tokenizer: HybridTokenizer, data_dir: str, out_path: str, lim
         log(f"{out_path} was made with another tokenizer or data size: encoding again")
     t0 = time.time()
     log(f"encoding {n} images of {data_dir} with the tokenizer (once)")
-    encoded = encode_cache(tokenizer, images[:n], log=log)
+    encoded = encode_cache(tokenizer, images[:n], batch=batch, log=log)
     encoded["captions"] = list(meta["captions"][:n])
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     tmp = out_path + ".tmp.npz"
@@ -137,9 +158,8 @@ def load_or_encode(tokenizer: HybridTokenizer, data_dir: str, out_path: str, lim
     return encoded
 
 
-def load_or_mark_objects(data_dir: str, out_path: str, patch_nums, n: int, log=print) -> np.ndarray:
+def load_or_mark_objects(data_dir: str, out_path: str, patch_nums, n: int, log=print, workers: int = 1) -> np.ndarray:
     """object_tokens() of the first n images of the cache, from out_path when it has their shape."""
-    from shapes.dataset import load_cache
     width = sum(pn * pn for pn in patch_nums)
     if os.path.exists(out_path):
         objects = np.load(out_path)
@@ -147,8 +167,7 @@ def load_or_mark_objects(data_dir: str, out_path: str, patch_nums, n: int, log=p
             return objects
         log(f"{out_path} belongs to other data or scales: marking again")
     t0 = time.time()
-    images, _ = load_cache(data_dir)
-    objects = object_tokens(images[:n], patch_nums)
+    objects = mark_cache(data_dir, patch_nums, n, workers)
     tmp = out_path + ".tmp.npy"
     np.save(tmp, objects)
     os.replace(tmp, out_path)

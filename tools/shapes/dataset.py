@@ -99,29 +99,52 @@ def held_out_captions(n: int, seed: int = 0) -> List[str]:
     return [to_caption(s) for s in held_out_scenes(n, seed)]
 
 
+def _render_rows(out: str, seed: int, size: int, start: int, first: int, stop: int) -> Tuple[list, list, list]:
+    """Render rows [first, stop) of out/images.npy (examples start + row) in place; their
+    captions, forms and specs. One worker's share of a parallel build_cache."""
+    images = np.load(os.path.join(out, 'images.npy'), mmap_mode='r+')
+    captions, forms, specs = [], [], []
+    for row in range(first, stop):
+        image, caption, scene = render_example(seed, start + row, size)
+        images[row] = image
+        captions.append(caption)
+        forms.append(scene.form)
+        specs.append(scene.to_dict())
+    images.flush()
+    return captions, forms, specs
+
+
 def build_cache(out: str, n: int, seed: int = 0, size: int = 128, start: int = 0,
-                log_every: int = 1000) -> float:
+                log_every: int = 1000, workers: int = 1) -> float:
     """Render training examples [start, start + n) into out/images.npy + out/captions.json.
-    Returns the seconds taken."""
+    Returns the seconds taken. workers > 1 renders shares of the rows in that many processes
+    (a lent GPU machine's cores render a large cache in seconds); the files are the same."""
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, '.gitignore'), 'w') as f:
         f.write('*\n')
     images = np.lib.format.open_memmap(os.path.join(out, 'images.npy'), mode='w+',
                                        dtype=np.uint8, shape=(n, size, size, 3))
-    captions, forms, specs = [], [], []
+    del images   # the header is written; the rows are filled through their own maps
     t0 = time.time()
-    for k in range(n):
-        image, caption, scene = render_example(seed, start + k, size)
-        images[k] = image
-        captions.append(caption)
-        forms.append(scene.form)
-        specs.append(scene.to_dict())
-        if log_every and (k + 1) % log_every == 0:
-            el = time.time() - t0
-            print(f'{k + 1}/{n} examples, {el:.1f} s, {1000 * el / (k + 1):.2f} ms/example',
-                  flush=True)
-    images.flush()
-    del images
+    if workers > 1 and n > 1:
+        import multiprocessing
+        bounds = np.linspace(0, n, min(workers, n) + 1).astype(int)
+        jobs = [(out, seed, size, start, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+        # spawn, not fork: the caller may already hold CUDA or OpenMP threads.
+        with multiprocessing.get_context('spawn').Pool(len(jobs)) as pool:
+            parts = pool.starmap(_render_rows, jobs)
+    else:
+        parts = []
+        step = log_every if log_every else n
+        for first in range(0, n, max(step, 1)):
+            parts.append(_render_rows(out, seed, size, start, first, min(n, first + step)))
+            if log_every:
+                done = min(n, first + step)
+                el = time.time() - t0
+                print(f'{done}/{n} examples, {el:.1f} s, {1000 * el / done:.2f} ms/example', flush=True)
+    captions = [c for part in parts for c in part[0]]
+    forms = [f for part in parts for f in part[1]]
+    specs = [s for part in parts for s in part[2]]
     with open(os.path.join(out, 'captions.json'), 'w') as f:
         json.dump({'seed': seed, 'size': size, 'start': start, 'n': n, 'captions': captions,
                    'forms': forms, 'specs': specs}, f)
@@ -131,13 +154,14 @@ def build_cache(out: str, n: int, seed: int = 0, size: int = 128, start: int = 0
 TRAINING_IMAGES = 20000   # the cache every shipped model was trained on
 
 
-def render_if_missing(folder: str, n: int = TRAINING_IMAGES, size: int = 128, seed: int = 0, log=print) -> None:
+def render_if_missing(folder: str, n: int = TRAINING_IMAGES, size: int = 128, seed: int = 0, log=print,
+                      workers: int = 1) -> None:
     """Render the training cache into folder once, unless it is there: runs/ is not committed,
-    so a fresh clone starts without it (20,000 images take about 20 s)."""
+    so a fresh clone starts without it (20,000 images take about 20 s on one core)."""
     if os.path.exists(os.path.join(folder, 'captions.json')):
         return
-    log(f'rendering {n} shapes examples into {folder} (once)')
-    took = build_cache(folder, n, seed=seed, size=size, log_every=0)
+    log(f'rendering {n} shapes examples into {folder} (once, {workers} process(es))')
+    took = build_cache(folder, n, seed=seed, size=size, log_every=0, workers=workers)
     log(f'cache written in {took:.1f} s')
 
 
@@ -155,8 +179,9 @@ def main():
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--size', type=int, default=128)
     ap.add_argument('--start', type=int, default=0)
+    ap.add_argument('--workers', type=int, default=1, help='render in this many processes')
     a = ap.parse_args()
-    took = build_cache(a.out, a.n, a.seed, a.size, a.start)
+    took = build_cache(a.out, a.n, a.seed, a.size, a.start, workers=a.workers)
     print(f'wrote {a.n} examples ({a.size}px) to {a.out} in {took:.1f} s '
           f'({1000 * took / max(a.n, 1):.2f} ms/example)')
 

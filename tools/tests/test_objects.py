@@ -54,6 +54,10 @@ class ObjectMarks(unittest.TestCase):
             other = load_or_mark_objects(data, path, [1, 2], 6, log=logged.append)
             self.assertEqual(other.shape, (6, 5))
             np.testing.assert_array_equal(other, first[:, :5])
+            # Marked in worker processes (a GPU machine's cores): the same marks.
+            parallel = load_or_mark_objects(data, os.path.join(folder, "objects-2.npy"), [1, 2, 4], 6,
+                                            log=logged.append, workers=4)
+            np.testing.assert_array_equal(parallel, first)
 
 
 if __name__ == "__main__":

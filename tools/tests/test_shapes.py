@@ -173,6 +173,15 @@ class DatasetTest(unittest.TestCase):
                 self.assertEqual(Scene.from_dict(meta['specs'][k]), scene)
                 self.assertEqual(meta['forms'][k], scene.form)
 
+    def test_workers_render_the_same_cache(self):
+        # A lent GPU machine renders its large cache in parallel; the files must not change.
+        with tempfile.TemporaryDirectory() as d:
+            build_cache(os.path.join(d, 'one'), 7, seed=2, size=32, start=3, log_every=0)
+            build_cache(os.path.join(d, 'three'), 7, seed=2, size=32, start=3, log_every=0, workers=3)
+            (one, meta_one), (three, meta_three) = load_cache(os.path.join(d, 'one')), load_cache(os.path.join(d, 'three'))
+            np.testing.assert_array_equal(one, three)
+            self.assertEqual(meta_one, meta_three)
+            self.assertGreater(len(np.unique(three.reshape(7, -1), axis=0)), 1)   # rows really filled
 
     def test_a_missing_cache_is_rendered_once(self):
         with tempfile.TemporaryDirectory() as d:
