@@ -46,7 +46,7 @@ if TOOLS not in sys.path:
     sys.path.insert(0, TOOLS)
 
 from encode_dataset import encode_images, load_or_encode, load_or_mark_objects, object_tokens  # noqa: E402
-from shapes.dataset import render_if_missing  # noqa: E402
+from shapes.dataset import TRAINING_IMAGES, render_if_missing  # noqa: E402
 from hart.config import HartConfig, get_config  # noqa: E402
 from hart.model import HartModel  # noqa: E402
 from hart.sampler import encode_prompts  # noqa: E402
@@ -95,6 +95,10 @@ def parse_args(argv=None):
     ap.add_argument("--config", default="shapes-128", help="base config; the tokenizer's vae/quantizer replace its own")
     ap.add_argument("--data", default=os.path.join(REPO, "runs", "shapes-20k"), help="shapes .npy cache folder")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
+    ap.add_argument("--images", type=int, default=TRAINING_IMAGES,
+                    help="images to render into --data when it is missing")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes that render --data and mark its object tokens (a GPU machine's cores)")
     # Model size (a fresh run only; a resumed run keeps the config stored in its checkpoint).
     ap.add_argument("--width", type=int, default=192)
     ap.add_argument("--depth", type=int, default=6)
@@ -148,6 +152,12 @@ def parse_args(argv=None):
                     help="scales where the layout is decided (later ones see it in their inputs)")
     ap.add_argument("--last-keep", type=int, default=64,
                     help="last-scale tokens kept in the training sequence (0: all; fewer is faster)")
+    ap.add_argument("--restart-clock", action="store_true",
+                    help="with --resume-from: the schedule (warm-up, cosine, snapshots) counts from this run's "
+                         "start, not from the model file's training time (a new stage, e.g. on a GPU)")
+    ap.add_argument("--stop-at", type=float, default=0.0,
+                    help="Unix time by which training must have ended: the budget shrinks to fit it once the "
+                         "data is ready, and the schedule follows the shrunk budget (a lent machine's limit)")
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
     ap.add_argument("--snapshot-minutes", type=float, default=10.0)
     ap.add_argument("--log-seconds", type=float, default=60.0)
@@ -626,6 +636,7 @@ def main(argv=None):
     final_path = os.path.join(args.out, "model.pt")
 
     ckpt = load_checkpoint(ckpt_path)
+    new_stage = ckpt is None and bool(args.resume_from) and args.restart_clock
     if ckpt is None and args.resume_from:
         # E.g. the committed checkpoints/hart-shapes-128.pt: a model file (EMA weights) to continue from.
         ckpt = load_saved(args.resume_from)
@@ -652,12 +663,13 @@ def main(argv=None):
     device = resolve_device(args.device)
     model.to(device)   # weights are made (or loaded) on the CPU first, so a run starts alike anywhere
 
-    render_if_missing(args.data, size=config.image_size, log=log.write)
+    render_if_missing(args.data, n=args.images, size=config.image_size, log=log.write, workers=args.workers)
     encoded = load_or_encode(model.tokenizer, args.data, os.path.join(args.out, "encoded.npz"), args.limit,
-                             log=log.write)
+                             log=log.write, batch=512 if device.type == "cuda" else 32)
     if args.object_weight != 1.0:
         encoded["objects"] = load_or_mark_objects(args.data, os.path.join(args.out, "objects.npy"),
-                                                  config.patch_nums, len(encoded["captions"]), log=log.write)
+                                                  config.patch_nums, len(encoded["captions"]), log=log.write,
+                                                  workers=args.workers)
     data = EncodedData(config, encoded, device)
     form_p = data.sampling_weights(args.form_weights)
     held = held_out_data(config, model.tokenizer, args.held_out)
@@ -673,11 +685,19 @@ def main(argv=None):
         else:
             log.write("checkpoint has no optimizer state: AdamW starts afresh")
         step = ckpt["step"]
-        snapshots_done = ckpt.get("snapshots", int(ckpt["elapsed_s"] // max(args.snapshot_minutes * 60, 1e-9)))
+        snapshots_done = 0 if new_stage else ckpt.get(
+            "snapshots", int(ckpt["elapsed_s"] // max(args.snapshot_minutes * 60, 1e-9)))
         if "rng" in ckpt:
             set_rng_state(ckpt["rng"])
-    clock = Stopwatch(ckpt["elapsed_s"] if ckpt is not None else 0.0)
+    clock = Stopwatch(ckpt["elapsed_s"] if ckpt is not None and not new_stage else 0.0)
     total_s = args.minutes * 60.0
+    if new_stage:
+        log.write(f"new stage: the schedule counts from 0 (the model file had {ckpt['elapsed_s'] / 60:.1f} min)")
+    if args.stop_at:
+        left = args.stop_at - time.time() - 30.0   # the final save and report
+        if clock.elapsed() + left < total_s:
+            total_s = max(clock.elapsed() + left, clock.elapsed() + 1.0)
+            log.write(f"--stop-at: budget shrunk to {total_s / 60:.2f} min")
     generator = torch.Generator().manual_seed(args.seed * 1000003 + step)
     rope = RopeCache(model.transformer)
     data_rng = np.random.default_rng([args.seed, step])   # data order continues on resume
@@ -742,10 +762,10 @@ def main(argv=None):
         step += 1
         ema.update(step)
         for key in ("ce", "ce_coarse", "ce_last", "diff"):
-            window[key] += float(out[key])
+            window[key] += float(out[key].detach())
         window["n"] += 1
         if "gap" in out:
-            window["gap"] += float(out["gap"])
+            window["gap"] += float(out["gap"].detach())
             window["gaps"] += 1
 
         now = time.time()

@@ -5,6 +5,7 @@ import io
 import os
 import shutil
 import tempfile
+import time
 import unittest
 
 import numpy as np
@@ -298,6 +299,27 @@ class TinyRun(unittest.TestCase):
         self.assertEqual(third["config"]["sampling"]["top_k"], 7)
         continued, _ = self.batch_loss(HartModel.from_checkpoint(third), data, args)
         self.assertLess(continued, ce_fresh - 0.3)
+
+    def test_a_new_stage_restarts_the_schedule_and_stops_by_the_deadline(self):
+        with contextlib.redirect_stdout(io.StringIO()):
+            tg.main(tiny_args(self.folder, "--max-steps", "3", "--out", os.path.join(self.folder, "base")))
+        base = os.path.join(self.folder, "base", "model.pt")
+        self.assertGreater(torch.load(base)["elapsed_s"], 0)
+        stage = os.path.join(self.folder, "stage")
+        argv = tiny_args(self.folder, "--resume-from", base, "--restart-clock", "--minutes", "30",
+                         "--stop-at", str(time.time() + 36), "--out", stage)
+        with contextlib.redirect_stdout(io.StringIO()):
+            tg.main(argv)
+        with open(os.path.join(stage, "log.txt")) as f:
+            log = f.read()
+        self.assertIn("new stage: the schedule counts from 0", log)
+        budget = float(log.split("budget shrunk to ")[1].split(" min")[0])
+        self.assertLess(budget, 1.0)          # 36 s left, minus the 30 s kept for saving
+        saved = torch.load(os.path.join(stage, "model.pt"))
+        # The stage's own time, near its shrunk budget: not the base run's time plus 30 minutes.
+        self.assertLess(saved["elapsed_s"], 60 * budget + 5)
+        self.assertGreater(saved["elapsed_s"], 60 * budget - 1)
+        self.assertGreater(saved["step"], torch.load(base)["step"])
 
 
 if __name__ == "__main__":
