@@ -44,6 +44,9 @@ def parse_args(argv=None):
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="cpu: minutes of this job's own compute (robust to other jobs on the box); wall: wall-clock")
     ap.add_argument("--stage2-fraction", type=float, default=0.3, help="share of the time for hybrid training")
+    ap.add_argument("--decoder-from", help="a tokenizer.pt (or a model file) to continue stage 2 from when --out has "
+                                           "no checkpoint: only the decoder learns, --minutes of it, the learning "
+                                           "rate on a fresh cosine (e.g. after tokenizer_from_package.py)")
     # A private cache under runs/: another job rebuilding a shared cache cannot pull the file from under us.
     ap.add_argument("--data", default=os.path.join(REPO, "runs", "shapes-20k"), help="shapes .npy cache folder")
     ap.add_argument("--images", type=int, default=20000, help="examples to render if the cache is missing")
@@ -187,7 +190,14 @@ def main(argv=None):
     if ckpt is not None and ckpt.get("done") and ckpt["elapsed"] >= total_s and os.path.exists(final_path):
         log.write(f"already finished: {final_path} ({ckpt['step']} steps, {ckpt['metrics']})")
         return
-    if ckpt is not None:
+    start = None
+    if ckpt is None and args.decoder_from:
+        from hart.saved import load_saved
+        from hart.vae import tokenizer_blob, tokenizer_configs
+        start = tokenizer_blob(load_saved(args.decoder_from))
+        stage1_s = 0.0   # the whole budget is stage 2
+        vae_cfg, q_cfg = tokenizer_configs(start["config"])
+    elif ckpt is not None:
         vae_cfg = VaeConfig(**ckpt["config"]["vae"])
         q_cfg = QuantizerConfig(**ckpt["config"]["quantizer"])
     else:
@@ -207,6 +217,9 @@ def main(argv=None):
         stage, step = ckpt["stage"], ckpt["step"]
         usage.hits = ckpt["usage"].to(device)
         set_rng_state(ckpt["rng"])
+    elif start is not None:
+        model.load_state_dict({k: v.float() for k, v in start["state_dict"].items()})
+        stage, step = 2, int(start.get("steps", 0))
     model.to(device)   # made (or loaded) on the CPU first, so a run starts alike anywhere
     gen = np.random.default_rng([args.seed, step])  # data order continues on resume without repeating
     params = enter_stage2(model) if stage == 2 else list(model.parameters())
@@ -216,7 +229,10 @@ def main(argv=None):
     clock = Stopwatch(ckpt["elapsed"] if ckpt is not None else 0.0, mode=args.clock, threads=args.threads)
 
     n_params = sum(p.numel() for p in model.parameters())
-    if ckpt is None:
+    if start is not None:
+        log.write(f"decoder from {args.decoder_from} (step {step}): stage 2 only, {args.minutes} min, lr {args.lr}, "
+                  f"skip_continuous_prob {args.skip_continuous_prob}, device {device}")
+    elif ckpt is None:
         log.write(f"start: {n_params / 1e6:.2f}M parameters (decoder "
                   f"{sum(p.numel() for p in model.decoder.parameters()) / 1e6:.2f}M), vae={asdict(vae_cfg)}, "
                   f"quantizer={asdict(q_cfg)}, batch={args.batch}, lr={args.lr}, minutes={args.minutes}, "

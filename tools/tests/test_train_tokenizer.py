@@ -60,6 +60,22 @@ class TinyTokenizerRun(unittest.TestCase):
         for name, value in stage2_frozen.items():
             self.assertTrue(torch.equal(again[name], value), name)
 
+    def test_the_decoder_continues_from_a_tokenizer_file(self):
+        self.train(0.05)
+        start = load_tokenizer(os.path.join(self.folder, "run", "tokenizer.pt")).state_dict()
+        argv = tiny_argv(self.folder, 0.03)
+        argv[argv.index("--out") + 1] = os.path.join(self.folder, "more")
+        with contextlib.redirect_stdout(io.StringIO()):
+            tt.main(argv + ["--decoder-from", os.path.join(self.folder, "run", "tokenizer.pt")])
+        with open(os.path.join(self.folder, "more", "log.txt")) as f:
+            self.assertIn("stage 2 only", f.read())
+        after = load_tokenizer(os.path.join(self.folder, "more", "tokenizer.pt")).state_dict()
+        encoding = [k for k in start if k.startswith(("encoder.", "quant_conv.", "quantize."))]
+        self.assertTrue(encoding)
+        for name in encoding:
+            self.assertTrue(torch.equal(after[name], start[name]), name)   # the tokens stay the same
+        self.assertTrue(any(not torch.equal(after[k], start[k]) for k in start if k.startswith("decoder.")))
+
 
 class DevicePlacement(unittest.TestCase):
     def test_both_stages_forward_on_the_model_device(self):
