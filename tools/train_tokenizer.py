@@ -198,6 +198,8 @@ def main(argv=None):
         stage1_s = 0.0   # the whole budget is stage 2
         vae_cfg, q_cfg = tokenizer_configs(start["config"])
     elif ckpt is not None:
+        if ckpt.get("decoder_only"):
+            stage1_s = 0.0   # a --decoder-from run, resumed: still all stage 2
         vae_cfg = VaeConfig(**ckpt["config"]["vae"])
         q_cfg = QuantizerConfig(**ckpt["config"]["quantizer"])
     else:
@@ -245,6 +247,7 @@ def main(argv=None):
         save_checkpoint(ckpt_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "stage": stage, "step": step,
             "elapsed": clock.elapsed(), "usage": usage.hits, "rng": rng_state(), "done": done,
+            "decoder_only": stage1_s == 0.0,
             "config": {"vae": asdict(vae_cfg), "quantizer": asdict(q_cfg)}, "metrics": metrics})
 
     last_eval = last_ckpt = wall_start = time.time()

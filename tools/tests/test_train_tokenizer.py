@@ -75,6 +75,15 @@ class TinyTokenizerRun(unittest.TestCase):
         for name in encoding:
             self.assertTrue(torch.equal(after[name], start[name]), name)   # the tokens stay the same
         self.assertTrue(any(not torch.equal(after[k], start[k]) for k in start if k.startswith("decoder.")))
+        # A longer budget resumes it as a decoder-only run: the rate stays on its stage-2 cosine.
+        argv[argv.index("--minutes") + 1] = "0.05"
+        with contextlib.redirect_stdout(io.StringIO()):
+            tt.main(argv + ["--decoder-from", os.path.join(self.folder, "run", "tokenizer.pt")])
+        with open(os.path.join(self.folder, "more", "log.txt")) as f:
+            log = f.read()
+        self.assertIn("resume at step", log)
+        self.assertNotIn("end of stage 1", log)
+        self.assertTrue(load_saved(os.path.join(self.folder, "more", "checkpoint.pt"))["decoder_only"])
 
 
 class DevicePlacement(unittest.TestCase):
