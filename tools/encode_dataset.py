@@ -64,23 +64,18 @@ def object_tokens(images: np.ndarray, patch_nums) -> np.ndarray:
 
 
 def _mark_rows(data_dir: str, patch_nums, first: int, stop: int) -> np.ndarray:
-    """object_tokens() of rows [first, stop) of a cache: one worker's share."""
+    """object_tokens() of rows [first, stop) of a cache, in a worker process of mark_cache."""
     from shapes.dataset import load_cache
     torch.set_num_threads(1)   # one process per core already
-    images, _ = load_cache(data_dir)
-    return object_tokens(images[first:stop], patch_nums)
+    return object_tokens(load_cache(data_dir)[0][first:stop], patch_nums)
 
 
 def mark_cache(data_dir: str, patch_nums, n: int, workers: int = 1) -> np.ndarray:
     """object_tokens() of the first n images of a cache, in `workers` processes when > 1."""
+    from shapes.dataset import load_cache, map_row_shares
     if workers <= 1 or n <= 1:
-        return _mark_rows(data_dir, list(patch_nums), 0, n) if n else np.zeros((0, sum(p * p for p in patch_nums)), bool)
-    import multiprocessing
-    bounds = np.linspace(0, n, min(workers, n) + 1).astype(int)
-    jobs = [(data_dir, list(patch_nums), int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-    # spawn, not fork: the caller may already hold CUDA or OpenMP threads.
-    with multiprocessing.get_context("spawn").Pool(len(jobs)) as pool:
-        return np.concatenate(pool.starmap(_mark_rows, jobs))
+        return object_tokens(load_cache(data_dir)[0][:n], patch_nums)
+    return np.concatenate(map_row_shares(_mark_rows, n, workers, data_dir, list(patch_nums)))
 
 
 def tokenizer_fingerprint(tokenizer: HybridTokenizer) -> str:

@@ -99,6 +99,17 @@ def held_out_captions(n: int, seed: int = 0) -> List[str]:
     return [to_caption(s) for s in held_out_scenes(n, seed)]
 
 
+def map_row_shares(fn, n: int, workers: int, *args) -> list:
+    """[fn(*args, first, stop) for each of `workers` shares of rows [0, n)], in row order, each in
+    its own process: spawned, not forked, because the caller may already hold CUDA or OpenMP
+    threads."""
+    import multiprocessing
+    bounds = np.linspace(0, n, min(workers, n) + 1).astype(int)
+    jobs = [(*args, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    with multiprocessing.get_context('spawn').Pool(len(jobs)) as pool:
+        return pool.starmap(fn, jobs)
+
+
 def _render_rows(out: str, seed: int, size: int, start: int, first: int, stop: int) -> Tuple[list, list, list]:
     """Render rows [first, stop) of out/images.npy (examples start + row) in place; their
     captions, forms and specs. One worker's share of a parallel build_cache."""
@@ -127,12 +138,7 @@ def build_cache(out: str, n: int, seed: int = 0, size: int = 128, start: int = 0
     del images   # the header is written; the rows are filled through their own maps
     t0 = time.time()
     if workers > 1 and n > 1:
-        import multiprocessing
-        bounds = np.linspace(0, n, min(workers, n) + 1).astype(int)
-        jobs = [(out, seed, size, start, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
-        # spawn, not fork: the caller may already hold CUDA or OpenMP threads.
-        with multiprocessing.get_context('spawn').Pool(len(jobs)) as pool:
-            parts = pool.starmap(_render_rows, jobs)
+        parts = map_row_shares(_render_rows, n, workers, out, seed, size, start)
     else:
         parts = []
         step = log_every if log_every else n

@@ -4,6 +4,7 @@ import tempfile
 import unittest
 
 import numpy as np
+import torch
 
 from encode_dataset import load_or_mark_objects, object_cells, object_mask, object_tokens
 from shapes.checker import COLOR_NAMES, PALETTE_RGB
@@ -45,7 +46,13 @@ class ObjectMarks(unittest.TestCase):
             data, path = os.path.join(folder, "data"), os.path.join(folder, "objects.npy")
             build_cache(data, 6, seed=0, size=32, log_every=0)
             logged = []
-            first = load_or_mark_objects(data, path, [1, 2, 4], 6, log=logged.append)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(2)
+            try:
+                first = load_or_mark_objects(data, path, [1, 2, 4], 6, log=logged.append)
+                self.assertEqual(torch.get_num_threads(), 2)   # marking in-process leaves training's threads
+            finally:
+                torch.set_num_threads(threads)
             self.assertEqual((first.shape, len(logged)), ((6, 21), 1))
             self.assertTrue(first.any(1).all())   # every image has an object
             again = load_or_mark_objects(data, path, [1, 2, 4], 6, log=logged.append)
