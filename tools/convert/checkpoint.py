@@ -19,12 +19,12 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import torch
 
-from .config import CONFIGS, HartConfig, SamplingDefaults, TextEncoderConfig
-from .diffusion import DiffusionConfig
-from .quantizer import QuantizerConfig
-from .qwen2 import Qwen2Config
+from hart.config import CONFIGS, HartConfig, SamplingDefaults, TextEncoderConfig
+from hart.diffusion import DiffusionConfig
+from hart.quantizer import QuantizerConfig
+from hart.qwen2 import Qwen2Config
 from .safetensors import SafetensorsFile
-from .vae import VaeConfig
+from hart.vae import VaeConfig
 
 
 class CheckpointError(ValueError):

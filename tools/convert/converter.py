@@ -27,25 +27,25 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+TOOLS = os.path.dirname(HERE)
 
-import onnx  # noqa: E402
-import torch  # noqa: E402
+import onnx
+import torch
 
-from hart import checkpoint as ckpt  # noqa: E402
-from hart.export import (IR_VERSION, OPSET, _name_symbolic_dims, build_tables, sha256_file,  # noqa: E402
-                         write_manifest, write_tables)
-from hart.fp16 import to_fp16  # noqa: E402
-from hart.graphs import Graph, build_graphs, fit_preview, sample_inputs  # noqa: E402
-from hart.model import HartModel  # noqa: E402
-from hart.model_budget import qwen2_text_encoder_buffers, requirements  # noqa: E402
-from hart.quantize_weights import quantize_model  # noqa: E402
-from hart.qwen2 import Qwen2Model, Qwen2TextEncoder  # noqa: E402
-from hart.shards import save_sharded  # noqa: E402
-from hart.transformer import ATTENTION_KINDS  # noqa: E402
+from convert import checkpoint as ckpt
+from export.writer import (IR_VERSION, OPSET, _name_symbolic_dims, build_tables, sha256_file,
+                           write_manifest, write_tables)
+from export.fp16 import to_fp16
+from export.graphs import Graph, build_graphs, fit_preview, sample_inputs
+from hart.model import HartModel
+from export.model_budget import qwen2_text_encoder_buffers, requirements
+from convert.quantize_weights import quantize_model
+from hart.qwen2 import Qwen2Model, Qwen2TextEncoder
+from export.shards import save_sharded
+from hart.transformer import ATTENTION_KINDS
 
-SYSTEM_PROMPT = os.path.join(HERE, "hart", "data", "hart_system_prompt.txt")
-TOKENIZE_SCRIPT = os.path.join(HERE, "hart", "tokenize_text.mjs")
+SYSTEM_PROMPT = os.path.join(TOOLS, "hart", "data", "hart_system_prompt.txt")
+TOKENIZE_SCRIPT = os.path.join(HERE, "tokenize_text.mjs")
 
 
 @dataclass

@@ -27,15 +27,12 @@ import json
 import math
 import os
 import re
-import sys
 from collections import Counter, OrderedDict
 from typing import Dict, List, Sequence, Tuple
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from hart.safetensors import save_file  # noqa: E402
+from convert.safetensors import save_file
 
 Shapes = "OrderedDict[str, Tuple[int, ...]]"
 
@@ -367,7 +364,8 @@ def build(out: str, seed: int = 0) -> Dict[str, "OrderedDict[str, torch.Tensor]"
     qwen = OrderedDict((k, v.bfloat16()) for k, v in random_tensors(qwen2_shapes(QWEN_CONFIG), g).items())
     _write_json(os.path.join(qwen_dir, "config.json"), QWEN_CONFIG)
     save_file(qwen, os.path.join(qwen_dir, "model.safetensors"), metadata={"format": "pt"})
-    prompt_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hart", "data", "hart_system_prompt.txt")
+    tools = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    prompt_path = os.path.join(tools, "hart", "data", "hart_system_prompt.txt")
     with open(prompt_path, encoding="utf-8") as f:
         corpus = [f.read(), "a red circle on a blue background", "a small cat sleeping on a warm windowsill"]
     tok = tokenizer_json(corpus)

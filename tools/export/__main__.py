@@ -13,12 +13,10 @@ import shutil
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from hart.config import CONFIGS, get_config  # noqa: E402
-from hart.export import export_package  # noqa: E402
-from hart.model import HartModel  # noqa: E402
-from hart.transformer import ATTENTION_KINDS  # noqa: E402
+from hart.config import CONFIGS, get_config
+from export.writer import export_package
+from hart.model import HartModel
+from hart.transformer import ATTENTION_KINDS
 
 UNTRAINED = "Untrained random weights (seed {seed}): for testing the pipeline only; images are noise."
 
@@ -59,7 +57,7 @@ def main(argv=None) -> int:
     manifest = export_package(model, args.out, fp16=not args.no_fp16, description=description, seed=args.seed,
                               attention=args.attention)
     if args.golden:
-        from hart.golden import write_golden
+        from export.golden import write_golden
         write_golden(model, args.out)
     total = sum(f["bytes"] for f in manifest["files"])
     print(f"done in {time.time() - started:.1f} s: {len(manifest['files'])} files, {total:,} bytes")

@@ -10,10 +10,10 @@ from typing import Dict, List
 
 import numpy as np
 
-from .config import SamplingDefaults, sampling_json
-from .model import HartModel
-from .sampler import Draws, generate, guidance_at, make_draws
-from .text_vocab import tokenize
+from hart.config import SamplingDefaults, sampling_json
+from hart.model import HartModel
+from hart.sampler import Draws, generate, guidance_at, make_draws
+from hart.text_vocab import tokenize
 
 GOLDEN_FORMAT = "hart-web-golden"
 

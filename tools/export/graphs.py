@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import HartModel
-from .resample import area_matrix, bicubic_matrix
-from .transformer import ATTENTION_KINDS
+from hart.model import HartModel
+from hart.resample import area_matrix, bicubic_matrix
+from hart.transformer import ATTENTION_KINDS
 
 Shape = Tuple  # ints are fixed sizes, strings are symbolic (dynamic) dimensions
 

@@ -8,16 +8,11 @@ the KV cache and the largest activations of one 1024 px image, and the multiply-
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Dict, List, Tuple
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    __package__ = "hart"
-
-from .config import HartConfig  # noqa: E402
-from .qwen2 import Qwen2Config  # noqa: E402
+from hart.config import HartConfig
+from hart.qwen2 import Qwen2Config
 
 # Which transformer parameters each package graph holds (docs/model-package.md §3). The level
 # embedding MLP is in no graph: the exporter evaluates it into the `levels` table (and the
@@ -33,7 +28,7 @@ _GRAPH_OF_PREFIX = (
 
 def transformer_graph_parameters(config: HartConfig) -> Dict[str, int]:
     """Parameters per graph; word_embed is read by scaleUpdate and diffusionHead (counted in both)."""
-    from .transformer import HartTransformer
+    from hart.transformer import HartTransformer
     model = HartTransformer(config, device="meta")
     counts: Dict[str, int] = {}
     for name, param in model.named_parameters():
@@ -60,7 +55,7 @@ def package_graph_parameters(config: HartConfig) -> Dict[str, int]:
 
 def decoder_parameters(config: HartConfig) -> int:
     """The VAE decoder graph: post_quant_conv + decoder (built on CPU: ~65 M parameters at 1024 px)."""
-    from .vae import Decoder
+    from hart.vae import Decoder
     z = config.latent_channels
     return sum(p.numel() for p in Decoder(config.vae).parameters()) + z * z * 9 + z
 
@@ -312,7 +307,7 @@ def report(config: HartConfig, q: Qwen2Config, prefix_tokens: int, text_bits: in
 
 
 if __name__ == "__main__":
-    from .config import CONFIGS
+    from hart.config import CONFIGS
     qwen = Qwen2Config(vocab_size=151936, hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
                        num_attention_heads=12, num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1e6)
     print(report(CONFIGS["hart-0.7b-1024px"], qwen, prefix_tokens=int(sys.argv[1]) if len(sys.argv) > 1 else 150))

@@ -14,14 +14,14 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from .config import HartConfig, sampling_json
+from hart.config import HartConfig, sampling_json
 from .fp16 import to_fp16
 from .graphs import Graph, build_graphs, fit_preview, sample_inputs
-from .model import HartModel
+from hart.model import HartModel
 from .model_budget import requirements, small_text_encoder_buffers
 from .package import FORMAT, FORMAT_VERSION, sha256_file, validate_package
-from .resample import area_matrix, bicubic_matrix
-from .text_vocab import PAD_ID, UNK_ID, build_tokenizer_json
+from hart.resample import area_matrix, bicubic_matrix
+from hart.text_vocab import PAD_ID, UNK_ID, build_tokenizer_json
 
 OPSET = 17
 IR_VERSION = 8

@@ -14,7 +14,6 @@ little next to the transformer and keeps the file small.
 import argparse
 import hashlib
 import os
-import sys
 import time
 
 import numpy as np
@@ -22,15 +21,12 @@ import numpy as np
 # Threads sleep instead of spinning while they wait: on this shared 2-core box spinning threads
 # steal the cores other jobs (and our own second thread) need. Read when torch loads OpenMP.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-import torch  # noqa: E402
+import torch
 
-TOOLS = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(TOOLS)
-if TOOLS not in sys.path:
-    sys.path.insert(0, TOOLS)
 
-from hart.train_utils import autocast_bf16, resolve_device  # noqa: E402
-from hart.vae import HybridTokenizer, load_tokenizer  # noqa: E402
+from lab import REPO
+from lab.train_utils import autocast_bf16, resolve_device
+from hart.vae import HybridTokenizer, load_tokenizer
 
 
 ENCODING_MODULES = ("encoder.", "quant_conv.", "quantize.")
@@ -43,7 +39,7 @@ ENCODING_MODULES = ("encoder.", "quant_conv.", "quantize.")
 
 def object_mask(image: np.ndarray) -> np.ndarray:
     """[H, W] bool: the pixels that are not the background's colour (by the checker's segmentation)."""
-    from shapes.checker import segment
+    from lab.shapes.checker import segment
     seg = segment(image)
     return seg != np.bincount(seg.ravel()).argmax()
 
@@ -65,14 +61,14 @@ def object_tokens(images: np.ndarray, patch_nums) -> np.ndarray:
 
 def _mark_rows(data_dir: str, patch_nums, first: int, stop: int) -> np.ndarray:
     """object_tokens() of rows [first, stop) of a cache, in a worker process of mark_cache."""
-    from shapes.dataset import load_cache
+    from lab.shapes.dataset import load_cache
     torch.set_num_threads(1)   # one process per core already
     return object_tokens(load_cache(data_dir)[0][first:stop], patch_nums)
 
 
 def mark_cache(data_dir: str, patch_nums, n: int, workers: int = 1) -> np.ndarray:
     """object_tokens() of the first n images of a cache, in `workers` processes when > 1."""
-    from shapes.dataset import load_cache, map_row_shares
+    from lab.shapes.dataset import load_cache, map_row_shares
     if workers <= 1 or n <= 1:
         return object_tokens(load_cache(data_dir)[0][:n], patch_nums)
     return np.concatenate(map_row_shares(_mark_rows, n, workers, data_dir, list(patch_nums)))
@@ -131,7 +127,7 @@ def encode_cache(tokenizer: HybridTokenizer, images: np.ndarray, batch: int = 32
 def load_or_encode(tokenizer: HybridTokenizer, data_dir: str, out_path: str, limit: int = 0, log=print,
                    batch: int = 32) -> dict:
     """The encoded data set (from out_path when it matches this tokenizer and data, else encoded now)."""
-    from shapes.dataset import load_cache
+    from lab.shapes.dataset import load_cache
     images, meta = load_cache(data_dir)
     n = images.shape[0] if limit <= 0 else min(limit, images.shape[0])
     fingerprint = tokenizer_fingerprint(tokenizer)

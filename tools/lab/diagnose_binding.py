@@ -33,28 +33,22 @@ relation flipped, the two colours or shapes swapped, the other count; binding_ne
 in nats per object token, on the coarse scales (up to 6×6) and the finer ones, and the share of
 images where the negative is the less likely. A model that ignores the relation word scores 0.
 """
-import os
-import sys
 from typing import Dict, List, Sequence
 
 import numpy as np
 
-TOOLS = os.path.dirname(os.path.abspath(__file__))
-if TOOLS not in sys.path:
-    sys.path.insert(0, TOOLS)
+import torch
 
-import torch  # noqa: E402
-
-from encode_dataset import encode_images, object_cells  # noqa: E402
-from evaluate import diagnosis_parser, model_generator, parse_diagnosis  # noqa: E402
-from hart.text_vocab import split_words  # noqa: E402
-from shapes.captions import FORMS, Scene, parse_caption  # noqa: E402
-from shapes.checker import COLOR_NAMES, check_objects, find_objects, match_objects, relation_holds, segment  # noqa: E402
-from shapes.dataset import held_out_captions, held_out_example  # noqa: E402
-from train_generator import (RopeCache, caption_ce, caption_context, coarse_token_count, teacher_inputs,  # noqa: E402
-                             training_forward)
-from binding_negatives import negative_caption  # noqa: E402
-from encode_dataset import object_tokens  # noqa: E402
+from lab.data import encode_images, object_cells
+from lab.evaluate import diagnosis_parser, model_generator, parse_diagnosis
+from hart.text_vocab import split_words
+from lab.shapes.captions import FORMS, Scene, parse_caption
+from lab.shapes.checker import COLOR_NAMES, check_objects, find_objects, match_objects, relation_holds, segment
+from lab.shapes.dataset import held_out_captions, held_out_example
+from lab.train_generator import (RopeCache, caption_ce, caption_context, coarse_token_count, teacher_inputs,
+                                 training_forward)
+from lab.generator.binding_negatives import negative_caption
+from lab.data import object_tokens
 
 STAGES = ("fewer objects", "more objects", "colours", "roles swapped", "layout", "sizes", "shapes", "right")
 

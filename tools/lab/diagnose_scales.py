@@ -14,25 +14,19 @@ Held-out images of the shapes world are encoded with the model's own tokenizer. 
    The background's texture is random, so its tokens are partly unpredictable by design; an
    object is flat colour, so its tokens should be nearly certain.
 """
-import os
-import sys
 from typing import Dict, List
 
 import numpy as np
 
-TOOLS = os.path.dirname(os.path.abspath(__file__))
-if TOOLS not in sys.path:
-    sys.path.insert(0, TOOLS)
+import torch
 
-import torch  # noqa: E402
-
-from encode_dataset import encode_images, object_cells, object_mask  # noqa: E402
-from evaluate import diagnosis_parser, model_generator, parse_diagnosis, score_captions  # noqa: E402
-from hart.config import SamplingDefaults  # noqa: E402
-from hart.model import HartModel  # noqa: E402
-from hart.sampler import generate, make_draws  # noqa: E402
-from shapes.captions import FORMS  # noqa: E402
-from shapes.dataset import held_out_example  # noqa: E402
+from lab.data import encode_images, object_cells, object_mask
+from lab.evaluate import diagnosis_parser, model_generator, parse_diagnosis, score_captions
+from hart.config import SamplingDefaults
+from hart.model import HartModel
+from hart.sampler import generate, make_draws
+from lab.shapes.captions import FORMS
+from lab.shapes.dataset import held_out_example
 
 
 def scale_slices(patch_nums) -> List[slice]:

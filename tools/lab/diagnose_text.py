@@ -11,16 +11,12 @@ background word: the first block's outputs, ~130–150 in norm against word embe
 drowned the object word. See docs/default-model.md.)
 """
 import argparse
-import os
-import sys
 from typing import Dict, Sequence
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from hart.model import HartModel  # noqa: E402
-from hart.sampler import encode_prompts  # noqa: E402
+from hart.model import HartModel
+from hart.sampler import encode_prompts
 
 BASE = "a red circle on a blue background"
 OBJECT_CHANGED = "a green circle on a blue background"

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from hart.saved import load_saved
-from shapes.captions import FORMS, parse_caption
-from shapes.checker import check
-from shapes.dataset import held_out_captions, held_out_example
-from shapes.grid import save_grid
+from lab.shapes.captions import FORMS, parse_caption
+from lab.shapes.checker import check
+from lab.shapes.dataset import held_out_captions, held_out_example
+from lab.shapes.grid import save_grid
 
 GenerateFn = Callable[[Sequence[str], int], np.ndarray]   # (prompts, batch index) -> uint8 [B,H,W,3]
 
@@ -191,7 +191,7 @@ def use_decoder(model, tokenizer) -> None:
     further (train_tokenizer.py's stage 2 leaves the encoder and codebook alone, so the model's
     tokens mean the same to it). Raises ValueError when the encoder or codebook differ: the
     same test that decides whether an encoded training cache is still valid."""
-    from encode_dataset import tokenizer_fingerprint
+    from lab.data import tokenizer_fingerprint
     if tokenizer_fingerprint(model.tokenizer) != tokenizer_fingerprint(tokenizer):
         raise ValueError('--decoder must share the checkpoint\'s encoder and codebook')
     model.tokenizer.load_state_dict(tokenizer.state_dict())

@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from encode_dataset import ENCODING_MODULES
+from lab.data import ENCODING_MODULES
 from hart.saved import load_saved
 
 

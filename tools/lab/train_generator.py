@@ -27,7 +27,6 @@ import copy
 import dataclasses
 import math
 import os
-import sys
 import time
 from typing import List, Tuple
 
@@ -36,30 +35,26 @@ import numpy as np
 # Threads sleep instead of spinning while they wait: on this shared 2-core box spinning threads
 # steal the cores other jobs (and our own second thread) need. Read when torch loads OpenMP.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-import torch  # noqa: E402
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-TOOLS = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(TOOLS)
-if TOOLS not in sys.path:
-    sys.path.insert(0, TOOLS)
-
-from encode_dataset import encode_images, load_or_encode, load_or_mark_objects, object_tokens  # noqa: E402
-from shapes.dataset import TRAINING_IMAGES, render_if_missing  # noqa: E402
-from hart.config import HartConfig, get_config  # noqa: E402
-from hart.model import HartModel  # noqa: E402
-from hart.sampler import encode_prompts  # noqa: E402
-from hart.train_utils import (ProgressLog, Stopwatch, autocast_bf16, cosine_lr, load_checkpoint, resolve_device,  # noqa: E402
-                              rng_state, save_checkpoint, set_lr, set_rng_state, setup_cpu)
-from hart.diffusion import LayerNormNoAffine, ResBlock as DiffusionResBlock  # noqa: E402
-from hart.text_encoder import TextBlock  # noqa: E402
-from hart.rope import apply_rope  # noqa: E402
-from hart.saved import load_saved  # noqa: E402
-from hart.transformer import Block, RMSNorm  # noqa: E402
-from hart.vae import HybridTokenizer, tokenizer_blob, tokenizer_configs  # noqa: E402
-from self_correction import self_correct  # noqa: E402
-from binding_negatives import KINDS, margin_loss, negative_caption  # noqa: E402
+from lab import REPO
+from lab.data import encode_images, load_or_encode, load_or_mark_objects, object_tokens
+from lab.shapes.dataset import TRAINING_IMAGES, render_if_missing
+from hart.config import HartConfig, get_config
+from hart.model import HartModel
+from hart.sampler import encode_prompts
+from lab.train_utils import (ProgressLog, Stopwatch, autocast_bf16, cosine_lr, load_checkpoint, resolve_device,
+                             rng_state, save_checkpoint, set_lr, set_rng_state, setup_cpu)
+from hart.diffusion import LayerNormNoAffine, ResBlock as DiffusionResBlock
+from hart.text_encoder import TextBlock
+from hart.rope import apply_rope
+from hart.saved import load_saved
+from hart.transformer import Block, RMSNorm
+from hart.vae import HybridTokenizer, tokenizer_blob, tokenizer_configs
+from lab.generator.self_correction import self_correct
+from lab.generator.binding_negatives import KINDS, margin_loss, negative_caption
 
 
 def binding_kinds(text: str) -> tuple:
@@ -72,7 +67,7 @@ def binding_kinds(text: str) -> tuple:
 
 def form_weights(text: str) -> dict:
     """'relation=2,count=1.5' → {'relation': 2.0, 'count': 1.5}, forms checked."""
-    from shapes.captions import FORMS
+    from lab.shapes.captions import FORMS
     weights = {}
     for part in filter(None, text.split(",")):
         form, _, value = part.partition("=")
@@ -311,7 +306,7 @@ class EncodedData:
         its share; None when every form keeps its share."""
         if not weights or all(w == 1.0 for w in weights.values()):
             return None
-        from shapes.captions import parse_caption
+        from lab.shapes.captions import parse_caption
         p = np.array([weights.get(parse_caption(c).form, 1.0) for c in self.captions])
         return p / p.sum()
 
@@ -319,7 +314,7 @@ class EncodedData:
 def held_out_data(config: HartConfig, tokenizer: HybridTokenizer, n: int) -> dict:
     """A fixed held-out batch (images never in the training stream), encoded like the training
     data, on the tokenizer's device."""
-    from shapes.dataset import held_out_example
+    from lab.shapes.dataset import held_out_example
     examples = [held_out_example(0, i, config.image_size) for i in range(n)]
     images = np.stack([e[0] for e in examples])
     indices, residual = encode_images(tokenizer, images)

@@ -16,23 +16,20 @@ hart.vae.load_tokenizer.
 """
 import argparse
 import os
-import sys
 import time
 from dataclasses import asdict
 
-TOOLS = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(TOOLS)
-sys.path.insert(0, TOOLS)
 
 # train_utils first: it sets OMP_WAIT_POLICY before torch creates its thread pool.
-from hart.train_utils import (ProgressLog, Stopwatch, autocast_bf16, cosine_lr, load_checkpoint, resolve_device,  # noqa: E402
-                              psnr, rng_state, save_checkpoint, set_lr, set_rng_state, setup_cpu)
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+from lab import REPO
+from lab.train_utils import (ProgressLog, Stopwatch, autocast_bf16, cosine_lr, load_checkpoint, resolve_device,
+                             psnr, rng_state, save_checkpoint, set_lr, set_rng_state, setup_cpu)
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-from hart.quantizer import QuantizerConfig  # noqa: E402
-from hart.vae import HybridTokenizer, VaeConfig  # noqa: E402
+from hart.quantizer import QuantizerConfig
+from hart.vae import HybridTokenizer, VaeConfig
 
 DEFAULT_PATCH_NUMS = "1,2,3,4,5,6,8,10,13,16"
 
@@ -90,7 +87,7 @@ def build_configs(args):
 
 def ensure_cache(folder: str, n: int, size: int, log: ProgressLog) -> np.ndarray:
     """The shapes images (uint8 [N, H, W, 3], read into memory); the cache is rendered once if missing."""
-    from shapes.dataset import load_cache, render_if_missing
+    from lab.shapes.dataset import load_cache, render_if_missing
     render_if_missing(folder, n, size, log=log.write)
     images, _ = load_cache(folder)
     return np.array(images)  # ~1 GB in RAM: random batches without page faults
@@ -112,7 +109,7 @@ def sample_batch(images: np.ndarray, batch: int, gen: np.random.Generator,
 
 
 def held_out_batch(n: int, size: int, device: torch.device = torch.device("cpu")) -> torch.Tensor:
-    from shapes.dataset import held_out_example
+    from lab.shapes.dataset import held_out_example
     return to_model_range(np.stack([held_out_example(0, i, size)[0] for i in range(n)])).to(device)
 
 

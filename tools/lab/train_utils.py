@@ -19,7 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import torch
 
-from .saved import load_saved
+from hart.saved import load_saved
 
 
 def setup_cpu(threads: int = 2, seed: int = 0) -> None:

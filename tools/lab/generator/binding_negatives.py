@@ -22,7 +22,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from shapes.captions import parse_caption, to_caption
+from lab.shapes.captions import parse_caption, to_caption
 
 FLIPPED = {'left of': 'right of', 'right of': 'left of', 'above': 'below', 'below': 'above'}
 OTHER_COUNT = {2: 3, 3: 2}

@@ -26,22 +26,22 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, TOOLS)
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOLS = os.path.dirname(os.path.dirname(HERE))
 
-import convert_hart  # noqa: E402
-import make_fake_published as fake  # noqa: E402
-from hart import checkpoint as ckpt  # noqa: E402
-from hart import model_budget as mb  # noqa: E402
-from hart import quantize_weights as qw  # noqa: E402
-from hart.graphs import build_graphs, sample_inputs  # noqa: E402
-from hart.model import HartModel  # noqa: E402
-from hart.package import validate_package  # noqa: E402
-from hart.qwen2 import Qwen2Config, Qwen2Model, Qwen2TextEncoder  # noqa: E402
-from hart.safetensors import save_file  # noqa: E402
-from hart.shards import save_sharded  # noqa: E402
+from convert import converter as convert_hart
+from convert import fake_published as fake
+from convert import checkpoint as ckpt
+from export import model_budget as mb
+from convert import quantize_weights as qw
+from export.graphs import build_graphs, sample_inputs
+from hart.model import HartModel
+from export.package import validate_package
+from hart.qwen2 import Qwen2Config, Qwen2Model, Qwen2TextEncoder
+from convert.safetensors import save_file
+from export.shards import save_sharded
 
-ORT_RUN = os.path.join(TOOLS, "tests", "ort_run.mjs")
+ORT_RUN = os.path.join(HERE, "ort_run.mjs")
 SHARD_MB = 0.25
 
 
@@ -647,8 +647,8 @@ class PublishedFilesTest(unittest.TestCase):
     def test_cli_reports_errors_without_traceback(self):
         hart, qwen = self.copy()
         self.edit_ema(hart, lambda s: s.pop("decoder_norm.weight"))
-        result = subprocess.run([sys.executable, os.path.join(TOOLS, "convert_hart.py"), "--hart", hart, "--qwen", qwen,
-                                 "--out", os.path.join(self.tmp.name, "never")], capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-m", "convert", "--hart", hart, "--qwen", qwen,
+                                 "--out", os.path.join(self.tmp.name, "never")], capture_output=True, text=True, cwd=TOOLS)
         self.assertEqual(result.returncode, 1)
         self.assertIn("error: llm weights (ema_model.bin): missing keys: decoder_norm.weight", result.stderr)
         self.assertNotIn("Traceback", result.stderr)

@@ -7,7 +7,7 @@ import unittest
 import numpy as np
 import torch
 
-from hart.safetensors import SafetensorsError, SafetensorsFile, load_file, save_file
+from convert.safetensors import SafetensorsError, SafetensorsFile, load_file, save_file
 
 
 def _raw_file(path, header, data):

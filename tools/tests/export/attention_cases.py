@@ -12,12 +12,10 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from hart.config import get_config  # noqa: E402
-from hart.export import export_package  # noqa: E402
-from hart.graphs import build_graphs, fit_preview, sample_inputs  # noqa: E402
-from hart.model import HartModel  # noqa: E402
+from hart.config import get_config
+from export.writer import export_package
+from export.graphs import build_graphs, fit_preview, sample_inputs
+from hart.model import HartModel
 
 # onnxruntime's WebGPU provider runs steps of fewer than 32 new tokens with its split-K decode
 # kernels and longer ones with its prefill flash-attention kernel: both kinds, empty and full caches.

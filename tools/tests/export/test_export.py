@@ -11,16 +11,17 @@ import numpy as np
 import torch
 
 from hart.config import get_config
-from hart.export import export_onnx, export_package, save_onnx
-from hart.fp16 import to_fp16
-from hart.graphs import (DiffusionHeadGraph, ScaleUpdateGraph, build_graphs, fit_preview, sample_inputs)
+from export.writer import export_onnx, export_package, save_onnx
+from export.fp16 import to_fp16
+from export.graphs import (DiffusionHeadGraph, ScaleUpdateGraph, build_graphs, fit_preview, sample_inputs)
 from hart.model import HartModel
-from hart.package import PackageError, sha256_file, validate_package
+from export.package import PackageError, sha256_file, validate_package
 from hart.resample import area_matrix, bicubic_matrix
 from hart.text_vocab import SHAPES_WORDS, tokenize
 
-TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ORT_CHECK = os.path.join(TOOLS, "tests", "ort_check.mjs")
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOOLS = os.path.dirname(os.path.dirname(HERE))
+ORT_CHECK = os.path.join(HERE, "ort_check.mjs")
 
 # Fresh sizes, all different from the ones the graphs were traced with.
 CHECK_DIMS = {
@@ -225,8 +226,8 @@ class ExportTest(unittest.TestCase):
         self.assertLess((bias - true_b).abs().max().item(), 1e-4)
 
     def test_the_packages_decoder_restores_a_slim_checkpoints_tokenizer_exactly(self):
-        from slim_checkpoint import slim
-        from tokenizer_from_package import full_precision_tokenizer, graph_weights
+        from lab.slim_checkpoint import slim
+        from lab.tokenizer_from_package import full_precision_tokenizer, graph_weights
         weights = graph_weights(os.path.join(self.package, "decoder.onnx"))
         blob = full_precision_tokenizer(slim(self.model.checkpoint()), weights)
         original = self.model.tokenizer.state_dict()

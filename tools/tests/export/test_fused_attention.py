@@ -13,10 +13,10 @@ import torch
 from onnx import TensorProto
 
 from hart.config import get_config
-from hart.export import export_package
-from hart.graphs import TransformerGraph, build_graphs, fit_preview, sample_inputs
+from export.writer import export_package
+from export.graphs import TransformerGraph, build_graphs, fit_preview, sample_inputs
 from hart.model import HartModel
-from tests.test_export import FP16_TOLERANCE, FP32_TOLERANCE, run_ort, write_case
+from tests.export.test_export import FP16_TOLERANCE, FP32_TOLERANCE, run_ort, write_case
 
 # Empty cache (the text step), a cache with a step longer than 32 new tokens (onnxruntime's
 # WebGPU provider switches from its split-K decode kernel to its prefill kernel at 32), and an

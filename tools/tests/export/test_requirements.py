@@ -13,12 +13,12 @@ import torch
 from onnx import helper, mapping
 
 from hart.config import CONFIGS, get_config
-from hart.export import export_package
-from hart.graphs import build_graphs, fit_preview, sample_inputs
+from export.writer import export_package
+from export.graphs import build_graphs, fit_preview, sample_inputs
 from hart.model import HartModel
-from hart.model_budget import largest_buffers, qwen2_text_encoder_buffers, scale_steps, small_text_encoder_buffers
+from export.model_budget import largest_buffers, qwen2_text_encoder_buffers, scale_steps, small_text_encoder_buffers
 from hart.qwen2 import Qwen2Config
-from tests.test_export import run_ort, write_case
+from tests.export.test_export import run_ort, write_case
 
 ITEMSIZE = {"float32": 4, "float16": 2, "int32": 4, "int64": 8, "uint8": 1, "bool": 1}
 

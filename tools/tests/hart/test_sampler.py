@@ -7,9 +7,9 @@ import numpy as np
 import torch
 
 from hart.config import SamplingDefaults, get_config
-from hart.golden import DEFAULT_CASES, write_golden
+from export.golden import DEFAULT_CASES, write_golden
 from hart.model import HartModel
-from hart.package import validate_package
+from export.package import validate_package
 from hart.sampler import (encode_prompts, filter_logits, generate, guidance_at, gumbel_tau, make_draws,
                           sample_tokens, scale_ratio, smooth_vectors, to_pixels)
 
@@ -206,7 +206,7 @@ if __name__ == "__main__":
 class CommittedFixtureTest(unittest.TestCase):
     """tests/fixtures/tiny must stay what the current reference produces (else re-export it)."""
 
-    FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
                            "tests", "fixtures", "tiny")
 
     def test_fixture_package_validates(self):

@@ -5,11 +5,11 @@ import unittest
 import numpy as np
 import torch
 
-import train_generator as tg
-from binding_negatives import KINDS, margin_loss, negative_caption
+from lab import train_generator as tg
+from lab.generator.binding_negatives import KINDS, margin_loss, negative_caption
 from hart.config import get_config
 from hart.model import HartModel
-from shapes.captions import parse_caption
+from lab.shapes.captions import parse_caption
 
 RELATION = "a small red circle left of a blue square on a white background"
 

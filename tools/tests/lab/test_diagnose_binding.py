@@ -8,11 +8,11 @@ import unittest
 
 import torch
 
-import diagnose_binding as db
+from lab import diagnose_binding as db
 from hart.config import get_config
 from hart.model import HartModel
-from shapes.captions import COLORS, SHAPES
-from shapes.dataset import held_out_example
+from lab.shapes.captions import COLORS, SHAPES
+from lab.shapes.dataset import held_out_example
 
 
 def first_of_form(form: str, size: int = 128):

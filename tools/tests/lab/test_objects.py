@@ -6,9 +6,9 @@ import unittest
 import numpy as np
 import torch
 
-from encode_dataset import load_or_mark_objects, object_cells, object_mask, object_tokens
-from shapes.checker import COLOR_NAMES, PALETTE_RGB
-from shapes.dataset import build_cache
+from lab.data import load_or_mark_objects, object_cells, object_mask, object_tokens
+from lab.shapes.checker import COLOR_NAMES, PALETTE_RGB
+from lab.shapes.dataset import build_cache
 
 
 def picture(size=32, box=(8, 16, 16, 24)):

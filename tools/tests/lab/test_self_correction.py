@@ -6,7 +6,7 @@ import torch
 
 from hart.config import get_config
 from hart.vae import HybridTokenizer
-from self_correction import latent_from_cache, self_correct
+from lab.generator.self_correction import latent_from_cache, self_correct
 
 
 class SelfCorrection(unittest.TestCase):

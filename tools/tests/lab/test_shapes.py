@@ -10,16 +10,16 @@ import unittest
 import numpy as np
 
 from hart.text_vocab import SHAPES_WORDS, UNK_ID, tokenize
-from shapes.captions import (COLORS, FORMS, VOCABULARY, Scene, ShapeObject, parse_caption,
-                             to_caption)
-from shapes.checker import (FALSIFY_KINDS, check, check_scene, classify_shape, falsify,
-                            find_objects, label, segment, validate_checker)
-from shapes.dataset import (build_cache, form_of, held_out_captions, held_out_example,
-                            load_cache, random_scene, render_example, render_if_missing, TRAIN)
-from shapes.grid import examples_by_form, grid, read_png, save_grid
-from shapes.render import Placement, background, draw, render_scene
+from lab.shapes.captions import (COLORS, FORMS, VOCABULARY, Scene, ShapeObject, parse_caption,
+                                 to_caption)
+from lab.shapes.checker import (FALSIFY_KINDS, check, check_scene, classify_shape, falsify,
+                                find_objects, label, segment, validate_checker)
+from lab.shapes.dataset import (build_cache, form_of, held_out_captions, held_out_example,
+                                load_cache, random_scene, render_example, render_if_missing, TRAIN)
+from lab.shapes.grid import examples_by_form, grid, read_png, save_grid
+from lab.shapes.render import Placement, background, draw, render_scene
 
-import evaluate
+from lab import evaluate
 
 class CaptionGrammarTest(unittest.TestCase):
     def test_issue_examples_both_ways(self):

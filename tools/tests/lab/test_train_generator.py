@@ -11,13 +11,13 @@ import unittest
 import numpy as np
 import torch
 
-import train_generator as tg
-from encode_dataset import encode_images
+from lab import train_generator as tg
+from lab.data import encode_images
 from hart.config import get_config
 from hart.model import HartModel
-from hart.train_utils import cosine_lr
+from lab.train_utils import cosine_lr
 from hart.vae import HybridTokenizer, load_tokenizer, tokenizer_blob
-from shapes.dataset import build_cache
+from lab.shapes.dataset import build_cache
 
 TINY_SIZE = dict(width=64, depth=2, heads=2, text_width=32, text_depth=1, text_heads=2,
                  diff_width=32, diff_depth=2)
@@ -35,7 +35,7 @@ def tiny_args(folder, *extra):
 
 class Device(unittest.TestCase):
     def test_auto_takes_the_gpu_when_there_is_one_and_a_missing_gpu_is_refused(self):
-        from hart.train_utils import resolve_device
+        from lab.train_utils import resolve_device
         self.assertEqual(resolve_device("cpu").type, "cpu")
         if torch.cuda.is_available():
             self.assertEqual(resolve_device("auto").type, "cuda")
@@ -330,7 +330,7 @@ class EncodingFingerprint(unittest.TestCase):
     """The encoded cache stays valid when only the decoder changes (tokenizer stage 2 continued)."""
 
     def test_decoder_weights_do_not_change_it_encoder_weights_do(self):
-        from encode_dataset import tokenizer_fingerprint
+        from lab.data import tokenizer_fingerprint
         c = get_config("tiny")
         torch.manual_seed(0)
         tokenizer = HybridTokenizer(c.vae, c.quantizer)
@@ -349,8 +349,8 @@ class EncodingFingerprint(unittest.TestCase):
 
 class SlimCheckpoint(unittest.TestCase):
     def test_float16_generator_and_decoder_float32_encoding_and_loadable(self):
-        from encode_dataset import ENCODING_MODULES, tokenizer_fingerprint
-        from slim_checkpoint import slim
+        from lab.data import ENCODING_MODULES, tokenizer_fingerprint
+        from lab.slim_checkpoint import slim
         model = HartModel.random(get_config("tiny"), 0)
         full = dict(model.checkpoint(), step=12, elapsed_s=34.0)
         small = slim(full)
@@ -382,7 +382,7 @@ class SlimCheckpoint(unittest.TestCase):
 
 class TextWordSensitivity(unittest.TestCase):
     def test_a_changed_word_changes_the_output_and_a_dead_embedding_does_not(self):
-        from diagnose_text import word_sensitivity
+        from lab.diagnose_text import word_sensitivity
         model = HartModel.random(get_config("shapes-128"), 0)
         r = word_sensitivity(model)
         self.assertGreater(r["object"], 1e-3)
@@ -398,7 +398,7 @@ class TextWordSensitivity(unittest.TestCase):
     def test_word_skip_keeps_the_object_word_when_the_blocks_outputs_are_huge(self):
         # What training did to the shipped model: block outputs ~100x the word embeddings,
         # here a large constant added by every block's attention.
-        from diagnose_text import word_sensitivity
+        from lab.diagnose_text import word_sensitivity
         base = get_config("shapes-128")
         for skip in (False, True):
             config = dataclasses.replace(base, text_encoder=dataclasses.replace(base.text_encoder, word_skip=skip))

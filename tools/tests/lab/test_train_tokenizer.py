@@ -10,7 +10,7 @@ import unittest
 import numpy as np
 import torch
 
-import train_tokenizer as tt
+from lab import train_tokenizer as tt
 from hart.config import get_config
 from hart.saved import load_saved
 from hart.vae import HybridTokenizer, load_tokenizer

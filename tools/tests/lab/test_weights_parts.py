@@ -6,7 +6,7 @@ import unittest
 
 import torch
 
-from gpu.weights_parts import join, pack
+from lab.gpu.weights_parts import join, pack
 from hart.config import get_config
 from hart.model import HartModel
 
