@@ -1,7 +1,6 @@
 """Convert the published HART checkpoint and its Qwen2 text encoder into a model package.
 
-    /usr/bin/python3 tools/convert_hart.py --hart HART_DIR --qwen QWEN_DIR --out PACKAGE_DIR \\
-        [--fp16] [--text-encoder-bits 4|8|32]
+    tools/py convert --hart HART_DIR --qwen QWEN_DIR --out PACKAGE_DIR [--fp16] [--text-encoder-bits 4|8|32]
 
 HART_DIR is a local copy of `mit-han-lab/hart-0.7b-1024px` (with `llm/` and `tokenizer/`),
 QWEN_DIR one of the Qwen2 text encoder (`config.json`, weights, `tokenizer.json`,
@@ -10,17 +9,15 @@ fp16 with --fp16), the text encoder with int4 (default) or int8 weights, weights
 data shards of about --shard-mb MB, tables.bin, the Qwen2 tokenizer.json and manifest.json.
 
 Every number comes from the config files; every weight is matched by name and shape, and
-anything unexpected stops the conversion with a message naming it (tools/hart/checkpoint.py).
+anything unexpected stops the conversion with a message naming it (convert/checkpoint.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -42,7 +39,6 @@ from export.model_budget import qwen2_text_encoder_buffers, requirements
 from convert.quantize_weights import quantize_model
 from hart.qwen2 import Qwen2Model, Qwen2TextEncoder
 from export.shards import save_sharded
-from hart.transformer import ATTENTION_KINDS
 
 SYSTEM_PROMPT = os.path.join(TOOLS, "hart", "data", "hart_system_prompt.txt")
 TOKENIZE_SCRIPT = os.path.join(HERE, "tokenize_text.mjs")
@@ -250,30 +246,3 @@ def convert(hart_dir: str, qwen_dir: str, out_dir: str, fp16: bool = False, text
     log(f"wrote {out_dir}: {len(files)} files, {total / 2**20:,.1f} MB, in {time.time() - started:.0f} s")
     return manifest
 
-
-def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Convert published HART + Qwen2 files into a HART Web model package.")
-    parser.add_argument("--hart", required=True, help="folder with llm/ and tokenizer/ (mit-han-lab/hart-0.7b-1024px)")
-    parser.add_argument("--qwen", required=True, help="Qwen2 text encoder folder (config.json, weights, tokenizer.json)")
-    parser.add_argument("--out", required=True, help="package folder to write")
-    parser.add_argument("--fp16", action="store_true", help="also write fp16 graph variants (for shader-f16 GPUs)")
-    parser.add_argument("--text-encoder-bits", type=int, default=4, choices=(4, 8, 32),
-                        help="text encoder weights: 4 (MatMulNBits, default), 8 (DequantizeLinear) or 32 (float)")
-    parser.add_argument("--block-size", type=int, default=32, help="int4 quantization block along K (default 32)")
-    parser.add_argument("--shard-mb", type=float, default=100, help="external-data shard size in MB (default 100)")
-    parser.add_argument("--name", default="hart-0.7b-1024px", help="package name shown in the app")
-    parser.add_argument("--attention", choices=ATTENTION_KINDS, default="fused",
-                        help="transformer attention: fused (com.microsoft MultiHeadAttention, flash attention on "
-                             "WebGPU; default) or plain (MatMul/Softmax: the 1024 px scores need ~7.7 GB)")
-    args = parser.parse_args(argv)
-    try:
-        convert(args.hart, args.qwen, args.out, fp16=args.fp16, text_bits=args.text_encoder_bits,
-                block_size=args.block_size, shard_mb=args.shard_mb, name=args.name, attention=args.attention)
-    except ckpt.CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
