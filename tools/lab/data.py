@@ -1,7 +1,5 @@
-"""Encode the shapes cache with a trained hybrid tokenizer, once, for generator training.
-
-    /usr/bin/python3 tools/encode_dataset.py --tokenizer runs/tokenizer/tokenizer.pt \
-        --data runs/shapes-20k --out runs/generator/encoded.npz
+"""The shapes cache encoded with a trained hybrid tokenizer, once, for generator training, and
+the object tokens of each image (library; `tools/py lab.encode_dataset` encodes ahead of training).
 
 Per image it stores what teacher-forced training needs (hart.md §4.2, §9):
   - `indices` int16 [N, Σ pn_k²]: the multi-scale token maps, scale after scale, row-major;
@@ -11,7 +9,6 @@ Per image it stores what teacher-forced training needs (hart.md §4.2, §9):
 The scale inputs (Down_area of f_hat) are rebuilt from the indices during training: that costs
 little next to the transformer and keeps the file small.
 """
-import argparse
 import hashlib
 import os
 import time
@@ -23,8 +20,6 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
 
-
-from lab import REPO
 from lab.train_utils import autocast_bf16, resolve_device
 from hart.vae import HybridTokenizer, load_tokenizer
 
@@ -165,22 +160,3 @@ def load_or_mark_objects(data_dir: str, out_path: str, patch_nums, n: int, log=p
     log(f"marked the object tokens of {n} images in {time.time() - t0:.0f} s → {out_path}")
     return objects
 
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tokenizer", required=True, help="tokenizer.pt from train_tokenizer.py")
-    ap.add_argument("--data", default=os.path.join(REPO, "runs", "shapes-20k"))
-    ap.add_argument("--out", default=os.path.join(REPO, "runs", "generator", "encoded.npz"))
-    ap.add_argument("--limit", type=int, default=0, help="encode only the first N images (0: all)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--device", default="auto", help="cpu, cuda or auto (the GPU when there is one)")
-    a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    tokenizer = load_tokenizer(a.tokenizer).to(resolve_device(a.device))
-    encoded = load_or_encode(tokenizer, a.data, a.out, a.limit)
-    print(f"{len(encoded['captions'])} images, indices {encoded['indices'].shape}, "
-          f"residual {encoded['residual'].shape} (rms {np.sqrt(np.mean(np.square(encoded['residual'][:256].astype(np.float32)))):.3f})")
-
-
-if __name__ == "__main__":
-    main()
