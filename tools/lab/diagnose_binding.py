@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from lab.data import encode_images, object_cells
-from lab.evaluate import diagnosis_parser, model_generator, parse_diagnosis
+from lab.diagnosis import diagnosis_parser, model_generator, parse_diagnosis
 from hart.text_vocab import split_words
 from lab.shapes.captions import FORMS, Scene, parse_caption
 from lab.shapes.checker import COLOR_NAMES, check_objects, find_objects, match_objects, relation_holds, segment
@@ -210,7 +210,7 @@ def generated(model, captions: List[str], seed: int, batch: int) -> List[np.ndar
 
 
 def main(argv=None):
-    ap = diagnosis_parser(__doc__)
+    ap = diagnosis_parser(__doc__, prog="tools/py lab.diagnose_binding")
     ap.add_argument("--captions", type=int, default=200,
                     help="held-out captions (evaluate.py's, balanced by form; 0: no cascade table)")
     ap.add_argument("--seed", type=int, default=0, help="caption and sampling seed (evaluate.py's default)")

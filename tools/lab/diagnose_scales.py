@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from lab.data import encode_images, object_cells, object_mask
-from lab.evaluate import diagnosis_parser, model_generator, parse_diagnosis, score_captions
+from lab.diagnosis import diagnosis_parser, model_generator, parse_diagnosis, score_captions
 from hart.config import SamplingDefaults
 from hart.model import HartModel
 from hart.sampler import generate, make_draws
@@ -97,7 +97,7 @@ def format_tokens(rows: List[Dict], patch_nums) -> str:
 
 
 def main(argv=None):
-    ap = diagnosis_parser(__doc__)
+    ap = diagnosis_parser(__doc__, prog="tools/py lab.diagnose_scales")
     ap.add_argument("--images", type=int, default=80, help="held-out images (balanced across caption forms)")
     ap.add_argument("--seed", type=int, default=5, help="held-out stream seed (evaluate.py uses 0)")
     ap.add_argument("--every", type=int, default=2, help="ladder step in scales")

@@ -1,8 +1,10 @@
-"""Evaluation table of the shapes-world HART model (issue 6).
+"""Evaluation table of the shapes-world HART model.
 
-    cd tools && /usr/bin/python3 evaluate.py --checkpoint ../runs/generator/latest.pt \
-        [--tokenizer ../runs/tokenizer/latest.pt] [--images 100] [--captions 200] \
-        [--curve ../runs/generator/ckpt-*.pt] [--grid ../docs/samples.png] [--json out.json]
+    tools/py lab.evaluate --checkpoint runs/generator/latest.pt \
+        [--tokenizer runs/tokenizer/latest.pt] [--images 100] [--captions 200] \
+        [--curve runs/generator/ckpt-*.pt] [--grid docs/samples.png] [--json out.json]
+
+(paths relative to the current folder, here the repository root)
 
 1. Tokenizer reconstruction of held-out images: PSNR of discrete-only decoding (the multi-scale
    tokens alone) against hybrid decoding (tokens + residual, i.e. the continuous latent), and
@@ -24,18 +26,17 @@ import json
 import os
 import sys
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Dict, List
 
 import numpy as np
 import torch
 
 from hart.saved import load_saved
-from lab.shapes.captions import FORMS, parse_caption
+from lab.diagnosis import load_any_tokenizer, load_generator, model_generator, score_captions
+from lab.shapes.captions import FORMS
 from lab.shapes.checker import check
 from lab.shapes.dataset import held_out_captions, held_out_example
 from lab.shapes.grid import save_grid
-
-GenerateFn = Callable[[Sequence[str], int], np.ndarray]   # (prompts, batch index) -> uint8 [B,H,W,3]
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -77,62 +78,7 @@ def evaluate_tokenizer(tokenizer, n: int, seed: int, size: int, batch: int = 16)
             'check': {k: float(np.mean(v)) for k, v in passed.items()}}
 
 
-# 2. Generation. -------------------------------------------------------------------------
-
-def stated_parts(scene) -> List[str]:
-    """The checker's parts a caption actually states (the others pass trivially)."""
-    parts = ['background', 'colors', 'counts', 'shapes']
-    if any(o.size for o in scene.objects):
-        parts.append('sizes')
-    if any(o.position for o in scene.objects):
-        parts.append('positions')
-    if scene.relation:
-        parts.append('relations')
-    return parts
-
-
-def score_captions(generate: GenerateFn, captions: Sequence[str], batch: int,
-                   keep: int = 0) -> Dict:
-    """Checker score of generated images: overall, by caption form, and per checked part
-(over the captions that state that part).
-    `keep` > 0 also returns the first `keep` (image, caption) pairs of each form."""
-    by_form: Dict[str, List[bool]] = {f: [] for f in FORMS}
-    parts: Dict[str, List[bool]] = {}
-    kept: Dict[str, list] = {f: [] for f in FORMS}
-    for b, start in enumerate(range(0, len(captions), batch)):
-        prompts = list(captions[start:start + batch])
-        images = generate(prompts, b)
-        for image, caption in zip(images, prompts):
-            r = check(image[..., :3], caption)
-            by_form[r['form']].append(r['ok'])
-            for k in stated_parts(parse_caption(caption)):
-                parts.setdefault(k, []).append(r[k])
-            if len(kept[r['form']]) < keep:
-                kept[r['form']].append((image[..., :3], caption))
-    every = [ok for v in by_form.values() for ok in v]
-    return {'n': len(every), 'overall': float(np.mean(every)),
-            'by_form': {f: float(np.mean(v)) for f, v in by_form.items() if v},
-            'count_by_form': {f: len(v) for f, v in by_form.items() if v},
-            'parts': {k: float(np.mean(v)) for k, v in parts.items()},
-            'part_counts': {k: len(v) for k, v in parts.items()},
-            'kept': kept}
-
-
-def model_generator(model, residual: bool, seed: int, forced_for: Callable[[int], list] = None,
-                    **overrides) -> GenerateFn:
-    """A GenerateFn running the reference sampler; batch b draws from seed (seed, b), so runs
-    with and without the residual share their token draws. forced_for(b), if given, lists the
-    tokens that batch b takes for its first scales instead of drawing them (diagnose_scales.py)."""
-    from hart.sampler import generate, make_draws
-    settings = dataclasses.replace(model.config.sampling, residual=residual, **overrides)
-
-    def run(prompts: Sequence[str], b: int) -> np.ndarray:
-        draws = make_draws(model.config, len(prompts), seed * 100003 + b,
-                           smooth=settings.smooth, residual=True)
-        forced = forced_for(b) if forced_for is not None else None
-        return generate(model, prompts, settings, draws, forced).pixels[..., :3]
-    return run
-
+# 2. Generation: lab/diagnosis.py (score_captions, model_generator). ----------------------
 
 # 3–4. Printing. -------------------------------------------------------------------------
 
@@ -179,53 +125,8 @@ def format_curve(rows: List[Dict]) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def load_any_tokenizer(path: str):
-    """(tokenizer, image size) from a model checkpoint or from train_tokenizer.py's tokenizer.pt."""
-    from hart.vae import load_tokenizer
-    tokenizer = load_tokenizer(path)
-    return tokenizer, tokenizer.vae_config.image_size
-
-
-def use_decoder(model, tokenizer) -> None:
-    """Make `model` decode with `tokenizer`, a copy of its own tokenizer whose decoder trained
-    further (train_tokenizer.py's stage 2 leaves the encoder and codebook alone, so the model's
-    tokens mean the same to it). Raises ValueError when the encoder or codebook differ: the
-    same test that decides whether an encoded training cache is still valid."""
-    from lab.data import tokenizer_fingerprint
-    if tokenizer_fingerprint(model.tokenizer) != tokenizer_fingerprint(tokenizer):
-        raise ValueError('--decoder must share the checkpoint\'s encoder and codebook')
-    model.tokenizer.load_state_dict(tokenizer.state_dict())
-
-
-def load_generator(checkpoint, decoder=None):
-    """A model file (path or loaded dict) ready for scoring. `decoder`, a tokenizer file's path or
-    a loaded tokenizer, replaces its decoder (see use_decoder)."""
-    from hart.model import HartModel
-    model = HartModel.from_checkpoint(checkpoint)
-    if decoder is not None:
-        use_decoder(model, load_any_tokenizer(decoder)[0] if isinstance(decoder, str) else decoder)
-    return model
-
-
-def diagnosis_parser(doc: str) -> argparse.ArgumentParser:
-    """The arguments the diagnose_*.py tools share: the model file, --decoder, --batch, --threads."""
-    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('model', help='model file (HartModel.checkpoint() dict)')
-    ap.add_argument('--decoder', help='tokenizer whose decoder trained further (see evaluate.py --decoder)')
-    ap.add_argument('--batch', type=int, default=8)
-    ap.add_argument('--threads', type=int, default=2)
-    return ap
-
-
-def parse_diagnosis(ap: argparse.ArgumentParser, argv=None):
-    """(arguments, model) of a diagnose_*.py tool whose parser came from diagnosis_parser."""
-    a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    return a, load_generator(a.model, a.decoder)
-
-
 def main(argv=None):
-    ap = argparse.ArgumentParser(description='Evaluation table of the shapes-world HART model.')
+    ap = argparse.ArgumentParser(prog='tools/py lab.evaluate', description='Evaluation table of the shapes-world HART model.')
     ap.add_argument('--checkpoint', help='full model checkpoint (generation)')
     ap.add_argument('--tokenizer', help='checkpoint for the reconstruction table '
                                         '(default: --checkpoint)')

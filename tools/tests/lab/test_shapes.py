@@ -19,7 +19,7 @@ from lab.shapes.dataset import (build_cache, form_of, held_out_captions, held_ou
 from lab.shapes.grid import examples_by_form, grid, read_png, save_grid
 from lab.shapes.render import Placement, background, draw, render_scene
 
-from lab import evaluate
+from lab import diagnosis, evaluate
 
 class CaptionGrammarTest(unittest.TestCase):
     def test_issue_examples_both_ways(self):
@@ -323,7 +323,7 @@ class EvaluateTest(unittest.TestCase):
                 return np.stack(out)
             return paint
 
-        good = evaluate.score_captions(painter(False), captions, batch=6, keep=1)
+        good = diagnosis.score_captions(painter(False), captions, batch=6, keep=1)
         self.assertEqual(good['n'], 20)
         self.assertEqual(good['overall'], 1.0)
         self.assertEqual(good['by_form'], {f: 1.0 for f in FORMS})
@@ -331,7 +331,7 @@ class EvaluateTest(unittest.TestCase):
         self.assertEqual(good['part_counts']['relations'], 4)
         self.assertEqual(good['part_counts']['shapes'], 20)
         self.assertEqual([len(v) for v in good['kept'].values()], [1] * 5)
-        bad = evaluate.score_captions(painter(True), captions, batch=6)
+        bad = diagnosis.score_captions(painter(True), captions, batch=6)
         self.assertEqual(bad['overall'], 0.0)
         self.assertEqual(bad['parts']['shapes'], 0.0)
         self.assertEqual(bad['parts']['background'], 1.0)
@@ -347,12 +347,12 @@ class EvaluateTest(unittest.TestCase):
         with torch.no_grad():
             for p in further.decoder.parameters():
                 p.add_(0.01)
-        evaluate.use_decoder(model, further)
+        diagnosis.use_decoder(model, further)
         for k, v in further.state_dict().items():
             self.assertTrue(torch.equal(model.tokenizer.state_dict()[k], v), k)
         other = HartModel.random(get_config('tiny'), 1).tokenizer   # another codebook
         with self.assertRaisesRegex(ValueError, 'encoder and codebook'):
-            evaluate.use_decoder(model, other)
+            diagnosis.use_decoder(model, other)
 
     def test_runs_end_to_end_on_a_random_tiny_model(self):
         import torch
