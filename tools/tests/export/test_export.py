@@ -321,7 +321,7 @@ if __name__ == "__main__":
 
 class CheckpointExportTest(unittest.TestCase):
     def test_cli_exports_a_trained_checkpoint(self):
-        import export_package
+        from export import __main__ as export_package
         model = HartModel.random(get_config("tiny"), 3)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "model.pt")

@@ -218,7 +218,7 @@ class CommittedFixtureTest(unittest.TestCase):
         # on another BLAS): a field the exporter gained since must be in the fixture too.
         import contextlib
         import io
-        import export_package
+        from export import __main__ as export_package
 
         def fields(manifest):
             return {**manifest, "files": [{k: v for k, v in f.items() if k != "sha256"} for f in manifest["files"]]}
