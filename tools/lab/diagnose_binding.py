@@ -45,8 +45,8 @@ from hart.text_vocab import split_words
 from lab.shapes.captions import FORMS, Scene, parse_caption
 from lab.shapes.checker import COLOR_NAMES, check_objects, find_objects, match_objects, relation_holds, segment
 from lab.shapes.dataset import held_out_captions, held_out_example
-from lab.train_generator import (RopeCache, caption_ce, caption_context, coarse_token_count, teacher_inputs,
-                                 training_forward)
+from lab.generator.forward import (RopeCache, caption_ce, caption_context, coarse_token_count, teacher_inputs,
+                                   training_forward)
 from lab.generator.binding_negatives import negative_caption
 from lab.data import object_tokens
 

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from lab import train_generator as tg
+from lab.generator import batches, forward, loss as training_loss
 from lab.generator.binding_negatives import KINDS, margin_loss, negative_caption
 from hart.config import get_config
 from hart.model import HartModel
@@ -59,13 +60,13 @@ class NegativeCaptions(unittest.TestCase):
         batch = {"captions": ["a red circle on a blue background", RELATION,
                               "two green squares on a white background", RELATION]}
         dropped = torch.tensor([False, False, False, True])
-        rows, negatives = tg.negative_rows(batch, dropped, torch.Generator().manual_seed(0), ("flip",))
+        rows, negatives = training_loss.negative_rows(batch, dropped, torch.Generator().manual_seed(0), ("flip",))
         self.assertEqual((rows, negatives), ([1], [negative_caption(RELATION, "flip")]))
-        rows, negatives = tg.negative_rows(batch, None, torch.Generator().manual_seed(0), ("count",))
+        rows, negatives = training_loss.negative_rows(batch, None, torch.Generator().manual_seed(0), ("count",))
         self.assertEqual((rows, negatives), ([2], ["three green squares on a white background"]))
         seen = set()
         for seed in range(40):
-            seen.update(tg.negative_rows(batch, dropped, torch.Generator().manual_seed(seed), KINDS)[1])
+            seen.update(training_loss.negative_rows(batch, dropped, torch.Generator().manual_seed(seed), KINDS)[1])
         self.assertEqual(seen, {negative_caption(RELATION, k) for k in ("flip", "colours", "shapes", "extra")}
                          | {"three green squares on a white background", "a green square on a white background"})
 
@@ -102,12 +103,12 @@ class Margin(unittest.TestCase):
         encoded = {"indices": rng.integers(0, c.vocab_size, (4, tokens)).astype(np.int16),
                    "residual": rng.standard_normal((4, c.latent_side ** 2, c.latent_channels)).astype(np.float16),
                    "captions": captions}
-        batch = tg.EncodedData(c, encoded).batch(np.arange(4))
+        batch = batches.EncodedData(c, encoded).batch(np.arange(4))
 
         def run(*extra):
             args = tg.parse_args(["--fp32", "--last-keep", "0", "--diff-weight", "0"] + list(extra))
             with torch.no_grad():
-                return tg.losses(model, batch, args, tg.RopeCache(model.transformer),
+                return training_loss.losses(model, batch, args, forward.RopeCache(model.transformer),
                                  torch.Generator().manual_seed(0), train=False)
 
         plain = run()
@@ -129,13 +130,13 @@ class Margin(unittest.TestCase):
         c = get_config("tiny")
         model = HartModel.random(c, 0)
         tokens = torch.randint(0, c.vocab_size, (2, sum(pn * pn for pn in c.patch_nums)))
-        inputs = tg.teacher_inputs(model.tokenizer.quantize, tokens)
+        inputs = forward.teacher_inputs(model.tokenizer.quantize, tokens)
         context = torch.randn(2, c.context_tokens, c.context_dim)
         with torch.no_grad():
-            whole, _ = tg.training_forward(model.transformer, context, [5, 3], inputs, tg.RopeCache(model.transformer))
-            first, _ = tg.training_forward(model.transformer, context, [5, 3], inputs, tg.RopeCache(model.transformer),
+            whole, _ = forward.training_forward(model.transformer, context, [5, 3], inputs, forward.RopeCache(model.transformer))
+            first, _ = forward.training_forward(model.transformer, context, [5, 3], inputs, forward.RopeCache(model.transformer),
                                            scales=3)
-        count = tg.coarse_token_count(c, 3)
+        count = forward.coarse_token_count(c, 3)
         self.assertEqual(first.shape[1], count)
         self.assertLess((first - whole[:, :count]).abs().max().item(), 1e-4)
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from lab import train_generator as tg
+from lab.generator import batches, forward, loss as training_loss, model as gm
 from lab.data import encode_images
 from hart.config import get_config
 from hart.model import HartModel
@@ -75,7 +76,7 @@ class TrainingForward(unittest.TestCase):
         tr = self.model.transformer
         with torch.no_grad():
             ref_logits, ref_hidden = tr.forward_train(self.context, [5, 1], self.inputs)
-            logits, hidden = tg.training_forward(tr, self.context, [5, 1], self.inputs, tg.RopeCache(tr))
+            logits, hidden = forward.training_forward(tr, self.context, [5, 1], self.inputs, forward.RopeCache(tr))
         self.assertEqual(logits.shape, ref_logits.shape)
         self.assertLess((logits - ref_logits).abs().max().item(), 1e-4)
         self.assertLess((hidden - ref_hidden).abs().max().item(), 1e-4)
@@ -84,11 +85,11 @@ class TrainingForward(unittest.TestCase):
         tr, c = self.model.transformer, self.model.config
         record = []
         with torch.no_grad():
-            plain, _ = tg.training_forward(tr, self.context, [5, 1], self.inputs, tg.RopeCache(tr))
-            recorded, _ = tg.training_forward(tr, self.context, [5, 1], self.inputs, tg.RopeCache(tr),
+            plain, _ = forward.training_forward(tr, self.context, [5, 1], self.inputs, forward.RopeCache(tr))
+            recorded, _ = forward.training_forward(tr, self.context, [5, 1], self.inputs, forward.RopeCache(tr),
                                               record=record)
         self.assertTrue(torch.equal(plain, recorded))
-        groups = tg.level_groups(c)
+        groups = forward.level_groups(c)
         self.assertEqual(len(record), c.depth)
         for levels in record:
             self.assertEqual([w.shape for w in levels],
@@ -104,8 +105,8 @@ class TrainingForward(unittest.TestCase):
         side2 = c.latent_side ** 2
         order = torch.stack([torch.randperm(side2)[:10] for _ in range(2)])
         with torch.no_grad():
-            full, _ = tg.training_forward(tr, self.context, [5, 3], self.inputs, tg.RopeCache(tr))
-            thin, hidden = tg.training_forward(tr, self.context, [5, 3], self.inputs, tg.RopeCache(tr), order)
+            full, _ = forward.training_forward(tr, self.context, [5, 3], self.inputs, forward.RopeCache(tr))
+            thin, hidden = forward.training_forward(tr, self.context, [5, 3], self.inputs, forward.RopeCache(tr), order)
         self.assertEqual(thin.shape[1], full.shape[1] - side2 + 10)
         self.assertEqual(hidden.shape[1], 10)
         # Earlier scales never see the last scale (block-causal): their logits are unchanged.
@@ -116,10 +117,10 @@ class TrainingForward(unittest.TestCase):
 
     def test_scale_weights(self):
         c = self.model.config
-        w = tg.scale_weights(c, 0.0, c.latent_side ** 2)
+        w = training_loss.scale_weights(c, 0.0, c.latent_side ** 2)
         self.assertAlmostEqual(w.sum().item(), 1.0, places=5)
         self.assertTrue(torch.allclose(w, torch.full_like(w, w[0].item())))
-        w = tg.scale_weights(c, 1.0, c.latent_side ** 2)
+        w = training_loss.scale_weights(c, 1.0, c.latent_side ** 2)
         self.assertAlmostEqual(w[0].item(), 1.0 / c.num_scales, places=5)   # equal weight per scale
         self.assertAlmostEqual(w[-256:].sum().item(), 1.0 / c.num_scales, places=5)
 
@@ -134,13 +135,13 @@ class ObjectsAndForms(unittest.TestCase):
         encoded = {"indices": rng.integers(0, c.vocab_size, (4, tokens)).astype(np.int16),
                    "residual": rng.standard_normal((4, c.latent_side ** 2, c.latent_channels)).astype(np.float16),
                    "captions": ["a red circle on a blue background"] * 4, "objects": objects(tokens)}
-        return c, tg.EncodedData(c, encoded)
+        return c, batches.EncodedData(c, encoded)
 
     def test_object_mask_follows_the_thinned_last_scale(self):
         objects = torch.tensor([[True, False, True, False, False, True]])   # 2 coarse + 4 last-scale tokens
-        mask = tg.object_target_mask(objects, 4, torch.tensor([[1, 3]]))    # keeps last-scale tokens 1 and 3
+        mask = training_loss.object_target_mask(objects, 4, torch.tensor([[1, 3]]))    # keeps last-scale tokens 1 and 3
         self.assertEqual(mask.tolist(), [[1.0, 0.0, 0.0, 1.0]])
-        self.assertEqual(tg.object_target_mask(objects, 4, None).tolist(), [[1.0, 0.0, 1.0, 0.0, 0.0, 1.0]])
+        self.assertEqual(training_loss.object_target_mask(objects, 4, None).tolist(), [[1.0, 0.0, 1.0, 0.0, 0.0, 1.0]])
 
     def test_object_weight_moves_the_loss_to_object_tokens_only(self):
         model = HartModel.random(get_config("tiny"), 0)
@@ -149,7 +150,7 @@ class ObjectsAndForms(unittest.TestCase):
             c, data = self.tiny_data(objects)
             args = tg.parse_args(["--fp32", "--last-keep", "0", "--object-weight", str(weight)])
             with torch.no_grad():
-                out = tg.losses(model, data.batch(np.arange(4)), args, tg.RopeCache(model.transformer),
+                out = training_loss.losses(model, data.batch(np.arange(4)), args, forward.RopeCache(model.transformer),
                                 torch.Generator().manual_seed(0), train=False)
             # (the diffusion draws differ per call)
             return float(out["loss"] - out["diff"]), float(out["ce"]), float(out["ce_object"])
@@ -191,7 +192,7 @@ class ObjectsAndForms(unittest.TestCase):
                     "a small yellow square on a black background"]
         encoded = {"indices": np.zeros((4, sum(pn * pn for pn in c.patch_nums)), np.int16),
                    "residual": np.zeros((4, c.latent_side ** 2, c.latent_channels), np.float16), "captions": captions}
-        data = tg.EncodedData(c, encoded)
+        data = batches.EncodedData(c, encoded)
         self.assertIsNone(data.sampling_weights({}))
         self.assertIsNone(data.sampling_weights({"count": 1.0}))
         p = data.sampling_weights({"relation": 3.0, "count": 2.0})
@@ -205,7 +206,7 @@ class DevicePlacement(unittest.TestCase):
         # and CUDA, hence --fp32 here.)
         meta = torch.device("meta")
         model = HartModel.random(get_config("tiny"), 0)
-        tg.keep_fp32_residual_stream(model)
+        gm.keep_fp32_residual_stream(model)
         model.to(meta)
         c = model.config
         rng = np.random.default_rng(0)
@@ -213,18 +214,18 @@ class DevicePlacement(unittest.TestCase):
                    "residual": rng.standard_normal((6, c.latent_side ** 2, c.latent_channels)).astype(np.float16),
                    "captions": ["a red circle on a blue background", "two green squares on a white background",
                                 "a red circle left of a blue square on a white background"] * 2}
-        data = tg.EncodedData(c, encoded, meta)
+        data = batches.EncodedData(c, encoded, meta)
         args = tg.parse_args(["--fp32", "--last-keep", "4", "--diff-tokens", "4", "--cond-drop", "0.5",
                               "--self-correct", "0.3", "--binding-weight", "1"])
-        rope = tg.RopeCache(model.transformer)
-        out = tg.losses(model, data.batch(np.arange(4)), args, rope, torch.Generator().manual_seed(0))
+        rope = forward.RopeCache(model.transformer)
+        out = training_loss.losses(model, data.batch(np.arange(4)), args, rope, torch.Generator().manual_seed(0))
         out["loss"].backward()
         self.assertTrue(all(v.device == meta for v in out.values()))
         self.assertTrue(all(p.grad is None or p.grad.device == meta for p in model.transformer.parameters()))
         with torch.no_grad():
-            held = tg.losses(model, data.batch(np.arange(6)), args, rope, torch.Generator().manual_seed(0), train=False)
+            held = training_loss.losses(model, data.batch(np.arange(6)), args, rope, torch.Generator().manual_seed(0), train=False)
         self.assertEqual(held["ce"].device, meta)
-        ema = tg.EMA([model.transformer, model.text_encoder], 0.99)
+        ema = gm.EMA([model.transformer, model.text_encoder], 0.99)
         ema.update(1)
         ema.load([{k: torch.zeros(v.shape, dtype=v.dtype) for k, v in shadow.items()} for shadow in ema.state()])
         self.assertTrue(all(v.device == meta for shadow in ema.state() for v in shadow.values()))
@@ -251,7 +252,7 @@ class TinyRun(unittest.TestCase):
 
     def batch_loss(self, model, data, args):
         with torch.no_grad():
-            out = tg.losses(model, data.batch(np.arange(16)), args, tg.RopeCache(model.transformer),
+            out = training_loss.losses(model, data.batch(np.arange(16)), args, forward.RopeCache(model.transformer),
                             torch.Generator().manual_seed(0), train=False)
         return float(out["ce"]), float(out["diff"])
 
@@ -269,8 +270,8 @@ class TinyRun(unittest.TestCase):
         trained = HartModel.from_checkpoint(os.path.join(run, "model.pt"))
         self.assertEqual(torch.load(os.path.join(run, "model.pt"))["step"], 40)
         fresh = HartModel.from_checkpoint(os.path.join(run, "model.pt"))
-        tg.init_weights(fresh)
-        data = tg.EncodedData(trained.config, np.load(os.path.join(run, "encoded.npz")))
+        gm.init_weights(fresh)
+        data = batches.EncodedData(trained.config, np.load(os.path.join(run, "encoded.npz")))
         ce_trained, _ = self.batch_loss(trained, data, args)
         ce_fresh, _ = self.batch_loss(fresh, data, args)
         self.assertLess(ce_trained, ce_fresh - 0.3)
