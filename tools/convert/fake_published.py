@@ -17,7 +17,7 @@ The key names and shapes are enumerated here from the published architecture (ha
 §4.1, §5.3; VAR's basic_vae layout; Hugging Face Qwen2), not taken from our modules, so a
 conversion test checks that our modules really load the published names.
 
-Usage: /usr/bin/python3 tools/make_fake_published.py --out DIR [--seed 0]
+Usage: tools/py convert.fake_published --out DIR [--seed 0]
 """
 
 from __future__ import annotations
@@ -381,7 +381,7 @@ def build(out: str, seed: int = 0) -> Dict[str, "OrderedDict[str, torch.Tensor]"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="tools/py convert.fake_published", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="folder to create (hart/ and qwen/ go inside)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

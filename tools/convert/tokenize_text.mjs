@@ -1,6 +1,6 @@
 // Token ids of a text under a Hugging Face tokenizer.json, with the same library the engine uses
 // (@huggingface/tokenizers), so the converter's prefix ids match the app's prompt ids.
-// Usage: node tools/hart/tokenize_text.mjs TOKENIZER_JSON [TOKENIZER_CONFIG_JSON] < text
+// Usage: node tools/convert/tokenize_text.mjs TOKENIZER_JSON [TOKENIZER_CONFIG_JSON] < text
 // Prints {"ids": [...]} on stdout. Special tokens are added as HF's tokenizer(text) does by default.
 import { readFileSync } from 'node:fs';
 import { Tokenizer } from '@huggingface/tokenizers';

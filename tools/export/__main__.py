@@ -1,10 +1,10 @@
 """Export a HART model package (docs/model-package.md) from random or trained weights.
 
-  /usr/bin/python3 tools/export_package.py --config tiny --random --seed 0 --out DIR
-  /usr/bin/python3 tools/export_package.py --checkpoint runs/hart/model.pt --out public/models/hart-shapes
+  tools/py export --config tiny --random --seed 0 --out DIR
+  tools/py export --checkpoint runs/hart/model.pt --out public/models/hart-shapes
 
 A checkpoint is a torch.save'd dict {"config", "transformer", "tokenizer", "text_encoder"}
-(see tools/hart/model.py). --golden also writes the sampler's golden cases (tests/fixtures).
+(see hart/model.py). --golden also writes the sampler's golden cases (tests/fixtures).
 """
 import argparse
 import dataclasses
@@ -22,7 +22,7 @@ UNTRAINED = "Untrained random weights (seed {seed}): for testing the pipeline on
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="tools/py export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--random", action="store_true", help="random weights for --config")
     source.add_argument("--checkpoint", help="trained weights (a dict with config and state dicts)")

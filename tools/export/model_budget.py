@@ -3,7 +3,7 @@
 Used to write docs/full-model.md for the published 1024 px model without its files:
 parameters per package graph (counted on our modules), the package's bytes in each variant,
 the KV cache and the largest activations of one 1024 px image, and the multiply-accumulates
-(MACs) of every stage. Run `python3 tools/hart/model_budget.py` for the published model.
+(MACs) of every stage. Run `tools/py export.model_budget [PREFIX_TOKENS]` for the published model.
 """
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ def largest_buffers(config: HartConfig, attention: str, fp16: bool,
 
     `text_encoder` gives the text encoder's own candidates (its largest weight and activation),
     which depend on its kind. In the fp16 graphs weights, KV cache and most activations are
-    float16, but normalisation statistics stay float32 (tools/hart/fp16.py), and so do the
+    float16, but normalisation statistics stay float32 (export/fp16.py), and so do the
     graphs' float32 inputs and outputs: those count 4 bytes.
     """
     c, half = config, 2 if fp16 else 4

@@ -173,7 +173,7 @@ def export_package(model: HartModel, out_dir: str, fp16: bool = True, descriptio
                    seed: int = 0, log=print, attention: str = "plain") -> dict:
     """Write the whole package into out_dir and return the manifest.
 
-    attention: "plain" or "fused" transformer step graph (tools/hart/graphs.py TransformerGraph).
+    attention: "plain" or "fused" transformer step graph (export/graphs.py TransformerGraph).
     """
     if model.text_encoder is None:
         raise ValueError("packages need a text encoder graph; Qwen2 models are written by the converter")
@@ -224,7 +224,7 @@ def write_manifest(out_dir: str, config, text_encoder: dict, graphs: dict, table
                    description: str, needs: Optional[dict] = None) -> dict:
     """Writes manifest.json (docs/model-package.md §1); the exporter and the converter share it.
 
-    `needs` is the optional `requirements` field (tools/hart/model_budget.py requirements).
+    `needs` is the optional `requirements` field (export/model_budget.py requirements).
     """
     manifest = {
         "format": FORMAT,

@@ -1,6 +1,6 @@
 """Where each generated image first goes wrong, by caption form.
 
-    /usr/bin/python3 tools/diagnose_binding.py runs/gen5/model.pt [--captions 200] [--decoder ...]
+    tools/py lab.diagnose_binding runs/gen5/model.pt [--captions 200] [--decoder ...]
 
 The evaluation (evaluate.py) says which parts of a caption fail; with several objects those
 parts fail together and hide the cause. This tool draws the evaluation's own held-out

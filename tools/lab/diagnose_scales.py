@@ -1,6 +1,6 @@
 """Where a generator loses what its caption says, scale by scale.
 
-    /usr/bin/python3 tools/diagnose_scales.py runs/gen5/model.pt [--decoder runs/tokenizer/tokenizer.pt]
+    tools/py lab.diagnose_scales runs/gen5/model.pt [--decoder runs/tokenizer/tokenizer.pt]
 
 Held-out images of the shapes world are encoded with the model's own tokenizer. Then:
 

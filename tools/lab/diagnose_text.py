@@ -1,6 +1,6 @@
 """How much the text encoder's output changes when one word of the caption changes.
 
-    /usr/bin/python3 tools/diagnose_text.py runs/generator/model.pt [more model files]
+    tools/py lab.diagnose_text runs/generator/model.pt [more model files]
 
 For each model file it prints the largest relative change of the text encoder's output (over
 the caption's positions) when only the object's colour word changes, and when only the
@@ -48,7 +48,7 @@ def word_sensitivity(model: HartModel, captions: Sequence[str] = (BASE, OBJECT_C
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog='tools/py lab.diagnose_text', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+", help="model files (HartModel.checkpoint() dicts)")
     a = ap.parse_args(argv)
     for path in a.models:

@@ -1,6 +1,6 @@
 """A model file small enough to commit (≤ 25 MB per file), to continue training from later.
 
-    /usr/bin/python3 tools/slim_checkpoint.py runs/generator/model.pt checkpoints/hart-shapes-128.pt
+    tools/py lab.slim_checkpoint runs/generator/model.pt checkpoints/hart-shapes-128.pt
 
 The input is a model file of train_generator.py (HartModel.checkpoint() plus step and
 elapsed_s). The transformer and text-encoder weights are stored in float16 (a starting point for
@@ -36,7 +36,7 @@ def slim(model_file: dict, guided_scales=None) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog='tools/py lab.slim_checkpoint', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="model.pt written by train_generator.py")
     ap.add_argument("out")
     ap.add_argument("--guided-scales", type=int, help="set the sampling default: guidance on scales k < N only")

@@ -1,6 +1,6 @@
 """The tokenizer at full precision, rebuilt from what the repository commits.
 
-    /usr/bin/python3 tools/tokenizer_from_package.py checkpoints/hart-shapes-128.pt \
+    tools/py lab.tokenizer_from_package checkpoints/hart-shapes-128.pt \
         public/models/hart-shapes runs/tokenizer/tokenizer.pt
 
 checkpoints/hart-shapes-128.pt keeps the tokenizer's encoder, quant_conv and codebook in
@@ -51,7 +51,7 @@ def full_precision_tokenizer(model_file: dict, decoder_weights: dict) -> dict:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog='tools/py lab.tokenizer_from_package', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="model file, e.g. checkpoints/hart-shapes-128.pt")
     ap.add_argument("package", help="model package folder with decoder.onnx, e.g. public/models/hart-shapes")
     ap.add_argument("out", help="tokenizer file to write")

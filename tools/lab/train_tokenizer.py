@@ -1,6 +1,6 @@
 """Train HART's hybrid tokenizer for the small shapes-world model on this CPU.
 
-    /usr/bin/python3 tools/train_tokenizer.py --out runs/tokenizer --minutes 45
+    tools/py lab.train_tokenizer --out runs/tokenizer --minutes 45
 
 Two stages inside one time budget (hart.md §4.2):
   1. VQ training: encoder, codebook, φ convs and decoder learn the multi-scale residual VQ
@@ -35,7 +35,7 @@ DEFAULT_PATCH_NUMS = "1,2,3,4,5,6,8,10,13,16"
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog='tools/py lab.train_tokenizer', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/tokenizer")
     ap.add_argument("--minutes", type=float, default=45.0, help="total training time, both stages")
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",

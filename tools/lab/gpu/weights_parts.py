@@ -7,8 +7,8 @@ as a float32 .npz cut into parts; here it is joined with a template model file t
 the exact tokenizer (e.g. runs/tokenizer/tokenizer.pt's, inside the model file it was
 trained from).
 
-    python3 tools/gpu/weights_parts.py pack RUN_FOLDER OUT_FOLDER        # on the GPU machine
-    /usr/bin/python3 tools/gpu/weights_parts.py join PARTS_FOLDER NAME TEMPLATE.pt OUT.pt
+    HART_PYTHON=python3 tools/py lab.gpu.weights_parts pack RUN_FOLDER OUT_FOLDER   # on the GPU machine
+    tools/py lab.gpu.weights_parts join PARTS_FOLDER NAME TEMPLATE.pt OUT.pt
 """
 import glob
 import io

@@ -9,7 +9,7 @@ A caption names a background colour and one to three flat objects. Five caption 
   count     "two purple circles on an orange background"
 
 Captions use only the words of VOCABULARY, which is the text tokenizer's vocabulary
-(tools/hart/text_vocab.py), so a caption never maps to an unknown token.
+(hart/text_vocab.py), so a caption never maps to an unknown token.
 """
 
 from dataclasses import dataclass, asdict

@@ -4,8 +4,8 @@ Every example is a pure function of (seed, index): its random generator is seede
 (tag, stream, seed, index). The training stream and the held-out stream differ in `stream`,
 so no held-out example is ever drawn from the training sequence, whatever the seeds.
 
-Cache (run from tools/):
-    /usr/bin/python3 -m shapes.dataset --out data/shapes-20k --n 20000
+Cache (paths relative to the current folder, here the repository root):
+    tools/py lab.shapes.dataset --out runs/shapes-20k --n 20000
 writes  <out>/images.npy   uint8 [N, size, size, 3]
         <out>/captions.json {"seed", "size", "n", "captions": [...], "forms": [...],
                              "specs": [Scene.to_dict(), ...]}
@@ -179,7 +179,7 @@ def load_cache(out: str):
 
 
 def main():
-    ap = argparse.ArgumentParser(description='Precompute shapes-world training examples.')
+    ap = argparse.ArgumentParser(prog='tools/py lab.shapes.dataset', description='Precompute shapes-world training examples.')
     ap.add_argument('--out', required=True)
     ap.add_argument('--n', type=int, default=20000)
     ap.add_argument('--seed', type=int, default=0)

@@ -1,6 +1,6 @@
 """Grid images of samples for the README, written as PNG with the standard library only.
 
-    /usr/bin/python3 -m shapes.grid --out grid.png           # training examples, one row per form
+    tools/py lab.shapes.grid --out grid.png          # training examples, one row per form
 The grid's captions go to a Markdown table next to it (<out>.md), since we draw no text.
 """
 
@@ -96,7 +96,7 @@ def examples_by_form(seed: int, per_form: int, size: int = 128):
 
 
 def main():
-    ap = argparse.ArgumentParser(description='Grid of shapes-world training examples.')
+    ap = argparse.ArgumentParser(prog='tools/py lab.shapes.grid', description='Grid of shapes-world training examples.')
     ap.add_argument('--out', required=True)
     ap.add_argument('--per-form', type=int, default=6)
     ap.add_argument('--seed', type=int, default=0)

@@ -1,5 +1,5 @@
 // Run ONNX graphs with onnxruntime-node for the Python converter tests.
-// Usage: node tools/tests/ort_run.mjs RUNS.json
+// Usage: node tools/tests/convert/ort_run.mjs RUNS.json
 // RUNS.json: [{ "model": path, "inputs": { name: { "file", "dtype", "shape" } }, "out": dir,
 //               "optimization"?: "disabled" | "basic" | "extended" | "all" (default "all") }, ...]
 // Each input file holds raw little-endian values (float16 as its 16-bit patterns). For every run, each output is written to

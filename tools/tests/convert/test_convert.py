@@ -1,6 +1,6 @@
-"""The converter of the published HART + Qwen2 files (tools/convert_hart.py).
+"""The converter of the published HART + Qwen2 files (tools/convert).
 
-A reduced-depth stand-in of the published folders (tools/make_fake_published.py: published
+A reduced-depth stand-in of the published folders (tools/convert/fake_published.py: published
 key names, layouts and formats) is converted once; every graph of the package is then run
 through onnxruntime-node and compared with our PyTorch modules loaded *directly* from the
 tensors the stand-in wrote, on fresh inputs. Failure cases check that a missing key, an
@@ -320,7 +320,7 @@ class ConvertedPackageTest(unittest.TestCase):
 
 
 class BudgetTest(unittest.TestCase):
-    """tools/hart/model_budget.py: the numbers behind docs/full-model.md."""
+    """tools/export/model_budget.py: the numbers behind docs/full-model.md."""
 
     def test_published_parameter_count(self):
         from hart.config import CONFIGS

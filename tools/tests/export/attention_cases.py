@@ -1,6 +1,6 @@
 """Writes a fused-attention package and transformer-step cases for tests/engine/browser/attention.mjs.
 
-    /usr/bin/python3 tools/tests/attention_cases.py OUT_DIR
+    tools/py tests.export.attention_cases OUT_DIR
 
 OUT_DIR/package is a tiny random package exported with --attention fused; OUT_DIR/cases.json
 lists cases {name, dims, inputs: {name: {file, shape}}, expected: {name: {file, shape}}} whose

@@ -1,7 +1,7 @@
 // Runs ONNX graphs with onnxruntime-node on .npy inputs and compares them with expected .npy
 // outputs. Python has no onnxruntime here, so the export tests call this script.
 //
-//   node tools/tests/ort_check.mjs spec.json [wasm]
+//   node tools/tests/export/ort_check.mjs spec.json [wasm]
 //
 // With `wasm` the graphs run in onnxruntime-web's WASM build (its Node entry) instead.
 // float16 arrays (.npy '<f2') are fed and compared as float16 tensors.
@@ -140,7 +140,7 @@ async function runCase(spec, base) {
 
 const specFile = process.argv[2];
 if (!specFile) {
-  console.error('usage: node tools/tests/ort_check.mjs spec.json [node|wasm]');
+  console.error('usage: node tools/tests/export/ort_check.mjs spec.json [node|wasm]');
   process.exit(2);
 }
 const spec = JSON.parse(readFileSync(specFile, 'utf8'));

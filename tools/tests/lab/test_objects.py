@@ -1,4 +1,4 @@
-"""Which tokens cover an object (encode_dataset's object marks), and the cached marks."""
+"""Which tokens cover an object (lab/data.py's object marks), and the cached marks."""
 import os
 import tempfile
 import unittest

@@ -1,4 +1,4 @@
-"""Self-correcting token maps (self_correction.py): the inputs hold wrong tokens, the targets
+"""Self-correcting token maps (lab/generator/self_correction.py): the inputs hold wrong tokens, the targets
 repair them, and nothing is lost of the latent."""
 import unittest
 

@@ -1,4 +1,4 @@
-"""tools/gpu/weights_parts.py: a generator's weights cut into parts on a GPU machine and joined here
+"""tools/lab/gpu/weights_parts.py: a generator's weights cut into parts on a GPU machine and joined here
 with a template's tokenizer give back the trained model exactly."""
 import os
 import tempfile
