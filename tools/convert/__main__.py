@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import List, Optional
 
+from hart.transformer import ATTENTION_KINDS
 from convert import checkpoint as ckpt
 from convert.converter import convert
-from hart.transformer import ATTENTION_KINDS
 
 
 def main(argv: Optional[List[str]] = None) -> int:

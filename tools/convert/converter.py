@@ -29,16 +29,16 @@ TOOLS = os.path.dirname(HERE)
 import onnx
 import torch
 
-from convert import checkpoint as ckpt
-from export.writer import (IR_VERSION, OPSET, _name_symbolic_dims, build_tables, sha256_file,
-                           write_manifest, write_tables)
+from hart.model import HartModel
+from hart.qwen2 import Qwen2Model, Qwen2TextEncoder
 from export.fp16 import to_fp16
 from export.graphs import Graph, build_graphs, fit_preview, sample_inputs
-from hart.model import HartModel
 from export.model_budget import qwen2_text_encoder_buffers, requirements
-from convert.quantize_weights import quantize_model
-from hart.qwen2 import Qwen2Model, Qwen2TextEncoder
 from export.shards import save_sharded
+from export.writer import (IR_VERSION, OPSET, _name_symbolic_dims, build_tables, sha256_file,
+                           write_manifest, write_tables)
+from convert import checkpoint as ckpt
+from convert.quantize_weights import quantize_model
 
 SYSTEM_PROMPT = os.path.join(TOOLS, "hart", "data", "hart_system_prompt.txt")
 TOKENIZE_SCRIPT = os.path.join(HERE, "tokenize_text.mjs")

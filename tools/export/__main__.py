@@ -14,9 +14,9 @@ import sys
 import time
 
 from hart.config import CONFIGS, get_config
-from export.writer import export_package
 from hart.model import HartModel
 from hart.transformer import ATTENTION_KINDS
+from export.writer import export_package
 
 UNTRAINED = "Untrained random weights (seed {seed}): for testing the pipeline only; images are noise."
 

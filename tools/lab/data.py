@@ -20,8 +20,8 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
 
-from lab.train_utils import autocast_bf16, resolve_device
 from hart.vae import HybridTokenizer, load_tokenizer
+from lab.train_utils import autocast_bf16, resolve_device
 
 
 ENCODING_MODULES = ("encoder.", "quant_conv.", "quantize.")

@@ -36,19 +36,17 @@ images where the negative is the less likely. A model that ignores the relation 
 from typing import Dict, List, Sequence
 
 import numpy as np
-
 import torch
 
-from lab.data import encode_images, object_cells
-from lab.diagnosis import diagnosis_parser, model_generator, parse_diagnosis
 from hart.text_vocab import split_words
+from lab.data import encode_images, object_cells, object_tokens
+from lab.diagnosis import diagnosis_parser, model_generator, parse_diagnosis
+from lab.generator.binding_negatives import negative_caption
+from lab.generator.forward import (RopeCache, caption_ce, caption_context, coarse_token_count, teacher_inputs,
+                                   training_forward)
 from lab.shapes.captions import FORMS, Scene, parse_caption
 from lab.shapes.checker import COLOR_NAMES, check_objects, find_objects, match_objects, relation_holds, segment
 from lab.shapes.dataset import held_out_captions, held_out_example
-from lab.generator.forward import (RopeCache, caption_ce, caption_context, coarse_token_count, teacher_inputs,
-                                   training_forward)
-from lab.generator.binding_negatives import negative_caption
-from lab.data import object_tokens
 
 STAGES = ("fewer objects", "more objects", "colours", "roles swapped", "layout", "sizes", "shapes", "right")
 

@@ -20,11 +20,11 @@ import numpy as np
 
 import torch
 
-from lab.data import encode_images, object_cells, object_mask
-from lab.diagnosis import diagnosis_parser, model_generator, parse_diagnosis, score_captions
 from hart.config import SamplingDefaults
 from hart.model import HartModel
 from hart.sampler import generate, make_draws
+from lab.data import encode_images, object_cells, object_mask
+from lab.diagnosis import diagnosis_parser, model_generator, parse_diagnosis, score_captions
 from lab.shapes.captions import FORMS
 from lab.shapes.dataset import held_out_example
 

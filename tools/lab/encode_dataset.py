@@ -14,10 +14,10 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
 
+from hart.vae import load_tokenizer
 from lab import REPO
 from lab.data import load_or_encode
 from lab.train_utils import resolve_device
-from hart.vae import load_tokenizer
 
 
 def main(argv=None):

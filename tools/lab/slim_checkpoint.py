@@ -14,8 +14,8 @@ import os
 
 import torch
 
-from lab.data import ENCODING_MODULES
 from hart.saved import load_saved
+from lab.data import ENCODING_MODULES
 
 
 def _halved(state: dict, keep=()) -> dict:

@@ -29,17 +29,17 @@ from onnx import TensorProto, helper, numpy_helper
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLS = os.path.dirname(os.path.dirname(HERE))
 
+from hart.model import HartModel
+from hart.qwen2 import Qwen2Config, Qwen2Model, Qwen2TextEncoder
+from export import model_budget as mb
+from export.graphs import build_graphs, sample_inputs
+from export.package import validate_package
+from export.shards import save_sharded
+from convert import checkpoint as ckpt
 from convert import converter as convert_hart
 from convert import fake_published as fake
-from convert import checkpoint as ckpt
-from export import model_budget as mb
 from convert import quantize_weights as qw
-from export.graphs import build_graphs, sample_inputs
-from hart.model import HartModel
-from export.package import validate_package
-from hart.qwen2 import Qwen2Config, Qwen2Model, Qwen2TextEncoder
 from convert.safetensors import save_file
-from export.shards import save_sharded
 
 ORT_RUN = os.path.join(HERE, "ort_run.mjs")
 SHARD_MB = 0.25

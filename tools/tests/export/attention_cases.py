@@ -13,9 +13,9 @@ import sys
 import torch
 
 from hart.config import get_config
-from export.writer import export_package
-from export.graphs import build_graphs, fit_preview, sample_inputs
 from hart.model import HartModel
+from export.graphs import build_graphs, fit_preview, sample_inputs
+from export.writer import export_package
 
 # onnxruntime's WebGPU provider runs steps of fewer than 32 new tokens with its split-K decode
 # kernels and longer ones with its prefill flash-attention kernel: both kinds, empty and full caches.

@@ -11,13 +11,13 @@ import numpy as np
 import torch
 
 from hart.config import get_config
-from export.writer import export_onnx, export_package, save_onnx
-from export.fp16 import to_fp16
-from export.graphs import (DiffusionHeadGraph, ScaleUpdateGraph, build_graphs, fit_preview, sample_inputs)
 from hart.model import HartModel
-from export.package import PackageError, sha256_file, validate_package
 from hart.resample import area_matrix, bicubic_matrix
 from hart.text_vocab import SHAPES_WORDS, tokenize
+from export.fp16 import to_fp16
+from export.graphs import (DiffusionHeadGraph, ScaleUpdateGraph, build_graphs, fit_preview, sample_inputs)
+from export.package import PackageError, sha256_file, validate_package
+from export.writer import export_onnx, export_package, save_onnx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLS = os.path.dirname(os.path.dirname(HERE))

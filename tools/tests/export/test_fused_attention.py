@@ -13,9 +13,9 @@ import torch
 from onnx import TensorProto
 
 from hart.config import get_config
-from export.writer import export_package
-from export.graphs import TransformerGraph, build_graphs, fit_preview, sample_inputs
 from hart.model import HartModel
+from export.graphs import TransformerGraph, build_graphs, fit_preview, sample_inputs
+from export.writer import export_package
 from tests.export.test_export import FP16_TOLERANCE, FP32_TOLERANCE, run_ort, write_case
 
 # Empty cache (the text step), a cache with a step longer than 32 new tokens (onnxruntime's

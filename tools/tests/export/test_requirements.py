@@ -13,11 +13,11 @@ import torch
 from onnx import helper, mapping
 
 from hart.config import CONFIGS, get_config
-from export.writer import export_package
-from export.graphs import build_graphs, fit_preview, sample_inputs
 from hart.model import HartModel
-from export.model_budget import largest_buffers, qwen2_text_encoder_buffers, scale_steps, small_text_encoder_buffers
 from hart.qwen2 import Qwen2Config
+from export.graphs import build_graphs, fit_preview, sample_inputs
+from export.model_budget import largest_buffers, qwen2_text_encoder_buffers, scale_steps, small_text_encoder_buffers
+from export.writer import export_package
 from tests.export.test_export import run_ort, write_case
 
 ITEMSIZE = {"float32": 4, "float16": 2, "int32": 4, "int64": 8, "uint8": 1, "bool": 1}

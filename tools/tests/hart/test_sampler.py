@@ -7,11 +7,11 @@ import numpy as np
 import torch
 
 from hart.config import SamplingDefaults, get_config
-from export.golden import DEFAULT_CASES, write_golden
 from hart.model import HartModel
-from export.package import validate_package
 from hart.sampler import (encode_prompts, filter_logits, generate, guidance_at, gumbel_tau, make_draws,
                           sample_tokens, scale_ratio, smooth_vectors, to_pixels)
+from export.golden import DEFAULT_CASES, write_golden
+from export.package import validate_package
 
 PROMPT = "a red circle on a blue background"
 

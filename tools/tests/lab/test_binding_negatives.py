@@ -5,11 +5,11 @@ import unittest
 import numpy as np
 import torch
 
+from hart.config import get_config
+from hart.model import HartModel
 from lab import train_generator as tg
 from lab.generator import batches, forward, loss as training_loss
 from lab.generator.binding_negatives import KINDS, margin_loss, negative_caption
-from hart.config import get_config
-from hart.model import HartModel
 from lab.shapes.captions import parse_caption
 
 RELATION = "a small red circle left of a blue square on a white background"

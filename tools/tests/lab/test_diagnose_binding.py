@@ -8,9 +8,9 @@ import unittest
 
 import torch
 
-from lab import diagnose_binding as db
 from hart.config import get_config
 from hart.model import HartModel
+from lab import diagnose_binding as db
 from lab.shapes.captions import COLORS, SHAPES
 from lab.shapes.dataset import held_out_example
 

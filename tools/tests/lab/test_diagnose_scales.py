@@ -8,11 +8,11 @@ import unittest
 import numpy as np
 import torch
 
-from lab import diagnose_scales as ds
 from hart.config import get_config
 from hart.model import HartModel
-from lab.shapes.dataset import held_out_example
+from lab import diagnose_scales as ds
 from lab.data import encode_images
+from lab.shapes.dataset import held_out_example
 
 
 class DiagnoseScales(unittest.TestCase):

@@ -11,14 +11,14 @@ import unittest
 import numpy as np
 import torch
 
-from lab import train_generator as tg
-from lab.generator import batches, forward, loss as training_loss, model as gm
-from lab.data import encode_images
 from hart.config import get_config
 from hart.model import HartModel
-from lab.train_utils import cosine_lr
 from hart.vae import HybridTokenizer, load_tokenizer, tokenizer_blob
+from lab import train_generator as tg
+from lab.data import encode_images
+from lab.generator import batches, forward, loss as training_loss, model as gm
 from lab.shapes.dataset import build_cache
+from lab.train_utils import cosine_lr
 
 TINY_SIZE = dict(width=64, depth=2, heads=2, text_width=32, text_depth=1, text_heads=2,
                  diff_width=32, diff_depth=2)

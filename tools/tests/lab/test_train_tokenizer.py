@@ -10,10 +10,10 @@ import unittest
 import numpy as np
 import torch
 
-from lab import train_tokenizer as tt
 from hart.config import get_config
 from hart.saved import load_saved
 from hart.vae import HybridTokenizer, load_tokenizer
+from lab import train_tokenizer as tt
 
 
 def tiny_argv(folder, minutes):

@@ -6,9 +6,9 @@ import unittest
 
 import torch
 
-from lab.gpu.weights_parts import join, pack
 from hart.config import get_config
 from hart.model import HartModel
+from lab.gpu.weights_parts import join, pack
 
 
 class WeightsParts(unittest.TestCase):
