@@ -1,4 +1,4 @@
-// Reads the golden fixture written by tools/hart/golden.py (layout: tests/fixtures/README.md):
+// Reads the golden fixture written by tools/export/golden.py (layout: tests/fixtures/README.md):
 // a tiny model package plus golden.json and one .bin of arrays per case.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';

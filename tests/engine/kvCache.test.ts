@@ -1,6 +1,6 @@
 // The KV cache's element type follows the step graph: fp16 graphs exported with float16 cache
 // I/O get float16 empty pasts and hand float16 presents back as the next pasts. Runs a package
-// exported here (tools/export_package.py, fused attention) on onnxruntime-node and on
+// exported here (tools/py export, fused attention) on onnxruntime-node and on
 // onnxruntime-web's wasm backend in Node.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -22,7 +22,7 @@ const work = mkdtempSync(path.join(tmpdir(), 'hart-kv-'));
 const pkg = path.join(work, 'package');
 
 beforeAll(() => {
-  execFileSync(process.env.HART_PYTHON ?? '/usr/bin/python3', [path.join(root, 'tools/export_package.py'), '--config', 'tiny', '--random', '--seed', '3', '--out', pkg, '--attention', 'fused'], { stdio: 'pipe' });
+  execFileSync(path.join(root, 'tools/py'), ['export', '--config', 'tiny', '--random', '--seed', '3', '--out', pkg, '--attention', 'fused'], { stdio: 'pipe' });
 }, 300_000);
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 

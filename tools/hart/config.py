@@ -203,7 +203,7 @@ def _shapes_128() -> HartConfig:
         name="hart-shapes-128",
         image_size=128,
         quantizer=QuantizerConfig(vocab_size=512, channels=32, patch_nums=(1, 2, 3, 4, 5, 6, 8, 10, 13, 16)),
-        # Matches tools/train_tokenizer.py's defaults (f8: 128 px → 16×16 latent).
+        # Matches tools/lab/train_tokenizer.py's defaults (f8: 128 px → 16×16 latent).
         vae=VaeConfig(image_size=128, ch=32, ch_mult=(1, 1, 2, 4), num_res_blocks=1, z_channels=32),
         diffusion=DiffusionConfig(in_channels=32, width=256, depth=4, cond_dim=384),
         text_encoder=_shapes_text_encoder(width=192, depth=2, heads=3, tokens=24),

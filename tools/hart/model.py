@@ -1,6 +1,6 @@
 """A whole HART model: config, transformer (+ diffusion head), hybrid tokenizer, text encoder.
 
-Checkpoint format (what training writes and `tools/export_package.py --checkpoint` reads), a
+Checkpoint format (what training writes and `tools/py export --checkpoint` reads), a
 dict saved with torch.save:
     {"config": HartConfig.to_dict(),
      "transformer": HartTransformer state dict (diffusion head under "diffloss.net.*"),

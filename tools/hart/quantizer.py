@@ -127,7 +127,7 @@ class MultiScaleQuantizer(nn.Module):
         scale are appended to it (the trainer re-seeds dead codes from them).
         `replace(k, distances [N, V], nearest [N])`, if given, returns the tokens [N] that scale
         k adds to f_hat instead of the nearest codes; the later scales quantize what those leave
-        of f, and the returned indices stay the nearest codes (self_correction.py).
+        of f, and the returned indices stay the nearest codes (lab/generator/self_correction.py).
         """
         f_rest = f.detach().clone()
         f_hat = torch.zeros_like(f_rest)

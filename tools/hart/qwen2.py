@@ -8,7 +8,7 @@ names so that a published `model.safetensors` loads by name:
     embed_tokens.weight, layers.{i}.self_attn.{q,k,v,o}_proj.*, layers.{i}.mlp.{gate,up,down}_proj.weight,
     layers.{i}.{input,post_attention}_layernorm.weight, norm.weight
 
-(the files prefix them with `model.`; `tools/hart/checkpoint.py` strips it).
+(the files prefix them with `model.`; `tools/convert/checkpoint.py` strips it).
 Attention is written out by hand: torch 1.13 has no scaled_dot_product_attention, and the
 ONNX exporter needs plain ops anyway.
 """

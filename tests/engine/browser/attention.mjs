@@ -1,7 +1,7 @@
 // Fused attention (com.microsoft MultiHeadAttention) in headless Chromium:
 //   node tests/engine/browser/attention.mjs
 // Exports a tiny random package with `--attention fused` into a temp folder
-// (tools/tests/attention_cases.py), runs its fp32 transformer step on steps of every kind (fewer
+// (tools/tests/export/attention_cases.py), runs its fp32 transformer step on steps of every kind (fewer
 // or more than 32 new tokens, empty or full cache) with onnxruntime-web on
 //   - wasm,
 //   - webgpu (here SwiftShader's software adapter, forced), with the device ORT creates,
@@ -29,7 +29,7 @@ import { startServer } from '../../e2e/server.mjs';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
 const work = mkdtempSync(path.join(tmpdir(), 'hart-attention-'));
-execFileSync(process.env.HART_PYTHON ?? '/usr/bin/python3', [path.join(root, 'tools/tests/attention_cases.py'), work], { stdio: ['ignore', 'ignore', 'inherit'] });
+execFileSync(path.join(root, 'tools/py'), ['tests.export.attention_cases', work], { stdio: ['ignore', 'ignore', 'inherit'] });
 
 // The engine's provider choice, bundled for the page.
 await esbuild({

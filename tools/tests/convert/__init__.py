@@ -1,0 +1,1 @@
+"""Tests of tools/convert (see tools/convert/__init__.py)."""

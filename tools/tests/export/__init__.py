@@ -1,0 +1,1 @@
+"""Tests of tools/export (see tools/export/__init__.py)."""

@@ -1,0 +1,1 @@
+"""Tests of tools/hart (see tools/hart/__init__.py)."""

@@ -1,0 +1,1 @@
+"""Tests of tools/lab (see tools/lab/__init__.py)."""
