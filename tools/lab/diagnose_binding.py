@@ -159,11 +159,18 @@ NEGATIVE_KINDS = (("flipped relation", "flip"), ("swapped colours", "colours"), 
                   ("changed count", "count"), ("object left out", "extra"))
 
 
+# The true captions are scored in one batch and each kind's negatives in a batch of their own
+# rows, so even a caption-blind model's two scores differ by float rounding (~1e-8 nats); gaps
+# below this count as no preference.
+ROUNDING_NATS = 1e-6
+
+
 @torch.no_grad()
 def negative_gaps(model, examples: List[tuple], coarse_scales: int = 6) -> Dict[str, Dict[str, float]]:
     """Per negative kind (NEGATIVE_KINDS, over the examples it applies to) and token range
     ('coarse', 'fine', 'all'): the mean over images of (CE under the negative − CE under the
-    caption), averaged over each image's object tokens, the share of images where it is > 0, and
+    caption), averaged over each image's object tokens, the share of images where it is above
+    ROUNDING_NATS, and
     the number of images ('n')."""
     c = model.config
     images = np.stack([e[0] for e in examples])
@@ -186,7 +193,7 @@ def negative_gaps(model, examples: List[tuple], coarse_scales: int = 6) -> Dict[
             w = on_object[rows, cut]
             per_image = (gap[:, cut] * w).sum(1) / w.sum(1).clamp(min=1.0)
             table[kind][part] = float(per_image.mean())
-            table[kind][part + " share"] = float((per_image > 0).float().mean())
+            table[kind][part + " share"] = float((per_image > ROUNDING_NATS).float().mean())
     return table
 
 
