@@ -86,7 +86,9 @@ class Sampler(unittest.TestCase):
         out_c, out_u = d.net(x, t, zc), d.net(x, t, zu)
         eps, v = d.guided_eps(x, t, zc, zu, 2.5)
         self.assertLess((eps - (3.5 * out_c[:, :4] - 2.5 * out_u[:, :4])).abs().max().item(), 1e-5)
-        self.assertLess((v - out_c[:, 4:]).abs().max().item(), 1e-6)
+        # guided_eps runs the conditional and unconditional rows as one batch of 6: the same
+        # float32 rounding bound as eps above, since a batch of 3 may take another BLAS kernel.
+        self.assertLess((v - out_c[:, 4:]).abs().max().item(), 1e-5)
 
     def test_sample_matches_step_equations_with_table_constants(self):
         d = small_loss()
