@@ -2,7 +2,7 @@
 and the config dicts inside them.
 
 Besides tensors they hold configs, optimizer and RNG state (Python and numpy objects), so they
-are read with the full unpickler. torch 2.6 and later (a lent GPU machine has one) load with
+are read with the full unpickler. torch 2.6 and later (as on recent GPU machines) load with
 weights_only by default and would refuse them; Debian's torch 1.13 here reads them either way.
 Downloaded checkpoints never come through here: convert/checkpoint.py reads those weights-only.
 """

@@ -13,7 +13,7 @@ evaluate.py           `tools/py lab.evaluate`: the evaluation table
 diagnose_binding.py, diagnose_scales.py, diagnose_text.py   diagnostics (`tools/py lab.diagnose_…`)
 slim_checkpoint.py    `tools/py lab.slim_checkpoint`: a shipped model file without training state
 tokenizer_from_package.py  `tools/py lab.tokenizer_from_package`: a tokenizer back from a package
-gpu/                  one training stage on a lent GPU machine (stage.sh, weights_parts.py)
+gpu/                  one training stage on a GPU machine with a deadline (stage.sh, weights_parts.py)
 
 May import: hart, export. Nothing outside lab imports lab.
 """

@@ -6,9 +6,9 @@ For each model file it prints the largest relative change of the text encoder's 
 the caption's positions) when only the object's colour word changes, and when only the
 background's colour word changes, plus the size of each block's attention and MLP outputs.
 A generator can only draw the object's colour when the first number is clearly above zero.
-(In the second session the 88-minute model scored 0.005 for the object word and 1.03 for the
-background word: the first block's outputs, ~130–150 in norm against word embeddings of ~1,
-drowned the object word. See docs/default-model.md.)
+(An early 88-minute model scored 0.005 for the object word and 1.03 for the background
+word: the first block's outputs, ~130–150 in norm against word embeddings of ~1, drowned the
+object word. See tools/lab/NOTEBOOK.md.)
 """
 import argparse
 from typing import Dict, Sequence

@@ -149,7 +149,7 @@ def parse_args(argv=None):
                          "start, not from the model file's training time (a new stage, e.g. on a GPU)")
     ap.add_argument("--stop-at", type=float, default=0.0,
                     help="Unix time by which training must have ended: the budget shrinks to fit it once the "
-                         "data is ready, and the schedule follows the shrunk budget (a lent machine's limit)")
+                         "data is ready, and the schedule follows the shrunk budget (a remote machine's time limit)")
     ap.add_argument("--checkpoint-minutes", type=float, default=5.0)
     ap.add_argument("--snapshot-minutes", type=float, default=10.0)
     ap.add_argument("--log-seconds", type=float, default=60.0)

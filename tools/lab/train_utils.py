@@ -30,7 +30,7 @@ def setup_cpu(threads: int = 2, seed: int = 0) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """The device a training script runs on: 'auto' is the GPU when torch sees one (a lent
+    """The device a training script runs on: 'auto' is the GPU when torch sees one (a
     GPU machine runs the same recipe in minutes), else this CPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"

@@ -38,7 +38,7 @@ def negative_caption(caption: str, kind: str) -> Optional[str]:
       shapes   relation captions whose objects differ in shape: the two shapes swapped;
       count    count captions: "two" <-> "three";
       extra    relation and count captions: their first object alone, so the image holds an
-               object the negative never names. (Eleventh session: it widened its own gap but
+               object the negative never names. (Tried once: it widened its own gap but
                left extra objects in generation as they were, and cost counts about 0.1.)"""
     if kind not in KINDS:
         raise ValueError(f"unknown negative kind {kind!r}: expected one of {', '.join(KINDS)}")

@@ -1,5 +1,5 @@
 #!/bin/bash
-# One GPU stage of the default model on a lent GPU machine, in one call: render a large shapes
+# One GPU stage of the default model on a GPU machine with a deadline, in one call: render a large shapes
 # cache on its cores, encode it, train the generator from the committed model file with a new
 # schedule that ends before a deadline, then pack the generator weights of the final model and
 # the two latest snapshots into $OUT (tools/lab/gpu/weights_parts.py; join them here with `join`).

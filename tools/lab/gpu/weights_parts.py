@@ -1,6 +1,6 @@
-"""Move a generator's weights off a lent GPU machine in parts, and join them into a model file.
+"""Move a generator's weights off a remote GPU machine in parts, and join them into a model file.
 
-A lent machine returns only a few files of at most 16 MiB each, and our model files (29 MB:
+Such a machine may hand back only a few files of at most 16 MiB each, and our model files (29 MB:
 the generator in float32 plus the whole tokenizer) exceed that. What training changed is only
 the generator (transformer with its diffusion head, text encoder), so that is what travels,
 as a float32 .npz cut into parts; here it is joined with a template model file that holds

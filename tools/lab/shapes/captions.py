@@ -15,7 +15,7 @@ Captions use only the words of VOCABULARY, which is the text tokenizer's vocabul
 from dataclasses import dataclass, asdict
 from typing import Optional, Tuple
 
-# Exact sRGB values from issue 6; the checker segments images by nearest palette colour.
+# Exact sRGB values of the palette; the checker segments images by nearest palette colour.
 PALETTE = {
     'red': (220, 40, 40),
     'orange': (245, 140, 30),

@@ -129,7 +129,7 @@ def build_cache(out: str, n: int, seed: int = 0, size: int = 128, start: int = 0
                 log_every: int = 1000, workers: int = 1) -> float:
     """Render training examples [start, start + n) into out/images.npy + out/captions.json.
     Returns the seconds taken. workers > 1 renders shares of the rows in that many processes
-    (a lent GPU machine's cores render a large cache in seconds); the files are the same."""
+    (a GPU machine's many cores render a large cache in seconds); the files are the same."""
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, '.gitignore'), 'w') as f:
         f.write('*\n')

@@ -18,7 +18,7 @@ import numpy as np
 
 from .captions import PALETTE, Scene, ShapeObject, validate
 
-# Object side as a fraction of the image width, per size class (issue 6).
+# Object side as a fraction of the image width, per size class.
 SIDE_RANGE = {'small': (0.15, 0.25), None: (0.26, 0.34), 'large': (0.35, 0.50)}
 BORDER = 0.02            # objects stay this far inside the image
 GAP = 0.05               # minimum gap between two objects' boxes

@@ -174,7 +174,7 @@ class DatasetTest(unittest.TestCase):
                 self.assertEqual(meta['forms'][k], scene.form)
 
     def test_workers_render_the_same_cache(self):
-        # A lent GPU machine renders its large cache in parallel; the files must not change.
+        # A GPU machine renders its large cache in parallel; the files must not change.
         with tempfile.TemporaryDirectory() as d:
             build_cache(os.path.join(d, 'one'), 7, seed=2, size=32, start=3, log_every=0)
             build_cache(os.path.join(d, 'three'), 7, seed=2, size=32, start=3, log_every=0, workers=3)
