@@ -1,6 +1,6 @@
 """Reading the published HART and Qwen2 files: weights, config.json values, key mapping.
 
-Published layout (hart.md §1): `<hart>/llm/{config.json, ema_model.bin, ...}`,
+Published layout (docs/hart.md §1): `<hart>/llm/{config.json, ema_model.bin, ...}`,
 `<hart>/tokenizer/{config.json, weights}` and a Qwen2 folder
 `{config.json, model.safetensors | sharded, tokenizer.json, tokenizer_config.json}`.
 
@@ -119,7 +119,7 @@ def _listing(items: List[str], limit: int = 12) -> str:
     return shown + (f" (and {len(items) - limit} more)" if len(items) > limit else "")
 
 
-# HART's stored buffers (hart.md §5.3 and §11.7): derived from the config, not weights.
+# HART's stored buffers (docs/hart.md §12.2): derived from the config, not weights.
 _TRANSFORMER_BUFFERS = re.compile(r"^(lvl_1L|attn_bias_for_masking|blocks\.\d+\.attn\.zero_k_bias)$")
 
 

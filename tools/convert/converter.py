@@ -67,7 +67,7 @@ def tokenize(text: str, tokenizer_json: str, tokenizer_config: Optional[str] = N
 
 
 def system_prompt_ids(qwen_dir: str, max_tokens: int) -> List[int]:
-    """HART's LLM system prompt (hart.md §2.2), tokenized like HART does: no padding,
+    """HART's LLM system prompt (docs/hart.md §2), tokenized like HART does: no padding,
     truncated to the text window (`max_length=T, truncation=True` in its tokenize_fn).
 
     Only tokenizer.json is used, as the engine does for prompts (the package ships no
@@ -94,7 +94,7 @@ def load_published(hart_dir: str, qwen_dir: str, name: str = "hart-0.7b-1024px",
         f"text window {config.context_tokens} after a {len(prefix)}-token system prompt")
 
     model = HartModel(config, _transformer(config), _tokenizer(config), None)
-    # Inference uses the EMA weights (hart.md §1); the folder's main weights are training weights.
+    # Inference uses the EMA weights (docs/hart.md §1); the folder's main weights are training weights.
     llm_path = ckpt.find_weights(llm_dir, preferred=("ema_model.bin", "ema_model.safetensors"))
     if not os.path.basename(llm_path).startswith("ema_model"):
         log(f"warning: no ema_model.bin in {llm_dir}; using {os.path.basename(llm_path)}")

@@ -13,7 +13,7 @@ Qwen2 text encoder, at a reduced size and with random weights:
     OUT/qwen/config.json, model.safetensors (bf16, `model.*` keys), tokenizer.json (a small
                                       byte-level BPE shaped like Qwen2's), tokenizer_config.json
 
-The key names and shapes are enumerated here from the published architecture (hart.md §3.1,
+The key names and shapes are enumerated here from the published architecture (docs/hart.md §10.1,
 §4.1, §5.3; VAR's basic_vae layout; Hugging Face Qwen2), not taken from our modules, so a
 conversion test checks that our modules really load the published names.
 
@@ -231,7 +231,7 @@ def random_tensors(shapes: Shapes, generator: torch.Generator) -> "OrderedDict[s
 
 
 def hart_buffers(cfg: dict) -> "OrderedDict[str, torch.Tensor]":
-    """The buffers HART's strict state dict stores (hart.md §11.7), with their real contents."""
+    """The buffers HART's strict state dict stores (docs/hart.md §12.2), with their real contents."""
     levels = [0] * cfg["context_token"]
     for k, pn in enumerate(cfg["patch_nums"][1:], start=1):
         levels += [k] * (pn * pn)

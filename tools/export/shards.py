@@ -1,7 +1,7 @@
 """Save an ONNX graph with its weights in external-data shards.
 
 Browsers cap one ArrayBuffer near 2 GB and onnxruntime-web hands each external-data file to
-the session as one buffer (onnxruntime-web.md §2.6), and a download should resume file by
+the session as one buffer (docs/onnxruntime-web.md §2), and a download should resume file by
 file. So the weights go to `<graph>.data`, `<graph>.data1`, `<graph>.data2`, … (the
 exporter's naming, docs/model-package.md §1) of about `shard_bytes` each (50–200 MB), in
 initializer order. A tensor larger than a shard gets a shard of its

@@ -73,7 +73,7 @@ class HartConfig:
     context_dim: int
     norm_eps: float = 1e-6
     rope_theta: float = 10000.0
-    # Attention logits are q·k·attention_scale/√hd. HART (VAR) uses 0.25 (hart.md §2.6); a small
+    # Attention logits are q·k·attention_scale/√hd. HART (VAR) uses 0.25 (docs/hart.md §4); a small
     # model trained briefly may read single text words better with a sharper 1.0.
     attention_scale: float = 0.25
     sampling: SamplingDefaults = field(default_factory=SamplingDefaults)
@@ -172,7 +172,7 @@ def _hart_0_7b() -> HartConfig:
         quantizer=QuantizerConfig(vocab_size=4096, channels=32, patch_nums=patch_nums),
         vae=VaeConfig(image_size=1024, ch=160, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, z_channels=32),
         diffusion=DiffusionConfig(in_channels=32, width=1024, depth=6, cond_dim=1536),
-        # Qwen2-1.5B (hart.md §2.2): not built here; the converter supplies it.
+        # Qwen2-1.5B (docs/hart.md §2): not built here; the converter supplies it.
         text_encoder=TextEncoderConfig(kind="qwen2", vocab_size=151936, width=1536, depth=28, heads=12,
                                        max_tokens=32768),
         width=1536, depth=24, heads=24,

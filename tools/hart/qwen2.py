@@ -1,4 +1,4 @@
-"""Our own Qwen2 decoder, used by HART as a text encoder (hart.md §2.2).
+"""Our own Qwen2 decoder, used by HART as a text encoder (docs/hart.md §2).
 
 HART runs the Qwen2 base model once over `[system prompt ‖ prompt padded to 300]` and keeps
 the last hidden states after the final RMSNorm. This module reproduces exactly that part of

@@ -57,7 +57,7 @@ def image_rope(pn: int, side: int, offsets: Sequence[float], head_dim: int, thet
     freqs = image_inv_freq(head_dim, theta)
     r = np.repeat(np.arange(pn), pn).astype(np.float32)     # row of token index = r·pn + c
     c = np.tile(np.arange(pn), pn).astype(np.float32)
-    # (i / pn) · side, in this order and in float32: HART's own rounding (hart.md §11 item 6).
+    # (i / pn) · side, in this order and in float32: HART's own rounding (docs/hart.md §3).
     r = r / np.float32(pn) * np.float32(side)
     c = c / np.float32(pn) * np.float32(side)
     rows = []

@@ -1,9 +1,9 @@
 """HART's autoregressive transformer (the released text-to-image model's configuration).
 
-Llama-style blocks without per-block AdaLN (hart.md §2.6): one RMSNorm weight shared by the
+Llama-style blocks without per-block AdaLN (docs/hart.md §4): one RMSNorm weight shared by the
 attention and MLP sublayers, q/v biases (no k bias), RoPE on q and k, softmax scale
 0.25/√hd, SwiGLU. Text enters as a 300-token (T-token) prefix; the output head is modulated
-by an AdaLN whose condition is the max-pooled text (hart.md §2.7).
+by an AdaLN whose condition is the max-pooled text (docs/hart.md §5).
 
 Module and parameter names match the published checkpoint (`llm/ema_model.bin`), so its
 state dict loads with strict=True once the buffers HART stores (lvl_1L, attn_bias_for_masking,
@@ -27,12 +27,12 @@ KV = Tuple[torch.Tensor, torch.Tensor]
 # MultiHeadAttention node per block, which onnxruntime's WebGPU provider runs as flash attention.
 ATTENTION_KINDS = ("plain", "fused")
 
-# Level embeddings use the same 256-d sinusoid as the diffusion timestep (hart.md §2.4).
+# Level embeddings use the same 256-d sinusoid as the diffusion timestep (docs/hart.md §3).
 LEVEL_FREQUENCY_DIM = 256
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm with a learned weight (HART's fused kernel always has one, hart.md §2.6)."""
+    """RMSNorm with a learned weight (HART's fused kernel always has one, docs/hart.md §4)."""
 
     def __init__(self, dim: int, eps: float, device=None):
         super().__init__()
@@ -100,7 +100,7 @@ class Attention(nn.Module):
         super().__init__()
         self.heads = heads
         self.head_dim = width // heads
-        # HART's is 0.25/√hd, not 1/√hd: VAR's scale when attention is not L2-normalised (hart.md §2.6).
+        # HART's is 0.25/√hd, not 1/√hd: VAR's scale when attention is not L2-normalised (docs/hart.md §4).
         self.scale = scale / math.sqrt(self.head_dim)
         self.qkv_proj = nn.Linear(width, 3 * width, bias=False, device=device)
         self.q_bias = nn.Parameter(torch.zeros(width, device=device))
@@ -207,7 +207,7 @@ class HartTransformer(nn.Module):
         """context [N, T, D] → (step-0 input x [N, T, C], head_cond [N, 2C]).
 
         The head's AdaLN pools the embedded text by max over all T slots, padding included
-        (hart.md §2.7); the step-0 input adds the level-0 embedding (pass it precomputed to
+        (docs/hart.md §5); the step-0 input adds the level-0 embedding (pass it precomputed to
         keep the level MLP out of an exported graph).
         """
         cond = self.context_embed(self.context_norm(context))
@@ -249,7 +249,7 @@ class HartTransformer(nn.Module):
     def diffusion_condition(self, hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """z [N·L, C] for the diffusion head from the last scale's hidden [N, L, C] and hard tokens [B, L, Cv].
 
-        Both CFG halves see the same sampled tokens (hart.md §2.9).
+        Both CFG halves see the same sampled tokens (docs/hart.md §8).
         """
         embedded = self.word_embed(tokens)
         z = self.decoder_norm(hidden + torch.cat([embedded, embedded], dim=0))
@@ -265,7 +265,7 @@ class HartTransformer(nn.Module):
         return levels
 
     def block_causal_bias(self, device=None) -> torch.Tensor:
-        """Additive mask: position i sees j iff level(i) ≥ level(j) (hart.md §2.11)."""
+        """Additive mask: position i sees j iff level(i) ≥ level(j) (docs/hart.md §9)."""
         levels = torch.tensor(self.scale_levels(), device=device)
         allowed = levels[:, None] >= levels[None, :]
         return torch.zeros(allowed.shape, device=device).masked_fill(~allowed, float("-inf"))
@@ -278,7 +278,7 @@ class HartTransformer(nn.Module):
         return torch.cat([t[0] for t in tables], dim=1), torch.cat([t[1] for t in tables], dim=1)
 
     def forward_train(self, context: torch.Tensor, n_valid: Sequence[int], scale_inputs: torch.Tensor):
-        """One block-causal pass over [context + every scale] (teacher forcing, hart.md §9).
+        """One block-causal pass over [context + every scale] (teacher forcing, docs/hart.md §13).
 
         context [B, T, D] (CFG dropout already applied by the caller), n_valid the real token
         count of each row (for RoPE), scale_inputs [B, Σ_{k≥1} pn_k², Cv] the down-sampled

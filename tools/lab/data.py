@@ -1,7 +1,7 @@
 """The shapes cache encoded with a trained hybrid tokenizer, once, for generator training, and
 the object tokens of each image (library; `tools/py lab.encode_dataset` encodes ahead of training).
 
-Per image it stores what teacher-forced training needs (hart.md §4.2, §9):
+Per image it stores what teacher-forced training needs (docs/hart.md §11.2, §13):
   - `indices` int16 [N, Σ pn_k²]: the multi-scale token maps, scale after scale, row-major;
   - `residual` float16 [N, h², Cv]: the continuous residual f − f_hat_discrete of the last
     scale (the residual diffusion head's target, in latent units), row-major tokens;

@@ -3,7 +3,7 @@
     tools/py lab.train_generator --tokenizer runs/tokenizer/tokenizer.pt --out runs/generator --minutes 70
 
 The tokenizer is frozen. Its multi-scale token maps and last-scale residuals of the shapes cache
-are computed once (lab/data.py → <out>/encoded.npz). Then, teacher-forced (hart.md §9):
+are computed once (lab/data.py → <out>/encoded.npz). Then, teacher-forced (docs/hart.md §13):
   - the input of scale k ≥ 1 is word_embed(Down_area(f_hat after k scales)) + level embedding,
     the context is the small text encoder's output, zeroed with probability --cond-drop (CFG);
   - cross-entropy over the tokens of every scale, in one block-causal pass;

@@ -2,7 +2,7 @@
 
     tools/py lab.train_tokenizer --out runs/tokenizer --minutes 45
 
-Two stages inside one time budget (hart.md §4.2):
+Two stages inside one time budget (docs/hart.md §11.2):
   1. VQ training: encoder, codebook, φ convs and decoder learn the multi-scale residual VQ
      (reconstruction + VQ loss; dead codewords are re-seeded from the vectors being quantized).
   2. Hybrid training: encoder, quant_conv and codebook are frozen; the decoder learns to decode

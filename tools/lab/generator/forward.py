@@ -1,4 +1,4 @@
-"""The teacher-forced training forward of the generator (hart.md §9), computed level by level.
+"""The teacher-forced training forward of the generator (docs/hart.md §13), computed level by level.
 
 teacher_inputs (the scale inputs from ground-truth tokens), level_groups, RopeCache (the
 training RoPE tables per real token count), grouped_attention and training_forward (the

@@ -325,7 +325,7 @@ class BudgetTest(unittest.TestCase):
     def test_published_parameter_count(self):
         from hart.config import CONFIGS
         counts = mb.transformer_graph_parameters(CONFIGS["hart-0.7b-1024px"])
-        # word_embed is counted in both graphs that read it; HART's total (hart.md §5.2) counts it once
+        # word_embed is counted in both graphs that read it; HART's total (docs/hart.md §12.1) counts it once
         self.assertEqual(sum(counts.values()) - counts["scaleUpdate"], 732_399_168)
         self.assertEqual(counts["transformer"], 24 * 28_317_696)
 

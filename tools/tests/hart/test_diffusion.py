@@ -5,7 +5,7 @@ import torch
 
 from hart.diffusion import DiffLoss, DiffusionConfig, SimpleMLPAdaLN, timestep_embedding
 
-# hart.md §3.3, respaced index order 0..7 (original t = 0, 143, ..., 999).
+# docs/hart.md §10.3, respaced index order 0..7 (original t = 0, 143, ..., 999).
 TABLE = {
     "betas": [4.12842e-05, 0.0548782, 0.1487457, 0.2495457, 0.3660719, 0.5175658, 0.7354388, 0.99999995],
     "alphas_cumprod": [0.99995872, 0.94508278, 0.80450574, 0.60374480, 0.38273078, 0.18464242, 0.04884921, 2.4288e-09],
@@ -99,7 +99,7 @@ class Sampler(unittest.TestCase):
         noises = [torch.randn(m, 4, generator=gen) for _ in range(8)]
         got = d.sample(zc, zu, g, noises)
 
-        # Independent loop over the published constants (hart.md §3.3 / docs/model-package.md §4.8).
+        # Independent loop over the published constants (docs/hart.md §10.3 / docs/model-package.md §4.8).
         x = noises[0].clone()
         for n, i in enumerate(range(7, -1, -1)):
             t = torch.full((m,), float(round(i * 999 / 7)))

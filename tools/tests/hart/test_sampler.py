@@ -18,7 +18,7 @@ PROMPT = "a red circle on a blue background"
 
 class ScheduleTest(unittest.TestCase):
     def test_hart_1024_table(self):
-        # hart.md §2.5: CFG t = 4.5·si/13, the last scale reuses si = 12; τ from 0.27 to 0.033.
+        # docs/hart.md §6: CFG t = 4.5·si/13, the last scale reuses si = 12; τ from 0.27 to 0.033.
         K = 14
         self.assertEqual(guidance_at(4.5, 0, K), 0.0)
         self.assertAlmostEqual(guidance_at(4.5, 1, K), 0.346, places=3)

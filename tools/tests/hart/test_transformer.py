@@ -66,7 +66,7 @@ class ConfigTest(unittest.TestCase):
 
 class ParameterTest(unittest.TestCase):
     def test_published_parameter_count(self):
-        # hart.md §5.2: transformer + diffusion head, without tokenizer and text encoder.
+        # docs/hart.md §12.1: transformer + diffusion head, without tokenizer and text encoder.
         self.assertEqual(count_parameters(get_config("hart-0.7b-1024px")), 732_399_168)
 
     def test_published_key_names(self):

@@ -104,7 +104,7 @@ class HybridTokenizerSmall(unittest.TestCase):
 
 class PublishedDecoderSize(unittest.TestCase):
     def test_parameter_count(self):
-        # hart.md §4.1: decoder ≈ 64.65M for ch=160, ch_mult=(1,1,2,2,4), 2 res blocks, z=32.
+        # docs/hart.md §11.1: decoder ≈ 64.65M for ch=160, ch_mult=(1,1,2,2,4), 2 res blocks, z=32.
         dec = Decoder(VaeConfig(image_size=1024, ch=160, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, z_channels=32))
         self.assertEqual(count(dec), 64_653_923)
 
