@@ -12,6 +12,7 @@ trained from).
 """
 import glob
 import io
+import pathlib
 import json
 import os
 import sys
@@ -49,7 +50,7 @@ def join(folder: str, name: str, template: str, out: str) -> dict:
     parts = sorted(glob.glob(os.path.join(folder, f"{name}.npz.part*")), key=lambda p: int(p.rsplit("part", 1)[1]))
     if not parts:
         raise SystemExit(f"no {name}.npz.part* in {folder}")
-    data = b"".join(open(p, "rb").read() for p in parts)
+    data = b"".join(pathlib.Path(p).read_bytes() for p in parts)
     arrays = np.load(io.BytesIO(data))
     meta = json.loads(str(arrays["meta"]))
     blob = torch.load(template, map_location="cpu", weights_only=False)
