@@ -12,9 +12,9 @@ trained from).
 """
 import glob
 import io
-import pathlib
 import json
 import os
+import pathlib
 import sys
 from typing import List
 
