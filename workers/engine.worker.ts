@@ -5,10 +5,10 @@ import * as Comlink from 'comlink';
 import * as ort from 'onnxruntime-web/webgpu';
 import wasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.asyncify.wasm?url';
 import { createDirectoryHandleIO, createFileListIO, loadEngine } from '../src/engine/index';
-import type { ModelSource, WorkerApi } from '../src/app/protocol';
+import type { ModelSource, WorkerApi } from './protocol';
 import { createEngineHost } from './engineHost';
 import { relay } from './relay';
-import { withTestHooks } from './testHooks';
+import { withTestHooks } from '../tests/engine/browser/testHooks';
 
 // The app ships the wasm itself (no CDN), so it works offline once cached.
 ort.env.wasm.wasmPaths = { wasm: wasmUrl };

@@ -1,7 +1,7 @@
 // The worker's state: one engine, one queue, one AbortController per run.
 // Kept free of comlink and onnxruntime so it can be tested in Node with a fake engine.
 import type { Engine, GenerateEvent, GenerateRequest, LoadProgress } from '../src/engine/types';
-import { toAppFailure, type LoadOptions, type ModelSource, type WorkerApi } from '../src/app/protocol';
+import { toAppFailure, type LoadOptions, type ModelSource, type WorkerApi } from './protocol';
 
 export type OpenEngine = (
   source: ModelSource,

@@ -1,7 +1,7 @@
 // One Generate: the prompt check, the seeds, the engine events turned into status, progress and
 // timeline frames, and the finished images handed to the gallery.
 import type { GenerateEvent, GenerateResult, ModelInfo } from '../engine/types';
-import type { AppFailure } from './protocol';
+import type { AppFailure } from '../../workers/protocol';
 import { IDLE_PROGRESS, type RunProgress } from './runStatus';
 import { clampSeed, MAX_SEED } from './settingsSlice';
 import type { AppDeps, AppState, Frame, RunSlice, Slice } from './storeTypes';

@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 import type { Ort } from '../engine/backend';
 import { EngineError } from '../engine/errors';
 import { loadEngine, type LoadOptions } from '../engine/index';
-import { createFetchIO } from '../engine/io';
-import { createFsIO } from '../engine/io-node';
+import { createFetchIO } from '../engine/readers';
+import { createFsIO } from '../engine/node';
 import { encodePng, provenanceText } from '../engine/png';
 import type { GenerateEvent, GenerateResult, ImagePixels, SamplingSettings } from '../engine/types';
 

@@ -15,7 +15,7 @@ import { scaleRope, textRope } from './rope';
 import { lookupCodebook, sampleScale, smoothVectors } from './sampling';
 import { guidanceWeight, smoothingRatio, smoothingTau, type DiffusionConstants } from './schedule';
 import { disposeAll, readFloats, type GraphSession } from './session';
-import { resolveSettings } from './settings';
+import { resolveSettings } from './samplingSettings';
 import { encodeContext, tokenizePrompt, type PromptTokenizer } from './textEncoder';
 import { guidedLogits, transformerStep } from './transformer';
 import type { BackendInfo, GenerateEvent, GenerateOptions, GenerateRequest, GenerateResult, InjectedDraws, SamplingSettings, StageTimings } from './types';

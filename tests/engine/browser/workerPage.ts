@@ -3,7 +3,7 @@
 // fixture's draws, then cancel a run mid-way and check the next runs are good and identical.
 // Not a vitest file: run.mjs builds worker.html with Vite and drives it in Chromium.
 import * as Comlink from 'comlink';
-import type { BackendChoice, WorkerApi } from '../../../src/app/protocol';
+import type { BackendChoice, WorkerApi } from '../../../workers/protocol';
 import type { GenerateEvent } from '../../../src/engine/types';
 import { goldenCases, maxPixelDiff, sameBytes, tokenMismatches } from './fixture';
 

@@ -9,7 +9,7 @@ import type {
   LoadProgress,
   ModelInfo,
   PromptAnalysis,
-} from '../engine/types';
+} from '../src/engine/types';
 
 export type BackendChoice = 'auto' | 'webgpu' | 'wasm';
 

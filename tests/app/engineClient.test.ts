@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createEngineClient, type WorkerLike } from '../../src/app/engineClient';
-import type { AppFailure, WorkerApi } from '../../src/app/protocol';
+import type { AppFailure, WorkerApi } from '../../workers/protocol';
 
 class FakeWorker extends EventTarget implements WorkerLike {
   terminated = false;

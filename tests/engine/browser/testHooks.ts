@@ -1,10 +1,10 @@
 // The worker's test hooks (parity tests only): a generate request may carry injected random
 // draws and ask for the sampled tokens of every scale. The app sets neither, and then the engine
 // is called exactly as it would be without this wrapper.
-import type { WorkerGenerateRequest, WorkerGenerateResult } from '../src/app/protocol';
-import type { LoadedEngine } from '../src/engine/index';
-import type { TraceEntry } from '../src/engine/pipeline';
-import type { Engine, GenerateOptions } from '../src/engine/types';
+import type { WorkerGenerateRequest, WorkerGenerateResult } from '../../../workers/protocol';
+import type { LoadedEngine } from '../../../src/engine/index';
+import type { TraceEntry } from '../../../src/engine/pipeline';
+import type { Engine, GenerateOptions } from '../../../src/engine/types';
 
 export type TraceableEngine = Pick<LoadedEngine, 'info' | 'analyzePrompt' | 'generate' | 'dispose'>;
 

@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BadPackageError, CancelledError } from './errors';
-import type { PackageIO } from './io';
+import type { PackageIO } from './readers';
 
 export function createFsIO(folder: string): PackageIO {
   const root = path.resolve(folder);

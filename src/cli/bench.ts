@@ -3,12 +3,12 @@
 // of every stage (milliseconds).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Ort } from '../src/engine/backend';
-import { loadEngine } from '../src/engine/index';
-import { createFsIO } from '../src/engine/io-node';
-import type { StageTimings } from '../src/engine/types';
+import type { Ort } from '../engine/backend';
+import { loadEngine } from '../engine/index';
+import { createFsIO } from '../engine/node';
+import type { StageTimings } from '../engine/types';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
