@@ -7,6 +7,7 @@ export { createFetchIO, createFileListIO, createDirectoryHandleIO, createFileMap
 export { listCachedModels, deleteCachedModel, persistStorage, estimateStorage } from './cache';
 export type { CachedModel, CacheOptions, StorageManagerLike } from './cache';
 export { checkModelFits, formatBytes } from './preflight';
-export type { PreflightEnv, PreflightResult, PackageRequirements, GpuLimits } from './preflight';
+export type { PreflightEnv, PreflightResult, GpuLimits } from './preflight';
+export type { PackageRequirements } from './manifest';
 export { encodePng, readPngText } from './png';
 export * from './load';

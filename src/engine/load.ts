@@ -3,9 +3,9 @@ import { chooseBackend, watchDeviceLoss, type AdapterLike, type BackendRequest, 
 import { BadPackageError, EngineError, NoBackendError, toEngineError } from './errors';
 import { estimateStorage, type StorageManagerLike } from './cache';
 import { createFetchIO, type PackageIO } from './readers';
-import { GRAPH_NAMES, MANIFEST_FILE, parseManifestBytes, type GraphName, type Manifest } from './manifest';
-import { fileEntries, graphVariant, neededFiles, readTables, readVerified, verifiedOrReread } from './modelPackage';
-import { checkModelFits, readRequirements, type GpuLimits, type PackageRequirements, type PreflightResult } from './preflight';
+import { GRAPH_NAMES, MANIFEST_FILE, type GraphName, type Manifest } from './manifest';
+import { fileEntries, graphVariant, neededFiles, readManifest, readTables, readVerified, verifiedOrReread } from './modelPackage';
+import { checkModelFits, type GpuLimits, type PreflightResult } from './preflight';
 import { generate, type LoadedModel, type PipelineOptions } from './pipeline';
 import { SCALE_UPDATE_GPU_OUTPUTS, scaleTables } from './quantizer';
 import { sharedQueue, type RunQueue } from './queue';
@@ -75,13 +75,6 @@ function checkAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw new EngineError('cancelled', 'Loading was cancelled.');
 }
 
-/** The manifest, and its optional `requirements` (which the manifest parser does not keep). */
-async function readPackageManifest(io: PackageIO, signal?: AbortSignal): Promise<{ manifest: Manifest; requirements?: PackageRequirements }> {
-  const bytes = await io.read(MANIFEST_FILE, { signal });
-  const manifest = parseManifestBytes(bytes, MANIFEST_FILE);
-  return { manifest, requirements: readRequirements(JSON.parse(new TextDecoder().decode(bytes)), MANIFEST_FILE) };
-}
-
 /** The adapter's limits and shader-f16, asked again of the same `navigator.gpu` backend choice used. */
 async function adapterFacts(gpu: GpuLike | null | undefined): Promise<{ limits?: GpuLimits; shaderF16?: boolean }> {
   const source = gpu === undefined ? (globalThis as { navigator?: { gpu?: GpuLike } }).navigator?.gpu : gpu;
@@ -99,7 +92,6 @@ async function adapterFacts(gpu: GpuLike | null | undefined): Promise<{ limits?:
 /** Gathers this machine's facts and checks the package against them (preflight.ts). */
 async function preflight(
   manifest: Manifest,
-  requirements: PackageRequirements | undefined,
   io: PackageIO,
   backend: { backend: BackendName; fp16: boolean },
   options: Pick<LoadOptions, 'gpu' | 'storage'>,
@@ -113,7 +105,7 @@ async function preflight(
       if (entry && (await io.isCached(path, entry.sha256))) cached.add(path);
     }
   }
-  return checkModelFits(manifest, { backend: backend.backend, fp16: backend.fp16, shaderF16: gpu.shaderF16, gpuLimits: gpu.limits, storage, cached, requirements });
+  return checkModelFits(manifest, { backend: backend.backend, fp16: backend.fp16, shaderF16: gpu.shaderF16, gpuLimits: gpu.limits, storage, cached });
 }
 
 export interface PackageCheck extends PreflightResult {
@@ -128,9 +120,9 @@ export interface PackageCheck extends PreflightResult {
 export async function checkPackage(source: string, options: Pick<LoadOptions, 'ort' | 'io' | 'backend' | 'gpu' | 'storage' | 'signal'>): Promise<PackageCheck> {
   try {
     const io = options.io ?? createFetchIO(source);
-    const { manifest, requirements } = await readPackageManifest(io, options.signal);
+    const manifest = await readManifest(io, options.signal);
     const backend = await chooseBackend({ ort: options.ort, requested: options.backend ?? 'auto', gpu: options.gpu });
-    const fits = await preflight(manifest, requirements, io, backend, options);
+    const fits = await preflight(manifest, io, backend, options);
     return { ...fits, backend, name: manifest.name };
   } catch (error) {
     throw toEngineError(error);
@@ -187,13 +179,13 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
   const io = options.io ?? createFetchIO(source);
   const queue = options.queue ?? sharedQueue;
 
-  onProgress?.({ phase: 'manifest', file: 'manifest.json', loaded: 0, total: 1 });
-  const { manifest, requirements } = await readPackageManifest(io, signal);
-  onProgress?.({ phase: 'manifest', file: 'manifest.json', loaded: 1, total: 1 });
+  onProgress?.({ phase: 'manifest', file: MANIFEST_FILE, loaded: 0, total: 1 });
+  const manifest = await readManifest(io, signal);
+  onProgress?.({ phase: 'manifest', file: MANIFEST_FILE, loaded: 1, total: 1 });
 
   const backend = await chooseBackend({ ort, requested: options.backend ?? 'auto', gpu: options.gpu });
   if (options.preflight !== false) {
-    const fits = await preflight(manifest, requirements, io, backend, options);
+    const fits = await preflight(manifest, io, backend, options);
     if (!fits.ok) throw new NoBackendError(`${manifest.name} cannot run here (${backend.backend}): ${fits.problems.join(' ')}`);
   }
   // Said as soon as the backend is known, so a progress display never waits on a phase that won't run.

@@ -7,7 +7,7 @@ import { checkPackage, loadEngine } from '../../src/engine/index';
 import type { PackageIO } from '../../src/engine/readers';
 import { createFsIO } from '../../src/engine/node';
 import { parseManifest, type Manifest } from '../../src/engine/manifest';
-import { checkModelFits, readRequirements, type PreflightEnv } from '../../src/engine/preflight';
+import { checkModelFits, type PreflightEnv } from '../../src/engine/preflight';
 import { FIXTURE, importOrt } from './golden';
 import { syntheticPackage } from './manifestFixture';
 
@@ -37,6 +37,12 @@ function bigManifest(): Manifest {
 }
 
 const sizeOf = (m: Manifest, paths: string[]) => paths.reduce((n, p) => n + m.files.find((f) => f.path === p)!.bytes, 0);
+/** The `requirements` the manifest reader makes of this JSON (in a small valid package). */
+function readRequirements(json: { requirements?: unknown }): Manifest['requirements'] {
+  const { manifest } = syntheticPackage();
+  return parseManifest({ ...manifest, ...json }).requirements;
+}
+
 const others = (m: Manifest) => m.files.filter((f) => !f.path.startsWith('transformer')).reduce((n, f) => n + f.bytes, 0);
 const roomyGpu = { maxBufferSize: 4 * GiB, maxStorageBufferBindingSize: 4 * GiB };
 
@@ -84,11 +90,11 @@ describe('checkModelFits', () => {
   it('uses the buffer sizes the package declares over file sizes', () => {
     const requirements = readRequirements({ requirements: { fp16: { maxBufferBytes: 3 * GiB, maxBindingBytes: 3 * GiB }, fp32: { maxBufferBytes: 100 } } })!;
     const limits = { maxBufferSize: 2 * GiB, maxStorageBufferBindingSize: 2 * GiB };
-    const f16 = checkModelFits(m, { backend: 'webgpu', fp16: true, shaderF16: true, gpuLimits: limits, requirements });
+    const f16 = checkModelFits({ ...m, requirements }, { backend: 'webgpu', fp16: true, shaderF16: true, gpuLimits: limits });
     expect(f16.problems).toHaveLength(2);
     expect(f16.problems[0]).toMatch(/GPU buffer of 3\.00 GiB \(its largest GPU buffer, as the package declares\) but this GPU allows at most 2\.00 GiB \(maxBufferSize\)/);
     // fp32 declares 100 bytes, although its largest file is 1000 MiB.
-    expect(checkModelFits(m, { backend: 'webgpu', fp16: false, gpuLimits: { maxBufferSize: 200, maxStorageBufferBindingSize: 200 }, requirements }).ok).toBe(true);
+    expect(checkModelFits({ ...m, requirements }, { backend: 'webgpu', fp16: false, gpuLimits: { maxBufferSize: 200, maxStorageBufferBindingSize: 200 } }).ok).toBe(true);
   });
 
   it('needs shader-f16 when the graphs are stored in float16 only', () => {
@@ -99,7 +105,7 @@ describe('checkModelFits', () => {
     expect(checkModelFits(f16Only, { backend: 'webgpu', fp16: false, shaderF16: false }).problems).toEqual([expect.stringMatching(/shader-f16; this adapter does not have it/)]);
     expect(checkModelFits(f16Only, { backend: 'wasm', fp16: false }).problems).toEqual([expect.stringMatching(/the wasm backend cannot run them/)]);
     const declared = readRequirements({ requirements: { shaderF16: true } });
-    expect(checkModelFits(m, { backend: 'webgpu', fp16: false, shaderF16: false, requirements: declared }).ok).toBe(false);
+    expect(checkModelFits({ ...m, requirements: declared }, { backend: 'webgpu', fp16: false, shaderF16: false }).ok).toBe(false);
   });
 
   it('refuses files over the 2 GB ArrayBuffer cap and weights over the 4 GiB WASM heap', () => {
@@ -112,7 +118,7 @@ describe('checkModelFits', () => {
     expect(checkModelFits(huge, { backend: 'cpu', fp16: false }).ok).toBe(true);
   });
 
-  it('reads the optional requirements field and rejects a malformed one', () => {
+  it('reads the manifest\'s optional requirements field and rejects a malformed one', () => {
     expect(readRequirements({})).toBeUndefined();
     expect(readRequirements({ requirements: { fp32: { maxBufferBytes: 5 } } })).toEqual({ fp32: { maxBufferBytes: 5 }, fp16: undefined, shaderF16: undefined });
     expect(() => readRequirements({ requirements: { fp32: { maxBufferBytes: -1 } } })).toThrow(/requirements\.fp32\.maxBufferBytes must be a whole number/);
