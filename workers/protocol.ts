@@ -9,7 +9,8 @@ import type {
   LoadProgress,
   ModelInfo,
   PromptAnalysis,
-} from '../src/engine/types';
+} from '../src/engine/index';
+import { isEngineErrorCode, toEngineError } from '../src/engine/index';
 
 export type BackendChoice = 'auto' | 'webgpu' | 'wasm';
 
@@ -62,44 +63,18 @@ export interface WorkerApi {
   analyzePrompt(prompt: string): Promise<PromptAnalysis>;
 }
 
-const CODES: ReadonlySet<string> = new Set([
-  'bad-input',
-  'bad-package',
-  'fetch-failed',
-  'no-backend',
-  'cancelled',
-  'device-lost',
-  'internal',
-  'worker-crashed',
-]);
-
 export function isAppFailure(value: unknown): value is AppFailure {
+  const failure = value as Partial<AppFailure> | null;
   return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as AppFailure).message === 'string' &&
-    CODES.has((value as AppFailure).code)
+    typeof failure === 'object' &&
+    failure !== null &&
+    typeof failure.message === 'string' &&
+    (failure.code === 'worker-crashed' || isEngineErrorCode(failure.code))
   );
 }
 
-/**
- * Turns anything thrown into an AppFailure. Engine errors already carry a code and a message
- * written for people; an AbortError means the run was cancelled; anything else is reported as
- * an internal error with its message so the page never shows a blank state.
- */
+/** Turns anything thrown into an AppFailure, as the engine normalises its own failures. */
 export function toAppFailure(error: unknown): AppFailure {
   if (isAppFailure(error)) return { code: error.code, message: error.message };
-  if (typeof error === 'object' && error !== null) {
-    const named = error as { name?: unknown; code?: unknown; message?: unknown };
-    if (named.name === 'AbortError') return { code: 'cancelled', message: 'Generation was cancelled.' };
-    const message = typeof named.message === 'string' && named.message ? named.message : String(error);
-    if (typeof named.code === 'string' && CODES.has(named.code)) {
-      return { code: named.code as AppFailure['code'], message };
-    }
-    if (/device (was )?lost/i.test(message)) {
-      return { code: 'device-lost', message: `The GPU stopped responding (device lost): ${message}` };
-    }
-    return { code: 'internal', message: `Something went wrong in the engine: ${message}` };
-  }
-  return { code: 'internal', message: `Something went wrong in the engine: ${String(error)}` };
+  return toEngineError(error).toJSON();
 }

@@ -1,6 +1,7 @@
 // The engine's public entry.
 export type * from './types';
-export { EngineError } from './errors';
+export { BadInputError, CancelledError, EngineError, ENGINE_ERROR_CODES, isEngineErrorCode, throwIfCancelled, toEngineError } from './errors';
+export { RunQueue } from './queue';
 export type { BackendRequest, GpuLike, Ort } from './backend';
 export type { PackageIO } from './readers';
 export { createFetchIO, createFileListIO, createDirectoryHandleIO, createFileMapIO, MODEL_CACHE_NAME } from './readers';

@@ -1,6 +1,6 @@
 // Loading: a model package onto a backend, wrapped as an `Engine`.
 import { chooseBackend, watchDeviceLoss, type AdapterLike, type BackendRequest, type GpuLike, type Ort } from './backend';
-import { BadPackageError, EngineError, NoBackendError, toEngineError } from './errors';
+import { BadPackageError, EngineError, LOADING_CANCELLED, NoBackendError, throwIfCancelled, toEngineError } from './errors';
 import { estimateStorage, type StorageManagerLike } from './cache';
 import { createFetchIO, type PackageIO } from './readers';
 import { GRAPH_NAMES, MANIFEST_FILE, type GraphName, type Manifest } from './manifest';
@@ -69,10 +69,6 @@ function gpuOutputs(name: GraphName, depth: number): string[] {
 /** Whether a requested warm-up runs on this backend: only WebGPU has shaders to compile. */
 export function warmupRuns(backend: BackendName): boolean {
   return backend === 'webgpu';
-}
-
-function checkAborted(signal?: AbortSignal): void {
-  if (signal?.aborted) throw new EngineError('cancelled', 'Loading was cancelled.');
 }
 
 /** The adapter's limits and shader-f16, asked again of the same `navigator.gpu` backend choice used. */
@@ -155,7 +151,7 @@ async function downloadFiles(
   const files = new Map<string, Uint8Array>();
   let done = 0;
   for (const { path, sha256, bytes: size } of entries) {
-    checkAborted(signal);
+    throwIfCancelled(signal, LOADING_CANCELLED);
     const report = (loaded: number) => onProgress?.({ phase: 'download', file: path, loaded: done + Math.min(loaded, size), total });
     const read = () => io.read(path, { sha256, bytes: size, signal, onProgress: report });
     const deferred = !small.has(path) && io.isCached !== undefined;
@@ -209,7 +205,7 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
   const sessions = {} as Record<GraphName, GraphSession>;
   try {
     for (const [i, name] of GRAPH_NAMES.entries()) {
-      checkAborted(signal);
+      throwIfCancelled(signal, LOADING_CANCELLED);
       const variant = graphVariant(manifest, name, backend.fp16);
       const source = (bytes: Map<string, Uint8Array>) => ({
         path: variant.path,

@@ -2,7 +2,7 @@
 // the browser build never does).
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { BadPackageError, CancelledError } from './errors';
+import { BadPackageError, LOADING_CANCELLED, throwIfCancelled } from './errors';
 import type { PackageIO } from './readers';
 
 export function createFsIO(folder: string): PackageIO {
@@ -11,7 +11,7 @@ export function createFsIO(folder: string): PackageIO {
   return {
     location: root,
     async read(file, options = {}) {
-      if (options.signal?.aborted) throw new CancelledError('Loading was cancelled.');
+      throwIfCancelled(options.signal, LOADING_CANCELLED);
       let buffer: Buffer;
       try {
         buffer = await readFile(resolve(file));

@@ -1,7 +1,7 @@
 // How the engine reads a model package: one small interface, with implementations for URLs
 // (fetch, with Cache Storage for offline use and byte progress), for a folder the user picked in
 // the browser, and (in node.ts) for a folder on disk.
-import { BadPackageError, CancelledError, FetchFailedError } from './errors';
+import { BadPackageError, CancelledError, FetchFailedError, LOADING_CANCELLED, throwIfCancelled } from './errors';
 
 export interface ReadOptions {
   /** Expected sha256 (lowercase hex): also the key under which a cached copy is kept. */
@@ -28,10 +28,6 @@ export interface PackageIO {
 /** The Cache Storage store that holds downloaded package files. */
 export const MODEL_CACHE_NAME = 'hart-web-models';
 
-function checkAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new CancelledError('Loading was cancelled.');
-}
-
 /** Reads a response body in chunks, reporting progress. */
 async function readBody(response: Response, path: string, options: ReadOptions): Promise<Uint8Array> {
   const header = Number(response.headers.get('content-length'));
@@ -46,7 +42,7 @@ async function readBody(response: Response, path: string, options: ReadOptions):
   let loaded = 0;
   try {
     for (;;) {
-      checkAborted(options.signal);
+      throwIfCancelled(options.signal, LOADING_CANCELLED);
       const { done, value } = await reader.read();
       if (done) break;
       chunks.push(value);
@@ -111,7 +107,7 @@ export function createFetchIO(source: string, options: FetchIOOptions = {}): Pac
     location: base.href,
 
     async read(path, readOptions = {}) {
-      checkAborted(readOptions.signal);
+      throwIfCancelled(readOptions.signal, LOADING_CANCELLED);
       const url = new URL(path, base);
       const cache = await openCache();
       const key = cacheKey(url, readOptions.sha256);
@@ -123,7 +119,7 @@ export function createFetchIO(source: string, options: FetchIOOptions = {}): Pac
       try {
         response = await doFetch(url.href, { signal: readOptions.signal, cache: readOptions.sha256 ? 'default' : 'no-cache' });
       } catch (error) {
-        checkAborted(readOptions.signal);
+        throwIfCancelled(readOptions.signal, LOADING_CANCELLED);
         const offline = cache && !readOptions.sha256 ? await cache.match(key) : undefined;
         if (offline) return readBody(offline, path, readOptions);
         throw new FetchFailedError(path, `could not be fetched from ${url.href} (${(error as Error).message})`, { cause: error });
@@ -165,7 +161,7 @@ export function createFileMapIO(files: Map<string, Blob>, location = 'local fold
   return {
     location,
     async read(path, options = {}) {
-      checkAborted(options.signal);
+      throwIfCancelled(options.signal, LOADING_CANCELLED);
       const file = files.get(path);
       if (!file) throw new BadPackageError(`is missing from ${location}`, path);
       const bytes = new Uint8Array(await file.arrayBuffer());
@@ -197,7 +193,7 @@ export function createDirectoryHandleIO(root: FileSystemDirectoryHandle): Packag
   return {
     location,
     async read(path, options = {}) {
-      checkAborted(options.signal);
+      throwIfCancelled(options.signal, LOADING_CANCELLED);
       const parts = path.split('/');
       let dir = root;
       try {

@@ -77,7 +77,7 @@ describe('engine client (the page side)', () => {
     });
     await expect(client.analyzePrompt('a')).rejects.toEqual({
       code: 'internal',
-      message: 'Something went wrong in the engine: weird',
+      message: 'weird',
     });
   });
 });
