@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Ort } from '../engine/backend';
 import { EngineError } from '../engine/errors';
-import { loadEngine, type LoadOptions } from '../engine/index';
+import { checkSeed, checkSettings, loadEngine, type LoadOptions } from '../engine/index';
 import { createFetchIO } from '../engine/readers';
 import { createFsIO } from '../engine/node';
 import { encodePng, provenanceText } from '../engine/png';
@@ -103,7 +103,9 @@ export function parseArgs(argv: string[]): CliOptions {
   if (options.prompt !== undefined && options.prompts !== undefined) throw new UsageError('Give either --prompt or --prompts, not both.');
   if (options.prompt === undefined && options.prompts === undefined) throw new UsageError('Missing --prompt TEXT (or --prompts FILE); see --help.');
   if (options.prompts !== undefined && options.outDir === undefined) throw new UsageError('--prompts needs --out-dir DIR.');
-  if (options.seed < 0 || !Number.isSafeInteger(options.seed)) throw new UsageError(`--seed ${options.seed}: expected a whole number ≥ 0.`);
+  // The engine's own checks, before the model loads: a bad seed or setting costs no load.
+  checkSeed(options.seed);
+  checkSettings(options.settings);
   return options;
 }
 

@@ -2,6 +2,8 @@
 export type * from './types';
 export { BadInputError, CancelledError, EngineError, ENGINE_ERROR_CODES, isEngineErrorCode, throwIfCancelled, toEngineError } from './errors';
 export { RunQueue } from './queue';
+export { checkSeed, checkSettings, describeRange, MAX_SEED, seedAfter, SETTING_RANGES } from './samplingSettings';
+export type { NumericSetting, SettingRange } from './samplingSettings';
 export type { BackendRequest, GpuLike, Ort } from './backend';
 export type { PackageIO } from './readers';
 export { createFetchIO, createFileListIO, createDirectoryHandleIO, createFileMapIO, MODEL_CACHE_NAME } from './readers';

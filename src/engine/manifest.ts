@@ -1,5 +1,6 @@
 // The model package manifest (docs/model-package.md §1): its types, and the checks made when it
 // enters the engine, so that everything after this file can trust its shape.
+import { settingProblem } from './samplingSettings';
 import { BadPackageError } from './errors';
 import type { SamplingSettings } from './types';
 
@@ -162,7 +163,7 @@ class Reader {
 
 function readSampling(r: Reader, value: unknown): SamplingSettings {
   const s = r.object(value, 'sampling');
-  return {
+  const sampling: SamplingSettings = {
     cfg: r.number(s.cfg, 'sampling.cfg'),
     topK: r.number(s.topK, 'sampling.topK', 'nonNegativeInt'),
     topP: r.number(s.topP, 'sampling.topP'),
@@ -172,6 +173,12 @@ function readSampling(r: Reader, value: unknown): SamplingSettings {
     // Packages written before the setting existed guide every scale.
     guidedScales: s.guidedScales === undefined ? 0 : r.number(s.guidedScales, 'sampling.guidedScales', 'nonNegativeInt'),
   };
+  // The package's defaults obey the same ranges as a request's settings.
+  for (const [key, v] of Object.entries(sampling) as [keyof SamplingSettings, unknown][]) {
+    const rule = settingProblem(key, v);
+    if (rule) r.fail(`sampling.${key}`, `is ${JSON.stringify(v)}; it must be ${rule}`);
+  }
+  return sampling;
 }
 
 function readModel(r: Reader, value: unknown): ModelSpec {
