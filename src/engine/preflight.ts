@@ -40,11 +40,15 @@ export const MAX_ARRAY_BUFFER_BYTES = 0x7fe00000;
 /** The wasm32 heap holds every session's weights on the WASM backend. */
 export const WASM_HEAP_BYTES = 4 * 1024 ** 3;
 
+/**
+ * Bytes for people, on the page and in preflight's messages alike: binary multiples (1024),
+ * written B, KB, MB, GB.
+ */
 export function formatBytes(bytes: number): string {
-  if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
-  if (bytes >= 1024 ** 2) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
-  if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
-  return `${bytes} bytes`;
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+  if (bytes < 1024 ** 3) return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  return `${(bytes / 1024 ** 3).toFixed(2)} GB`;
 }
 
 function fileBytes(manifest: Manifest, path: string): number {
