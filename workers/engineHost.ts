@@ -1,11 +1,11 @@
 // The worker's state: one engine, one queue, one AbortController per run.
 // Kept free of comlink and onnxruntime so it can be tested in Node with a fake engine.
 import { BadInputError, RunQueue, throwIfCancelled, type Engine, type GenerateEvent, type GenerateRequest, type LoadProgress } from '../src/engine/index';
-import { toAppFailure, type LoadOptions, type ModelSource, type WorkerApi } from './protocol';
+import { toAppFailure, type ModelSource, type WorkerLoadOptions, type WorkerApi } from './protocol';
 
 export type OpenEngine = (
   source: ModelSource,
-  options: LoadOptions & { onProgress?: (progress: LoadProgress) => void; signal: AbortSignal },
+  options: WorkerLoadOptions & { onProgress?: (progress: LoadProgress) => void; signal: AbortSignal },
 ) => Promise<Engine>;
 
 export function createEngineHost(openEngine: OpenEngine): WorkerApi {

@@ -5,7 +5,6 @@ import type {
   GenerateEvent,
   GenerateRequest,
   GenerateResult,
-  InjectedDraws,
   LoadProgress,
   ModelInfo,
   PromptAnalysis,
@@ -24,7 +23,7 @@ export type ModelSource =
   | { kind: 'directory'; handle: FileSystemDirectoryHandle }
   | { kind: 'files'; files: File[] };
 
-export interface LoadOptions {
+export interface WorkerLoadOptions {
   backend: BackendChoice;
 }
 
@@ -34,30 +33,13 @@ export interface AppFailure {
   message: string;
 }
 
-/**
- * A generate request as the worker takes it. The two optional fields are test hooks (the parity
- * check in tests/engine/browser/ runs the golden fixture through the real worker); the app never
- * sets them.
- */
-export interface WorkerGenerateRequest extends GenerateRequest {
-  /** Random draws to use instead of the seeded RNG (the golden fixture's). */
-  draws?: InjectedDraws;
-  /** Return the sampled token indices of every scale in `tokens`. */
-  traceTokens?: boolean;
-}
-
-export interface WorkerGenerateResult extends GenerateResult {
-  /** Per scale, the sampled token indices (only with `traceTokens`). */
-  tokens?: Int32Array[];
-}
-
 export interface WorkerApi {
   load(
     source: ModelSource,
-    options: LoadOptions,
+    options: WorkerLoadOptions,
     onProgress?: (progress: LoadProgress) => void,
   ): Promise<ModelInfo>;
-  generate(request: WorkerGenerateRequest, onEvent?: (event: GenerateEvent) => void): Promise<WorkerGenerateResult>;
+  generate(request: GenerateRequest, onEvent?: (event: GenerateEvent) => void): Promise<GenerateResult>;
   /** Stops the running generation, if any; resolves at once. */
   cancel(): Promise<void>;
   analyzePrompt(prompt: string): Promise<PromptAnalysis>;

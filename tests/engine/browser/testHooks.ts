@@ -1,10 +1,28 @@
-// The worker's test hooks (parity tests only): a generate request may carry injected random
-// draws and ask for the sampled tokens of every scale. The app sets neither, and then the engine
+// The test worker's hooks (hooked.worker.ts, parity tests only): a generate request may carry
+// injected random draws and ask for the sampled tokens of every scale. Without either, the engine
 // is called exactly as it would be without this wrapper.
-import type { WorkerGenerateRequest, WorkerGenerateResult } from '../../../workers/protocol';
+import type { WorkerApi } from '../../../workers/protocol';
 import type { LoadedEngine } from '../../../src/engine/index';
 import type { TraceEntry } from '../../../src/engine/pipeline';
-import type { Engine, GenerateOptions } from '../../../src/engine/types';
+import type { Engine, GenerateEvent, GenerateOptions, GenerateRequest, GenerateResult, InjectedDraws } from '../../../src/engine/types';
+
+/** A generate request as the test worker takes it. */
+export interface WorkerGenerateRequest extends GenerateRequest {
+  /** Random draws to use instead of the seeded RNG (the golden fixture's). */
+  draws?: InjectedDraws;
+  /** Return the sampled token indices of every scale in `tokens`. */
+  traceTokens?: boolean;
+}
+
+export interface WorkerGenerateResult extends GenerateResult {
+  /** Per scale, the sampled token indices (only with `traceTokens`). */
+  tokens?: Int32Array[];
+}
+
+/** The test worker's API: the app's, with the hooked generate. */
+export interface HookedWorkerApi extends Omit<WorkerApi, 'generate'> {
+  generate(request: WorkerGenerateRequest, onEvent?: (event: GenerateEvent) => void): Promise<WorkerGenerateResult>;
+}
 
 export type TraceableEngine = Pick<LoadedEngine, 'info' | 'analyzePrompt' | 'generate' | 'dispose'>;
 
