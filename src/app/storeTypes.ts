@@ -8,7 +8,7 @@ import type {
   ModelInfo,
   PromptAnalysis,
   SamplingSettings,
-} from '../engine/types';
+} from '../engine/index';
 import type { EngineClient } from './engineClient';
 import type { GalleryEntry } from './galleryEntry';
 import type { GalleryStorage } from './galleryStorage';

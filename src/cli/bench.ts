@@ -3,10 +3,8 @@
 // of every stage (milliseconds).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Ort } from '../engine/backend';
-import { loadEngine } from '../engine/index';
+import { loadEngine, type Ort, type StageTimings } from '../engine/index';
 import { createFsIO } from '../engine/node';
-import type { StageTimings } from '../engine/types';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 

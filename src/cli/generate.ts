@@ -3,13 +3,21 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Ort } from '../engine/backend';
-import { EngineError } from '../engine/errors';
-import { checkSeed, checkSettings, loadEngine, type LoadOptions } from '../engine/index';
-import { createFetchIO } from '../engine/readers';
+import {
+  checkSeed,
+  checkSettings,
+  createFetchIO,
+  encodePng,
+  EngineError,
+  loadEngine,
+  provenanceText,
+  type GenerateEvent,
+  type ImagePixels,
+  type LoadOptions,
+  type Ort,
+  type SamplingSettings,
+} from '../engine/index';
 import { createFsIO } from '../engine/node';
-import { encodePng, provenanceText } from '../engine/png';
-import type { GenerateEvent, GenerateResult, ImagePixels, SamplingSettings } from '../engine/types';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const DEFAULT_MODEL = path.join(ROOT, 'public/models/hart-shapes');

@@ -1,5 +1,5 @@
-// Reads a model package from a folder on disk (Node only: the CLI and tests import this file;
-// the browser build never does).
+// The engine's second door, for Node only: reads a model package from a folder on disk. The CLI
+// and tests import it beside index.ts; the browser build never does.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BadPackageError, LOADING_CANCELLED, throwIfCancelled } from './errors';

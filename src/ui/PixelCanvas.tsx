@@ -1,5 +1,5 @@
 import { useLayoutEffect, useRef } from 'react';
-import type { ImagePixels } from '../engine/types';
+import type { ImagePixels } from '../engine/index';
 import { drawPixels } from './drawPixels';
 
 interface Props {
