@@ -1,4 +1,10 @@
-// The engine's public entry.
+// The engine: HART text-to-image in pure TypeScript (no DOM, no React), running in a Web Worker
+// or in Node. This file is its only door: src/app, src/ui, src/cli and workers/ import the engine
+// from here, or Node-only readers from node.ts. The engine imports nothing of src/app, src/ui or
+// workers/. Inside: load.ts loads a package (manifest.ts reads its manifest, modelPackage.ts
+// verifies its files, readers.ts and node.ts read them, cache.ts keeps them), pipeline.ts runs
+// HART's sampling loop over the graph stages, samplingSettings.ts and errors.ts own the rules a
+// request and a failure follow.
 export type * from './types';
 export { BadInputError, CancelledError, EngineError, ENGINE_ERROR_CODES, isEngineErrorCode, throwIfCancelled, toEngineError } from './errors';
 export { RunQueue } from './queue';
