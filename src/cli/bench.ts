@@ -3,8 +3,8 @@
 // of every stage (milliseconds).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadEngine, type Ort, type StageTimings } from '../engine/index';
-import { createFsIO } from '../engine/node';
+import { loadEngine, type StageTimings } from '../engine/index';
+import { createFsIO, importNodeOrt } from '../engine/node';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -24,8 +24,7 @@ async function main(): Promise<void> {
   const backend = option('backend', 'cpu');
   const runs = Math.max(1, Number(option('runs', '3')));
   if (backend !== 'cpu' && backend !== 'wasm') throw new Error(`--backend ${backend}: expected cpu or wasm`);
-  const module = backend === 'cpu' ? await import('onnxruntime-node') : await import('onnxruntime-web');
-  const ort = ((module as { default?: Ort }).default ?? module) as Ort;
+  const ort = await importNodeOrt(backend);
 
   const loadStarted = performance.now();
   const engine = await loadEngine(model, { ort, io: createFsIO(model), backend });

@@ -14,10 +14,9 @@ import {
   type GenerateEvent,
   type ImagePixels,
   type LoadOptions,
-  type Ort,
   type SamplingSettings,
 } from '../engine/index';
-import { createFsIO } from '../engine/node';
+import { createFsIO, importNodeOrt } from '../engine/node';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const DEFAULT_MODEL = path.join(ROOT, 'public/models/hart-shapes');
@@ -141,12 +140,6 @@ function modelIO(source: string) {
   return createFsIO(folder);
 }
 
-async function importOrt(backend: 'cpu' | 'wasm'): Promise<Ort> {
-  // onnxruntime-web resolves to its Node build here, which runs the wasm backend.
-  const module = backend === 'cpu' ? await import('onnxruntime-node') : await import('onnxruntime-web');
-  return ((module as { default?: Ort }).default ?? module) as Ort;
-}
-
 function writeFile(file: string, bytes: Uint8Array): void {
   mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   writeFileSync(file, bytes);
@@ -162,7 +155,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const prompts = options.prompts !== undefined ? readPrompts(options.prompts) : [options.prompt!];
   const io = modelIO(options.model);
-  const ort = await importOrt(options.backend);
+  const ort = await importNodeOrt(options.backend);
 
   const loadStarted = performance.now();
   const loadOptions: LoadOptions = { ort, io, backend: options.backend };

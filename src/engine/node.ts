@@ -2,8 +2,16 @@
 // and tests import it beside index.ts; the browser build never does.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { Ort } from './backend';
 import { BadPackageError, LOADING_CANCELLED, throwIfCancelled } from './errors';
 import type { PackageIO } from './readers';
+
+/** onnxruntime in Node: onnxruntime-node ('cpu'), or onnxruntime-web's Node build ('wasm'). */
+export async function importNodeOrt(backend: 'cpu' | 'wasm'): Promise<Ort> {
+  // onnxruntime-web resolves to its Node build here, which runs the wasm backend.
+  const module = backend === 'cpu' ? await import('onnxruntime-node') : await import('onnxruntime-web');
+  return ((module as { default?: Ort }).default ?? module) as Ort;
+}
 
 export function createFsIO(folder: string): PackageIO {
   const root = path.resolve(folder);
