@@ -1,19 +1,9 @@
 // Sampling settings, seed and image count. Inputs are held inside the engine's ranges (a typed
 // -3 becomes 0), so the page never sends a setting the engine would turn away; the ranges and the
 // seed limit are the engine's.
-import { MAX_SEED, SETTING_RANGES, type SamplingSettings } from '../engine/index';
+import { HART_DEFAULTS, MAX_SEED, SETTING_RANGES, type SamplingSettings } from '../engine/index';
 import type { AppDeps, SettingsSlice, Slice } from './storeTypes';
 
-/** HART's defaults; replaced by the model's own defaults once it is loaded. */
-export const FALLBACK_SETTINGS: SamplingSettings = {
-  cfg: 4.5,
-  topK: 0,
-  topP: 0,
-  temperature: 1,
-  smooth: false,
-  residual: true,
-  guidedScales: 0,
-};
 
 export const MAX_IMAGES = 8;
 /** The engine's ranges, for the inputs that show them. */
@@ -26,7 +16,7 @@ function finiteOr(value: number, fallback: number): number {
 export function clampSetting<K extends keyof SamplingSettings>(key: K, value: SamplingSettings[K]): SamplingSettings[K] {
   if (typeof value === 'boolean' || key === 'smooth' || key === 'residual') return value;
   const range = SETTING_RANGES[key as Exclude<keyof SamplingSettings, 'smooth' | 'residual'>];
-  const v = finiteOr(value as number, FALLBACK_SETTINGS[key] as number);
+  const v = finiteOr(value as number, HART_DEFAULTS[key] as number);
   const whole = range.integer ? Math.round(v) : v;
   return Math.min(range.max ?? Infinity, Math.max(range.min, whole)) as SamplingSettings[K];
 }
@@ -37,7 +27,7 @@ export function clampSeed(seed: number): number {
 
 export function createSettingsSlice(deps: AppDeps): Slice<SettingsSlice> {
   return (set, get) => ({
-    settings: { ...FALLBACK_SETTINGS },
+    settings: { ...HART_DEFAULTS },
     seed: clampSeed(deps.randomSeed()),
     randomSeed: true,
     count: 1,
@@ -58,7 +48,7 @@ export function createSettingsSlice(deps: AppDeps): Slice<SettingsSlice> {
       set({ count: Math.min(MAX_IMAGES, Math.max(1, Math.round(finiteOr(count, 1)))) });
     },
     resetSettings() {
-      set({ settings: { ...(get().modelInfo?.defaults ?? FALLBACK_SETTINGS) } });
+      set({ settings: { ...(get().modelInfo?.defaults ?? HART_DEFAULTS) } });
     },
   });
 }

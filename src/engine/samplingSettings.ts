@@ -4,6 +4,17 @@
 import { BadInputError } from './errors';
 import type { SamplingSettings } from './types';
 
+/** HART's own sampling defaults, for when no package has given its own yet. */
+export const HART_DEFAULTS: Readonly<SamplingSettings> = {
+  cfg: 4.5,
+  topK: 0,
+  topP: 0,
+  temperature: 1,
+  smooth: false,
+  residual: true,
+  guidedScales: 0,
+};
+
 export interface SettingRange {
   min: number;
   /** No upper bound when absent. */

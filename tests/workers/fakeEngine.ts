@@ -2,6 +2,7 @@
 // reports the same events as the real pipeline, honours AbortSignal between steps, and records
 // how many runs overlapped (the worker must never let two run at once).
 import {
+  HART_DEFAULTS,
   throwIfCancelled,
   type Engine,
   type GenerateOptions,
@@ -12,15 +13,7 @@ import {
   type SamplingSettings,
 } from '../../src/engine/index';
 
-export const FAKE_DEFAULTS: SamplingSettings = {
-  cfg: 4,
-  topK: 0,
-  topP: 0,
-  temperature: 1,
-  smooth: false,
-  residual: true,
-  guidedScales: 0,
-};
+export const FAKE_DEFAULTS: SamplingSettings = { ...HART_DEFAULTS, cfg: 4 };
 
 export function fakeInfo(overrides: Partial<ModelInfo> = {}): ModelInfo {
   return {
