@@ -5,7 +5,7 @@ import { createEngineClient } from './app/engineClient';
 import { createIndexedDbGalleryStorage } from './app/galleryDb';
 import { backendFromSearch, modelUrlFromSearch, normalizeModelUrl } from './app/pageOptions';
 import { createAppStore } from './app/store';
-import { encodePng } from './engine/png';
+import { encodePng } from './engine/index';
 import { App } from './ui/App';
 import { StoreProvider } from './ui/storeContext';
 import { registerOfflineCache } from './ui/offline';

@@ -1,26 +1,21 @@
 // The worker's state: one engine, one queue, one AbortController per run.
 // Kept free of comlink and onnxruntime so it can be tested in Node with a fake engine.
-import type { Engine, GenerateEvent, GenerateRequest, LoadProgress } from '../src/engine/types';
-import { toAppFailure, type LoadOptions, type ModelSource, type WorkerApi } from '../src/app/protocol';
+import { BadInputError, RunQueue, throwIfCancelled, type Engine, type GenerateEvent, type GenerateRequest, type LoadProgress } from '../src/engine/index';
+import { toAppFailure, type ModelSource, type WorkerLoadOptions, type WorkerApi } from './protocol';
 
 export type OpenEngine = (
   source: ModelSource,
-  options: LoadOptions & { onProgress?: (progress: LoadProgress) => void; signal: AbortSignal },
+  options: WorkerLoadOptions & { onProgress?: (progress: LoadProgress) => void; signal: AbortSignal },
 ) => Promise<Engine>;
 
 export function createEngineHost(openEngine: OpenEngine): WorkerApi {
   let engine: Engine | undefined;
   // Every load and generate runs after the previous one settled: onnxruntime's WebGPU EP
-  // corrupts its state when two session runs overlap.
-  let tail: Promise<unknown> = Promise.resolve();
+  // corrupts its state when two session runs overlap. Its own queue, not the engine's shared one
+  // (which the sessions' runs inside these jobs wait on).
+  const jobs = new RunQueue();
   let running: AbortController | undefined;
   let loading: AbortController | undefined;
-
-  function enqueue<T>(job: () => Promise<T>): Promise<T> {
-    const result = tail.then(job);
-    tail = result.catch(() => undefined);
-    return result;
-  }
 
   async function rethrowAsFailure<T>(promise: Promise<T>): Promise<T> {
     try {
@@ -31,7 +26,7 @@ export function createEngineHost(openEngine: OpenEngine): WorkerApi {
   }
 
   function requireEngine(): Engine {
-    if (!engine) throw { code: 'bad-input', message: 'No model is loaded yet.' };
+    if (!engine) throw new BadInputError('No model is loaded yet.');
     return engine;
   }
 
@@ -43,7 +38,7 @@ export function createEngineHost(openEngine: OpenEngine): WorkerApi {
       const controller = new AbortController();
       loading = controller;
       return rethrowAsFailure(
-        enqueue(async () => {
+        jobs.enqueue(async () => {
           const previous = engine;
           engine = undefined;
           await previous?.dispose();
@@ -61,8 +56,8 @@ export function createEngineHost(openEngine: OpenEngine): WorkerApi {
       const controller = new AbortController();
       running = controller;
       return rethrowAsFailure(
-        enqueue(() => {
-          if (controller.signal.aborted) throw { code: 'cancelled', message: 'Generation was cancelled.' };
+        jobs.enqueue(() => {
+          throwIfCancelled(controller.signal);
           return requireEngine().generate(request, { signal: controller.signal, onEvent });
         }).finally(() => {
           if (running === controller) running = undefined;

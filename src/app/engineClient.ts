@@ -1,7 +1,7 @@
 // The page's handle on the engine worker: comlink calls that fail as AppFailure, and a worker
 // that is replaced by a fresh one when it dies (the store then reloads the model into it).
 import * as Comlink from 'comlink';
-import { toAppFailure, type AppFailure, type WorkerApi } from './protocol';
+import { toAppFailure, type AppFailure, type WorkerApi } from '../../workers/protocol';
 
 export type CrashListener = (failure: AppFailure, restarted: boolean) => void;
 

@@ -1,7 +1,6 @@
 // A kept image and the PNG text chunks that carry its provenance, so a downloaded file says
 // which prompt, seed, settings and model made it.
-import type { BackendName, GenerateResult, SamplingSettings } from '../engine/types';
-import { provenanceText } from '../engine/png';
+import { provenanceText, type BackendName, type GenerateResult, type SamplingSettings } from '../engine/index';
 
 export interface GalleryEntry {
   id: string;

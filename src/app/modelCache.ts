@@ -1,7 +1,7 @@
 // The browser's copy of downloaded model packages (Cache Storage) and the storage they live in,
 // as the store sees them. The engine's functions need no onnxruntime, so they run on the page
 // itself, not in the worker.
-import { deleteCachedModel, estimateStorage, listCachedModels, packageBaseUrl, persistStorage, type CachedModel } from '../engine/io';
+import { deleteCachedModel, estimateStorage, listCachedModels, packageBaseUrl, persistStorage, type CachedModel } from '../engine/index';
 
 export type { CachedModel };
 

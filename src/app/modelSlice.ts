@@ -1,6 +1,6 @@
 // Which model is loaded, how far its loading got, and on which backend it runs.
 import type { AppDeps, ModelSlice, Slice } from './storeTypes';
-import type { BackendChoice } from './protocol';
+import type { BackendChoice } from '../../workers/protocol';
 
 export function createModelSlice(deps: AppDeps, backendChoice: BackendChoice): Slice<ModelSlice> {
   // Only the newest load may write its result; an older one finishing late is ignored.

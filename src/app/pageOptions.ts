@@ -1,5 +1,5 @@
 // Options a page URL may carry: `?backend=webgpu|wasm|auto` and `?model=<package URL>`.
-import type { BackendChoice } from './protocol';
+import type { BackendChoice } from '../../workers/protocol';
 
 const BACKENDS: readonly BackendChoice[] = ['auto', 'webgpu', 'wasm'];
 

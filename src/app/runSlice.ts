@@ -1,9 +1,9 @@
 // One Generate: the prompt check, the seeds, the engine events turned into status, progress and
 // timeline frames, and the finished images handed to the gallery.
-import type { GenerateEvent, GenerateResult, ModelInfo } from '../engine/types';
-import type { AppFailure } from './protocol';
+import { seedAfter, type GenerateEvent, type GenerateResult, type ModelInfo } from '../engine/index';
+import type { AppFailure } from '../../workers/protocol';
 import { IDLE_PROGRESS, type RunProgress } from './runStatus';
-import { clampSeed, MAX_SEED } from './settingsSlice';
+import { clampSeed } from './settingsSlice';
 import type { AppDeps, AppState, Frame, RunSlice, Slice } from './storeTypes';
 
 const ACTIVE: ReadonlySet<RunProgress['phase']> = new Set(['starting', 'scales', 'refining']);
@@ -152,7 +152,7 @@ export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
             });
           }
           // Seeds of a multi-image run follow each other and wrap inside the valid range.
-          const result = await paint(id, (seed + index) % (MAX_SEED + 1), started);
+          const result = await paint(id, seedAfter(seed, index), started);
           if (!result) return;
           const elapsedMs = deps.now() - started;
           const last = index === state.count - 1;

@@ -1,8 +1,11 @@
 // Derived values the components show; computed from the store, never stored twice.
-import type { LoadPhase } from '../engine/types';
+import type { LoadPhase } from '../engine/index';
 import { progressFraction, statusText } from './runStatus';
 import { isRunning } from './runSlice';
 import type { AppState, Frame } from './storeTypes';
+
+/** The engine's, so the page writes sizes one way (its preflight messages included). */
+export { formatBytes } from '../engine/index';
 
 export const PHASE_NAMES: Record<LoadPhase, string> = {
   manifest: 'Manifest',
@@ -47,11 +50,4 @@ export function loadPercent(state: AppState): number {
 export function shownFrame(state: AppState): Frame | undefined {
   if (state.selectedFrame !== null && !isRunning(state)) return state.frames[state.selectedFrame];
   return state.frames[state.frames.length - 1];
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
-  if (bytes < 1024 ** 3) return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-  return `${(bytes / 1024 ** 3).toFixed(2)} GB`;
 }

@@ -1,42 +1,24 @@
-// Sampling settings, seed and image count. Values are clamped here so the engine never sees a
-// setting a person could not have meant (a negative top-k, a temperature of zero).
-import type { SamplingSettings } from '../engine/types';
+// Sampling settings, seed and image count. Inputs are held inside the engine's ranges (a typed
+// -3 becomes 0), so the page never sends a setting the engine would turn away; the ranges and the
+// seed limit are the engine's.
+import { HART_DEFAULTS, MAX_SEED, SETTING_RANGES, type SamplingSettings } from '../engine/index';
 import type { AppDeps, SettingsSlice, Slice } from './storeTypes';
 
-/** HART's defaults; replaced by the model's own defaults once it is loaded. */
-export const FALLBACK_SETTINGS: SamplingSettings = {
-  cfg: 4.5,
-  topK: 0,
-  topP: 0,
-  temperature: 1,
-  smooth: false,
-  residual: true,
-  guidedScales: 0,
-};
 
 export const MAX_IMAGES = 8;
-export const MAX_SEED = 2 ** 31 - 1;
+/** The engine's ranges, for the inputs that show them. */
+export { MAX_SEED, SETTING_RANGES };
 
 function finiteOr(value: number, fallback: number): number {
   return Number.isFinite(value) ? value : fallback;
 }
 
 export function clampSetting<K extends keyof SamplingSettings>(key: K, value: SamplingSettings[K]): SamplingSettings[K] {
-  if (typeof value === 'boolean') return value;
-  const v = value as number;
-  switch (key) {
-    case 'cfg':
-      return Math.min(20, Math.max(0, finiteOr(v, FALLBACK_SETTINGS.cfg))) as SamplingSettings[K];
-    case 'topK':
-    case 'guidedScales':
-      return Math.max(0, Math.round(finiteOr(v, 0))) as SamplingSettings[K];
-    case 'topP':
-      return Math.min(1, Math.max(0, finiteOr(v, 0))) as SamplingSettings[K];
-    case 'temperature':
-      return Math.min(5, Math.max(0.05, finiteOr(v, 1))) as SamplingSettings[K];
-    default:
-      return value;
-  }
+  if (typeof value === 'boolean' || key === 'smooth' || key === 'residual') return value;
+  const range = SETTING_RANGES[key as Exclude<keyof SamplingSettings, 'smooth' | 'residual'>];
+  const v = finiteOr(value as number, HART_DEFAULTS[key] as number);
+  const whole = range.integer ? Math.round(v) : v;
+  return Math.min(range.max ?? Infinity, Math.max(range.min, whole)) as SamplingSettings[K];
 }
 
 export function clampSeed(seed: number): number {
@@ -45,7 +27,7 @@ export function clampSeed(seed: number): number {
 
 export function createSettingsSlice(deps: AppDeps): Slice<SettingsSlice> {
   return (set, get) => ({
-    settings: { ...FALLBACK_SETTINGS },
+    settings: { ...HART_DEFAULTS },
     seed: clampSeed(deps.randomSeed()),
     randomSeed: true,
     count: 1,
@@ -66,7 +48,7 @@ export function createSettingsSlice(deps: AppDeps): Slice<SettingsSlice> {
       set({ count: Math.min(MAX_IMAGES, Math.max(1, Math.round(finiteOr(count, 1)))) });
     },
     resetSettings() {
-      set({ settings: { ...(get().modelInfo?.defaults ?? FALLBACK_SETTINGS) } });
+      set({ settings: { ...(get().modelInfo?.defaults ?? HART_DEFAULTS) } });
     },
   });
 }

@@ -4,7 +4,7 @@ import { createStore, type StoreApi } from 'zustand/vanilla';
 import { createCacheSlice } from './cacheSlice';
 import { createGallerySlice } from './gallerySlice';
 import { createModelSlice } from './modelSlice';
-import type { BackendChoice } from './protocol';
+import type { BackendChoice } from '../../workers/protocol';
 import { createRunSlice } from './runSlice';
 import { createSettingsSlice } from './settingsSlice';
 import type { AppDeps, AppState } from './storeTypes';

@@ -8,12 +8,12 @@ import type {
   ModelInfo,
   PromptAnalysis,
   SamplingSettings,
-} from '../engine/types';
+} from '../engine/index';
 import type { EngineClient } from './engineClient';
 import type { GalleryEntry } from './galleryEntry';
 import type { GalleryStorage } from './galleryStorage';
 import type { CachedModel, ModelCache, StorageEstimate } from './modelCache';
-import type { AppFailure, BackendChoice, ModelSource } from './protocol';
+import type { AppFailure, BackendChoice, ModelSource } from '../../workers/protocol';
 import type { RunProgress } from './runStatus';
 
 /** Everything the store needs from the outside world, injected so tests can fake it. */

@@ -3,13 +3,20 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Ort } from '../engine/backend';
-import { EngineError } from '../engine/errors';
-import { loadEngine, type LoadOptions } from '../engine/index';
-import { createFetchIO } from '../engine/io';
-import { createFsIO } from '../engine/io-node';
-import { encodePng, provenanceText } from '../engine/png';
-import type { GenerateEvent, GenerateResult, ImagePixels, SamplingSettings } from '../engine/types';
+import {
+  checkSeed,
+  checkSettings,
+  createFetchIO,
+  encodePng,
+  EngineError,
+  loadEngine,
+  provenanceText,
+  type GenerateEvent,
+  type ImagePixels,
+  type LoadOptions,
+  type SamplingSettings,
+} from '../engine/index';
+import { createFsIO, importNodeOrt } from '../engine/node';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const DEFAULT_MODEL = path.join(ROOT, 'public/models/hart-shapes');
@@ -103,7 +110,9 @@ export function parseArgs(argv: string[]): CliOptions {
   if (options.prompt !== undefined && options.prompts !== undefined) throw new UsageError('Give either --prompt or --prompts, not both.');
   if (options.prompt === undefined && options.prompts === undefined) throw new UsageError('Missing --prompt TEXT (or --prompts FILE); see --help.');
   if (options.prompts !== undefined && options.outDir === undefined) throw new UsageError('--prompts needs --out-dir DIR.');
-  if (options.seed < 0 || !Number.isSafeInteger(options.seed)) throw new UsageError(`--seed ${options.seed}: expected a whole number ≥ 0.`);
+  // The engine's own checks, before the model loads: a bad seed or setting costs no load.
+  checkSeed(options.seed);
+  checkSettings(options.settings);
   return options;
 }
 
@@ -131,12 +140,6 @@ function modelIO(source: string) {
   return createFsIO(folder);
 }
 
-async function importOrt(backend: 'cpu' | 'wasm'): Promise<Ort> {
-  // onnxruntime-web resolves to its Node build here, which runs the wasm backend.
-  const module = backend === 'cpu' ? await import('onnxruntime-node') : await import('onnxruntime-web');
-  return ((module as { default?: Ort }).default ?? module) as Ort;
-}
-
 function writeFile(file: string, bytes: Uint8Array): void {
   mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   writeFileSync(file, bytes);
@@ -152,7 +155,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const prompts = options.prompts !== undefined ? readPrompts(options.prompts) : [options.prompt!];
   const io = modelIO(options.model);
-  const ort = await importOrt(options.backend);
+  const ort = await importNodeOrt(options.backend);
 
   const loadStarted = performance.now();
   const loadOptions: LoadOptions = { ort, io, backend: options.backend };

@@ -1,6 +1,6 @@
 // The final stage: the VQ decoder turns the accumulated latent f_hat into the image.
 import type { Ort } from './backend';
-import { toPixels } from './pixels';
+import { toPixels } from './tensorPixels';
 import { floatTensor, readFloats, type GraphSession } from './session';
 import type { ImagePixels } from './types';
 

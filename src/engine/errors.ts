@@ -1,6 +1,26 @@
 // Named errors that cross the worker boundary as plain data ({ code, message }).
 // The message is meant for people: it names the file, setting or input concerned.
-import type { EngineErrorCode } from './types';
+
+/** Every code an engine failure carries; the worker adds only its own 'worker-crashed'. */
+export const ENGINE_ERROR_CODES = ['bad-input', 'bad-package', 'fetch-failed', 'no-backend', 'cancelled', 'device-lost', 'internal'] as const;
+
+/** Errors that cross the worker boundary carry a code and a message meant for people. */
+export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number];
+
+/** An engine failure as plain data: what crosses the worker boundary. */
+export interface EngineFailure {
+  code: EngineErrorCode;
+  message: string;
+}
+
+export const GENERATION_CANCELLED = 'Generation was cancelled.';
+export const LOADING_CANCELLED = 'Loading was cancelled.';
+
+const DEVICE_LOST = /device (was )?lost|GPUDevice.*lost/i;
+
+export function isEngineErrorCode(code: unknown): code is EngineErrorCode {
+  return (ENGINE_ERROR_CODES as readonly unknown[]).includes(code);
+}
 
 export class EngineError extends Error {
   readonly code: EngineErrorCode;
@@ -11,7 +31,7 @@ export class EngineError extends Error {
     this.code = code;
   }
 
-  toJSON(): { code: EngineErrorCode; message: string } {
+  toJSON(): EngineFailure {
     return { code: this.code, message: this.message };
   }
 }
@@ -53,18 +73,31 @@ export class NoBackendError extends EngineError {
 }
 
 export class CancelledError extends EngineError {
-  constructor(message = 'Generation was cancelled.') {
+  constructor(message = GENERATION_CANCELLED) {
     super('cancelled', message);
     this.name = 'CancelledError';
   }
 }
 
-/** Wraps anything unexpected so that callers always see an EngineError with a code. */
+/** Throws a CancelledError (with `message`) once `signal` is aborted. */
+export function throwIfCancelled(signal: AbortSignal | undefined, message = GENERATION_CANCELLED): void {
+  if (signal?.aborted) throw new CancelledError(message);
+}
+
+/**
+ * Wraps anything thrown so that callers always see an EngineError with a code: the one place
+ * failures are normalised, in the engine and on each side of the worker boundary. A failure that
+ * already crossed it as plain data (`{ code, message }`) keeps its code and message.
+ */
 export function toEngineError(error: unknown): EngineError {
   if (error instanceof EngineError) return error;
   if (isAbortError(error)) return new CancelledError();
+  const plain = error as Partial<EngineFailure> | null;
+  if (typeof plain === 'object' && plain !== null && isEngineErrorCode(plain.code) && typeof plain.message === 'string') {
+    return new EngineError(plain.code, plain.message, { cause: error });
+  }
   const message = error instanceof Error ? error.message : String(error);
-  if (/device (was )?lost|GPUDevice.*lost/i.test(message)) {
+  if (DEVICE_LOST.test(message)) {
     return new EngineError('device-lost', `The GPU device was lost: ${message}`, { cause: error });
   }
   return new EngineError('internal', message, { cause: error });

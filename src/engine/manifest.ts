@@ -1,5 +1,6 @@
 // The model package manifest (docs/model-package.md §1): its types, and the checks made when it
 // enters the engine, so that everything after this file can trust its shape.
+import { settingProblem } from './samplingSettings';
 import { BadPackageError } from './errors';
 import type { SamplingSettings } from './types';
 
@@ -76,6 +77,20 @@ export interface TextEncoderSpec {
   lowercase: boolean;
 }
 
+/** Per graph variant: the largest GPU buffer and storage binding any of its graphs needs. */
+export interface VariantRequirements {
+  maxBufferBytes?: number;
+  maxBindingBytes?: number;
+}
+
+/** The manifest's optional `requirements` field (docs/model-package.md §1). */
+export interface PackageRequirements {
+  fp32?: VariantRequirements;
+  fp16?: VariantRequirements;
+  /** The graphs compute in float16 even in their fp32 entries: WebGPU with `shader-f16` only. */
+  shaderF16?: boolean;
+}
+
 export interface Manifest {
   format: typeof PACKAGE_FORMAT;
   formatVersion: typeof PACKAGE_FORMAT_VERSION;
@@ -89,6 +104,8 @@ export interface Manifest {
   tokenizer: string;
   tables: Record<string, TableEntry>;
   files: FileEntry[];
+  /** The optional `requirements` field; absent in older packages. */
+  requirements?: PackageRequirements;
 }
 
 type Json = Record<string, unknown>;
@@ -146,7 +163,7 @@ class Reader {
 
 function readSampling(r: Reader, value: unknown): SamplingSettings {
   const s = r.object(value, 'sampling');
-  return {
+  const sampling: SamplingSettings = {
     cfg: r.number(s.cfg, 'sampling.cfg'),
     topK: r.number(s.topK, 'sampling.topK', 'nonNegativeInt'),
     topP: r.number(s.topP, 'sampling.topP'),
@@ -156,6 +173,12 @@ function readSampling(r: Reader, value: unknown): SamplingSettings {
     // Packages written before the setting existed guide every scale.
     guidedScales: s.guidedScales === undefined ? 0 : r.number(s.guidedScales, 'sampling.guidedScales', 'nonNegativeInt'),
   };
+  // The package's defaults obey the same ranges as a request's settings.
+  for (const [key, v] of Object.entries(sampling) as [keyof SamplingSettings, unknown][]) {
+    const rule = settingProblem(key, v);
+    if (rule) r.fail(`sampling.${key}`, `is ${JSON.stringify(v)}; it must be ${rule}`);
+  }
+  return sampling;
 }
 
 function readModel(r: Reader, value: unknown): ModelSpec {
@@ -313,6 +336,35 @@ function checkReferences(r: Reader, m: Manifest): void {
   }
 }
 
+function readVariantRequirements(value: unknown, field: string, file: string): VariantRequirements | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new BadPackageError(`${field} must be an object`, file);
+  const out: VariantRequirements = {};
+  for (const key of ['maxBufferBytes', 'maxBindingBytes'] as const) {
+    const v = (value as Record<string, unknown>)[key];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new BadPackageError(`${field}.${key} must be a whole number of bytes`, file);
+    out[key] = v;
+  }
+  return out;
+}
+
+/**
+ * The optional `requirements` field. Absent in older packages: then undefined, and preflight
+ * falls back to file sizes.
+ */
+function readRequirements(value: unknown, file: string): PackageRequirements | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new BadPackageError('requirements must be an object', file);
+  const r = value as Record<string, unknown>;
+  if (r.shaderF16 !== undefined && typeof r.shaderF16 !== 'boolean') throw new BadPackageError('requirements.shaderF16 must be true or false', file);
+  return {
+    fp32: readVariantRequirements(r.fp32, 'requirements.fp32', file),
+    fp16: readVariantRequirements(r.fp16, 'requirements.fp16', file),
+    shaderF16: r.shaderF16 as boolean | undefined,
+  };
+}
+
 /** Validates parsed manifest JSON and returns it typed; errors name the field and the file. */
 export function parseManifest(json: unknown, file = MANIFEST_FILE): Manifest {
   const r = new Reader(file);
@@ -337,6 +389,8 @@ export function parseManifest(json: unknown, file = MANIFEST_FILE): Manifest {
     tables: readTables(r, root.tables),
     files: readFiles(r, root.files),
   };
+  const requirements = readRequirements(root.requirements, file);
+  if (requirements) manifest.requirements = requirements;
   checkTables(r, manifest);
   checkReferences(r, manifest);
   return manifest;

@@ -1,7 +1,7 @@
 // Loading a model package: the manifest, then each needed file checked against the manifest's
 // size and sha256 before anything uses it, then the small tables as typed arrays.
 import { BadPackageError } from './errors';
-import type { PackageIO } from './io';
+import type { PackageIO } from './readers';
 import { GRAPH_NAMES, MANIFEST_FILE, parseManifestBytes, type FileEntry, type GraphName, type GraphVariant, type Manifest } from './manifest';
 import type { LoadProgress } from './types';
 

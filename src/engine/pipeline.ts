@@ -5,17 +5,17 @@ import type { Tensor } from 'onnxruntime-common';
 import type { Ort } from './backend';
 import { decodeImage } from './decoder';
 import { sampleResidual } from './diffusionHead';
-import { BadInputError, CancelledError } from './errors';
+import { BadInputError, throwIfCancelled } from './errors';
 import { KvCache, kvCacheDtype } from './kvCache';
 import type { GraphName, Manifest } from './manifest';
 import { previewImage } from './preview';
 import { addLastScale, updateScale, type ScaleTables } from './quantizer';
-import { checkSeed, Rng, Stream } from './rng';
+import { Rng, Stream } from './rng';
 import { scaleRope, textRope } from './rope';
 import { lookupCodebook, sampleScale, smoothVectors } from './sampling';
 import { guidanceWeight, smoothingRatio, smoothingTau, type DiffusionConstants } from './schedule';
 import { disposeAll, readFloats, type GraphSession } from './session';
-import { resolveSettings } from './settings';
+import { checkSeed, resolveSettings } from './samplingSettings';
 import { encodeContext, tokenizePrompt, type PromptTokenizer } from './textEncoder';
 import { guidedLogits, transformerStep } from './transformer';
 import type { BackendInfo, GenerateEvent, GenerateOptions, GenerateRequest, GenerateResult, InjectedDraws, SamplingSettings, StageTimings } from './types';
@@ -60,10 +60,6 @@ const IMAGES = 1;
 
 function emptyTimings(): StageTimings {
   return { textEncoder: 0, transformer: 0, head: 0, sampling: 0, scaleUpdate: 0, preview: 0, diffusion: 0, decoder: 0, total: 0 };
-}
-
-function throwIfAborted(signal?: AbortSignal): void {
-  if (signal?.aborted) throw new CancelledError();
 }
 
 /** Draws come from the request (parity tests) when given, else from the seeded RNG. */
@@ -300,7 +296,7 @@ async function lastScale(
 export async function generate(model: LoadedModel, request: GenerateRequest, options: PipelineOptions = {}): Promise<GenerateResult> {
   const run = new Run(model, options);
   const { settings, promptIds, warnings } = prepare(model, request);
-  throwIfAborted(options.signal);
+  throwIfCancelled(options.signal);
 
   const { patchNums, latentChannels: cv, width, heads, depth, imageSize } = model.manifest.model;
   const K = patchNums.length;
@@ -316,15 +312,15 @@ export async function generate(model: LoadedModel, request: GenerateRequest, opt
     let hidden: Tensor | undefined;
     let fHat: Float32Array = new Float32Array(IMAGES * cv * side * side);
     for (let k = 0; k < K - 1; k++) {
-      throwIfAborted(options.signal);
+      throwIfCancelled(options.signal);
       const { vectors } = await sampleTokens(run, draws, settings, k, logits);
       ({ fHat, logits, hidden } = await nextScale(run, cache, text.headCond, k, fHat, vectors, { settings, promptTokens: promptIds.length, previews }));
     }
-    throwIfAborted(options.signal);
+    throwIfCancelled(options.signal);
     const sampled = await sampleTokens(run, draws, settings, K - 1, logits);
     fHat = await lastScale(run, draws, settings, fHat, sampled, hidden!, previews);
 
-    throwIfAborted(options.signal);
+    throwIfCancelled(options.signal);
     run.emit({ type: 'decode', elapsedMs: run.elapsed() });
     const [image] = await run.time('decoder', () => decodeImage(model.ort, model.sessions.decoder, fHat, IMAGES, cv, side, options.signal));
     run.timings.total = run.elapsed();

@@ -2,24 +2,9 @@
 // downloaded: the download against the storage quota, the package's largest GPU buffers against
 // the adapter's limits, and the features its graphs need. Pure: the caller gathers the facts
 // (navigator.storage.estimate(), the adapter's limits) and passes them in.
-import { BadPackageError } from './errors';
 import { GRAPH_NAMES, type Manifest } from './manifest';
 import { graphVariant, neededFiles } from './modelPackage';
 import type { BackendName } from './types';
-
-/** Per graph variant: the largest GPU buffer and storage binding any of its graphs needs. */
-export interface VariantRequirements {
-  maxBufferBytes?: number;
-  maxBindingBytes?: number;
-}
-
-/** The manifest's optional `requirements` field (docs/model-package.md §1). */
-export interface PackageRequirements {
-  fp32?: VariantRequirements;
-  fp16?: VariantRequirements;
-  /** The graphs compute in float16 even in their fp32 entries: WebGPU with `shader-f16` only. */
-  shaderF16?: boolean;
-}
 
 export interface GpuLimits {
   maxBufferSize: number;
@@ -38,7 +23,6 @@ export interface PreflightEnv {
   storage?: { quota?: number; usage?: number };
   /** Needed files that are already cached (a resumed download): they cost no download. */
   cached?: ReadonlySet<string>;
-  requirements?: PackageRequirements;
 }
 
 export interface PreflightResult {
@@ -56,11 +40,15 @@ export const MAX_ARRAY_BUFFER_BYTES = 0x7fe00000;
 /** The wasm32 heap holds every session's weights on the WASM backend. */
 export const WASM_HEAP_BYTES = 4 * 1024 ** 3;
 
+/**
+ * Bytes for people, on the page and in preflight's messages alike: binary multiples (1024),
+ * written B, KB, MB, GB.
+ */
 export function formatBytes(bytes: number): string {
-  if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
-  if (bytes >= 1024 ** 2) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
-  if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
-  return `${bytes} bytes`;
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+  if (bytes < 1024 ** 3) return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  return `${(bytes / 1024 ** 3).toFixed(2)} GB`;
 }
 
 function fileBytes(manifest: Manifest, path: string): number {
@@ -81,7 +69,7 @@ function weightFiles(manifest: Manifest, fp16: boolean): string[] {
  * bound because the exporter gives any tensor over a shard's size a shard of its own.
  */
 function largestBuffer(manifest: Manifest, env: PreflightEnv): { bytes: number; what: string; binding: number } {
-  const declared = env.requirements?.[env.fp16 ? 'fp16' : 'fp32'];
+  const declared = manifest.requirements?.[env.fp16 ? 'fp16' : 'fp32'];
   if (declared?.maxBufferBytes !== undefined || declared?.maxBindingBytes !== undefined) {
     const bytes = declared.maxBufferBytes ?? declared.maxBindingBytes!;
     return { bytes, binding: declared.maxBindingBytes ?? bytes, what: 'its largest GPU buffer, as the package declares' };
@@ -96,7 +84,7 @@ function largestBuffer(manifest: Manifest, env: PreflightEnv): { bytes: number; 
 
 /** True when the graphs the backend would run are stored in float16 although listed as fp32. */
 function needsShaderF16(manifest: Manifest, env: PreflightEnv): boolean {
-  if (env.requirements?.shaderF16) return true;
+  if (manifest.requirements?.shaderF16) return true;
   if (env.fp16) return false;
   return weightFiles(manifest, false).some((path) => manifest.files.find((f) => f.path === path)?.dtype === 'float16');
 }
@@ -159,34 +147,4 @@ export function checkModelFits(manifest: Manifest, env: PreflightEnv): Preflight
   }
 
   return { ok: problems.length === 0, problems, downloadBytes, totalBytes };
-}
-
-function readVariantRequirements(value: unknown, field: string, file: string): VariantRequirements | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new BadPackageError(`${field} must be an object`, file);
-  const out: VariantRequirements = {};
-  for (const key of ['maxBufferBytes', 'maxBindingBytes'] as const) {
-    const v = (value as Record<string, unknown>)[key];
-    if (v === undefined) continue;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new BadPackageError(`${field}.${key} must be a whole number of bytes`, file);
-    out[key] = v;
-  }
-  return out;
-}
-
-/**
- * Reads the optional `requirements` field from the manifest JSON (the manifest parser does not
- * keep it). Absent in older packages: then undefined, and the checks fall back to file sizes.
- */
-export function readRequirements(json: unknown, file = 'manifest.json'): PackageRequirements | undefined {
-  const value = (json as { requirements?: unknown } | null)?.requirements;
-  if (value === undefined) return undefined;
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new BadPackageError('requirements must be an object', file);
-  const r = value as Record<string, unknown>;
-  if (r.shaderF16 !== undefined && typeof r.shaderF16 !== 'boolean') throw new BadPackageError('requirements.shaderF16 must be true or false', file);
-  return {
-    fp32: readVariantRequirements(r.fp32, 'requirements.fp32', file),
-    fp16: readVariantRequirements(r.fp16, 'requirements.fp16', file),
-    shaderF16: r.shaderF16 as boolean | undefined,
-  };
 }

@@ -1,7 +1,7 @@
 // The cheap per-scale preview: a linear latent→RGB map (fitted at export time) applied to the
 // current f_hat, one pixel per latent position. The UI scales it up.
 import type { Ort } from './backend';
-import { toPixels } from './pixels';
+import { toPixels } from './tensorPixels';
 import { floatTensor, readFloats, type GraphSession } from './session';
 import type { ImagePixels } from './types';
 

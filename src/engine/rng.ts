@@ -1,7 +1,7 @@
 // The engine's own seeded RNG. It is counter-based (Philox4x32-10, Salmon et al. 2011): every
 // draw is a pure function of (seed, stream, index), so the draws of one scale do not depend on
 // how many draws earlier scales made, and results never depend on the backend's own RNG.
-import { BadInputError } from './errors';
+import { checkSeed } from './samplingSettings';
 
 const M0 = 0xd2511f53;
 const M1 = 0xcd9e8d57;
@@ -55,12 +55,6 @@ export type Stream = (typeof Stream)[keyof typeof Stream];
 const TWO_POW_26 = 67108864;
 const TWO_POW_53 = 9007199254740992;
 const TWO_POW_32 = 4294967296;
-
-export function checkSeed(seed: number): void {
-  if (!Number.isSafeInteger(seed) || seed < 0) {
-    throw new BadInputError(`Seed ${seed} is not a whole number between 0 and ${Number.MAX_SAFE_INTEGER}.`);
-  }
-}
 
 export class Rng {
   private readonly key: Uint32Array;

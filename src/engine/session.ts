@@ -2,7 +2,7 @@
 // Also the few tensor helpers every stage needs.
 import type { InferenceSession, Tensor } from 'onnxruntime-common';
 import type { Ort } from './backend';
-import { BadPackageError, CancelledError, toEngineError } from './errors';
+import { BadPackageError, throwIfCancelled, toEngineError } from './errors';
 import { yieldToEventLoop, type RunQueue } from './queue';
 import type { BackendName } from './types';
 
@@ -71,11 +71,11 @@ export class GraphSession {
    * starts another run.
    */
   async run(feeds: Feeds, outputs?: string[], signal?: AbortSignal): Promise<Record<string, Tensor>> {
-    if (signal?.aborted) throw new CancelledError();
+    throwIfCancelled(signal);
     const session = this.session ?? (await this.recreate());
     return this.context.queue.enqueue(async () => {
       if (signal) await yieldToEventLoop();
-      if (signal?.aborted) throw new CancelledError();
+      throwIfCancelled(signal);
       if (this.released) throw new Error(`The ${this.name} graph was released.`);
       try {
         return (await (outputs ? session.run(feeds, outputs) : session.run(feeds))) as Record<string, Tensor>;

@@ -99,15 +99,7 @@ export interface ModelInfo {
   vocabulary?: string[];
 }
 
-/** Errors that cross the worker boundary carry a code and a message meant for people. */
-export type EngineErrorCode =
-  | 'bad-input'
-  | 'bad-package'
-  | 'fetch-failed'
-  | 'no-backend'
-  | 'cancelled'
-  | 'device-lost'
-  | 'internal';
+export type { EngineErrorCode, EngineFailure } from './errors';
 
 /** Random draws given from outside (parity tests). Shapes follow docs/model-package.md §4. */
 export interface InjectedDraws {

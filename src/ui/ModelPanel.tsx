@@ -1,6 +1,6 @@
 import { useRef, useState, type FormEvent } from 'react';
 import { formatBytes, loadPercent, PHASE_NAMES, PHASE_ORDER } from '../app/selectors';
-import type { LoadProgress } from '../engine/types';
+import type { LoadProgress } from '../engine/index';
 import { DownloadedModels } from './DownloadedModels';
 import { useApp } from './storeContext';
 

@@ -1,6 +1,6 @@
 import { useLayoutEffect, useRef } from 'react';
-import type { ImagePixels } from '../engine/types';
-import { drawPixels } from './pixels';
+import type { ImagePixels } from '../engine/index';
+import { drawPixels } from './drawPixels';
 
 interface Props {
   pixels?: ImagePixels;

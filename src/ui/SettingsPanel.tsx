@@ -1,5 +1,5 @@
 import type { ReactNode } from 'react';
-import { MAX_IMAGES, MAX_SEED } from '../app/settingsSlice';
+import { MAX_IMAGES, MAX_SEED, SETTING_RANGES } from '../app/settingsSlice';
 import { useApp } from './storeContext';
 
 function Field({ label, htmlFor, value, hint, children }: { label: string; htmlFor: string; value?: string; hint?: string; children: ReactNode }) {
@@ -58,18 +58,18 @@ export function SettingsPanel() {
       </Field>
 
       <Field label="Guidance scale" htmlFor="cfg" value={settings.cfg.toFixed(1)} hint="How closely the image follows the prompt.">
-        <input id="cfg" type="range" min={0} max={10} step={0.5} value={settings.cfg} onChange={(e) => setSetting('cfg', Number(e.target.value))} />
+        <input id="cfg" type="range" min={SETTING_RANGES.cfg.min} max={SETTING_RANGES.cfg.max} step={0.5} value={settings.cfg} onChange={(e) => setSetting('cfg', Number(e.target.value))} />
       </Field>
 
       <Field label="Top-k" htmlFor="top-k" hint="Sample among the k likeliest tokens; 0 turns it off.">
-        <input id="top-k" type="number" min={0} step={1} value={settings.topK} onChange={(e) => setSetting('topK', Number(e.target.value))} />
+        <input id="top-k" type="number" min={SETTING_RANGES.topK.min} step={1} value={settings.topK} onChange={(e) => setSetting('topK', Number(e.target.value))} />
       </Field>
 
       <Field label="Guided scales" htmlFor="guided-scales" hint="Guidance on the first N scales only; 0 guides every scale.">
         <input
           id="guided-scales"
           type="number"
-          min={0}
+          min={SETTING_RANGES.guidedScales.min}
           step={1}
           value={settings.guidedScales}
           onChange={(e) => setSetting('guidedScales', Number(e.target.value))}
@@ -77,15 +77,15 @@ export function SettingsPanel() {
       </Field>
 
       <Field label="Top-p" htmlFor="top-p" value={settings.topP === 0 ? 'off' : settings.topP.toFixed(2)}>
-        <input id="top-p" type="range" min={0} max={1} step={0.05} value={settings.topP} onChange={(e) => setSetting('topP', Number(e.target.value))} />
+        <input id="top-p" type="range" min={SETTING_RANGES.topP.min} max={SETTING_RANGES.topP.max} step={0.05} value={settings.topP} onChange={(e) => setSetting('topP', Number(e.target.value))} />
       </Field>
 
       <Field label="Temperature" htmlFor="temperature" value={settings.temperature.toFixed(2)}>
         <input
           id="temperature"
           type="range"
-          min={0.05}
-          max={2}
+          min={SETTING_RANGES.temperature.min}
+          max={SETTING_RANGES.temperature.max}
           step={0.05}
           value={settings.temperature}
           onChange={(e) => setSetting('temperature', Number(e.target.value))}

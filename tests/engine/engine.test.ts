@@ -1,7 +1,7 @@
 // The engine as the worker and the CLI use it: events, determinism, cancellation, bad input.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEngine } from '../../src/engine/index';
-import { createFsIO } from '../../src/engine/io-node';
+import { createFsIO } from '../../src/engine/node';
 import type { GenerateEvent } from '../../src/engine/types';
 import { FIXTURE, importOrt } from './golden';
 

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { importNodeOrt } from '../../src/engine/node';
 import type { Ort } from '../../src/engine/backend';
 import type { InjectedDraws, SamplingSettings } from '../../src/engine/types';
 
@@ -58,9 +59,8 @@ export function readGolden(dir = FIXTURE): { model: string; cases: GoldenCase[] 
   return { model: json.model, cases };
 }
 
-export async function importOrt(name: 'onnxruntime-node' | 'onnxruntime-web'): Promise<Ort> {
-  const module = name === 'onnxruntime-node' ? await import('onnxruntime-node') : await import('onnxruntime-web');
-  return ((module as { default?: Ort }).default ?? module) as Ort;
+export function importOrt(name: 'onnxruntime-node' | 'onnxruntime-web'): Promise<Ort> {
+  return importNodeOrt(name === 'onnxruntime-node' ? 'cpu' : 'wasm');
 }
 
 /** max |a − b| relative to max |b|: the error measure of the parity checks. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BadPackageError } from '../../src/engine/errors';
-import { createFileMapIO } from '../../src/engine/io';
+import { createFileMapIO } from '../../src/engine/readers';
 import { parseManifest } from '../../src/engine/manifest';
 import { neededFiles, readManifest, readTables, readVerified } from '../../src/engine/modelPackage';
 import { syntheticPackage } from './manifestFixture';

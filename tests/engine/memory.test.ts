@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Ort } from '../../src/engine/backend';
 import { loadEngine, shouldFreeTextEncoder, TEXT_ENCODER_FREE_BYTES } from '../../src/engine/index';
-import { createFsIO } from '../../src/engine/io-node';
+import { createFsIO } from '../../src/engine/node';
 import { parseManifest } from '../../src/engine/manifest';
 import type { GenerateEvent } from '../../src/engine/types';
 import { FIXTURE, importOrt } from './golden';

@@ -2,7 +2,7 @@
 // onnxruntime-node and on onnxruntime-web's wasm backend in Node.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEngine } from '../../src/engine/index';
-import { createFsIO } from '../../src/engine/io-node';
+import { createFsIO } from '../../src/engine/node';
 import type { TraceEntry } from '../../src/engine/pipeline';
 import { PromptTokenizer, textEncoderInputs } from '../../src/engine/textEncoder';
 import { FIXTURE, importOrt, maxAbsDiff, readGolden, relativeError } from './golden';

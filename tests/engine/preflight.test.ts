@@ -4,10 +4,10 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import type { AdapterLike, Ort } from '../../src/engine/backend';
 import { checkPackage, loadEngine } from '../../src/engine/index';
-import type { PackageIO } from '../../src/engine/io';
-import { createFsIO } from '../../src/engine/io-node';
+import type { PackageIO } from '../../src/engine/readers';
+import { createFsIO } from '../../src/engine/node';
 import { parseManifest, type Manifest } from '../../src/engine/manifest';
-import { checkModelFits, readRequirements, type PreflightEnv } from '../../src/engine/preflight';
+import { checkModelFits, type PreflightEnv } from '../../src/engine/preflight';
 import { FIXTURE, importOrt } from './golden';
 import { syntheticPackage } from './manifestFixture';
 
@@ -37,6 +37,12 @@ function bigManifest(): Manifest {
 }
 
 const sizeOf = (m: Manifest, paths: string[]) => paths.reduce((n, p) => n + m.files.find((f) => f.path === p)!.bytes, 0);
+/** The `requirements` the manifest reader makes of this JSON (in a small valid package). */
+function readRequirements(json: { requirements?: unknown }): Manifest['requirements'] {
+  const { manifest } = syntheticPackage();
+  return parseManifest({ ...manifest, ...json }).requirements;
+}
+
 const others = (m: Manifest) => m.files.filter((f) => !f.path.startsWith('transformer')).reduce((n, f) => n + f.bytes, 0);
 const roomyGpu = { maxBufferSize: 4 * GiB, maxStorageBufferBindingSize: 4 * GiB };
 
@@ -61,7 +67,7 @@ describe('checkModelFits', () => {
     const full = checkModelFits(m, { ...env, storage: { quota: 2 * GiB, usage: 1 * GiB } });
     expect(full.ok).toBe(false);
     expect(full.problems).toHaveLength(1);
-    expect(full.problems[0]).toMatch(/needs 1\.4\d GiB of browser storage but only 1\.00 GiB is free/);
+    expect(full.problems[0]).toMatch(/needs 1\.4\d GB of browser storage but only 1\.00 GB is free/);
     // Already cached: nothing left to download, so a full quota does not matter.
     const cached = new Set(m.files.map((f) => f.path));
     expect(checkModelFits(m, { ...env, storage: { quota: 2 * GiB, usage: 2 * GiB }, cached }).ok).toBe(true);
@@ -74,7 +80,7 @@ describe('checkModelFits', () => {
     const r = checkModelFits(m, { backend: 'webgpu', fp16: false, shaderF16: false, gpuLimits: small });
     expect(r.ok).toBe(false);
     // The 1000 MiB text encoder is the largest file (under the 1 GiB buffer limit, over the binding limit).
-    expect(r.problems).toEqual([expect.stringMatching(/binds 1000\.0 MiB at once \(its largest weight file, textEncoder\.onnx\).*256\.0 MiB per binding \(maxStorageBufferBindingSize\)/)]);
+    expect(r.problems).toEqual([expect.stringMatching(/binds 1000\.0 MB at once \(its largest weight file, textEncoder\.onnx\).*256\.0 MB per binding \(maxStorageBufferBindingSize\)/)]);
     const tiny = { maxBufferSize: 128 * MiB, maxStorageBufferBindingSize: 128 * MiB };
     expect(checkModelFits(m, { backend: 'webgpu', fp16: false, gpuLimits: tiny }).problems.join(' ')).toMatch(/maxBufferSize/);
     // The limits only concern WebGPU.
@@ -84,11 +90,11 @@ describe('checkModelFits', () => {
   it('uses the buffer sizes the package declares over file sizes', () => {
     const requirements = readRequirements({ requirements: { fp16: { maxBufferBytes: 3 * GiB, maxBindingBytes: 3 * GiB }, fp32: { maxBufferBytes: 100 } } })!;
     const limits = { maxBufferSize: 2 * GiB, maxStorageBufferBindingSize: 2 * GiB };
-    const f16 = checkModelFits(m, { backend: 'webgpu', fp16: true, shaderF16: true, gpuLimits: limits, requirements });
+    const f16 = checkModelFits({ ...m, requirements }, { backend: 'webgpu', fp16: true, shaderF16: true, gpuLimits: limits });
     expect(f16.problems).toHaveLength(2);
-    expect(f16.problems[0]).toMatch(/GPU buffer of 3\.00 GiB \(its largest GPU buffer, as the package declares\) but this GPU allows at most 2\.00 GiB \(maxBufferSize\)/);
+    expect(f16.problems[0]).toMatch(/GPU buffer of 3\.00 GB \(its largest GPU buffer, as the package declares\) but this GPU allows at most 2\.00 GB \(maxBufferSize\)/);
     // fp32 declares 100 bytes, although its largest file is 1000 MiB.
-    expect(checkModelFits(m, { backend: 'webgpu', fp16: false, gpuLimits: { maxBufferSize: 200, maxStorageBufferBindingSize: 200 }, requirements }).ok).toBe(true);
+    expect(checkModelFits({ ...m, requirements }, { backend: 'webgpu', fp16: false, gpuLimits: { maxBufferSize: 200, maxStorageBufferBindingSize: 200 } }).ok).toBe(true);
   });
 
   it('needs shader-f16 when the graphs are stored in float16 only', () => {
@@ -99,7 +105,7 @@ describe('checkModelFits', () => {
     expect(checkModelFits(f16Only, { backend: 'webgpu', fp16: false, shaderF16: false }).problems).toEqual([expect.stringMatching(/shader-f16; this adapter does not have it/)]);
     expect(checkModelFits(f16Only, { backend: 'wasm', fp16: false }).problems).toEqual([expect.stringMatching(/the wasm backend cannot run them/)]);
     const declared = readRequirements({ requirements: { shaderF16: true } });
-    expect(checkModelFits(m, { backend: 'webgpu', fp16: false, shaderF16: false, requirements: declared }).ok).toBe(false);
+    expect(checkModelFits({ ...m, requirements: declared }, { backend: 'webgpu', fp16: false, shaderF16: false }).ok).toBe(false);
   });
 
   it('refuses files over the 2 GB ArrayBuffer cap and weights over the 4 GiB WASM heap', () => {
@@ -108,11 +114,11 @@ describe('checkModelFits', () => {
     manifest.files.find((f: { path: string }) => f.path === 'head.onnx').bytes = 1.5 * GiB;
     const huge = parseManifest(manifest);
     const wasm = checkModelFits(huge, { backend: 'wasm', fp16: false });
-    expect(wasm.problems).toEqual([expect.stringMatching(/^decoder\.onnx is 3\.00 GiB, over the browser's/), expect.stringMatching(/weights take 4\.50 GiB, more than the 4\.00 GiB WASM memory/)]);
+    expect(wasm.problems).toEqual([expect.stringMatching(/^decoder\.onnx is 3\.00 GB, over the browser's/), expect.stringMatching(/weights take 4\.50 GB, more than the 4\.00 GB WASM memory/)]);
     expect(checkModelFits(huge, { backend: 'cpu', fp16: false }).ok).toBe(true);
   });
 
-  it('reads the optional requirements field and rejects a malformed one', () => {
+  it('reads the manifest\'s optional requirements field and rejects a malformed one', () => {
     expect(readRequirements({})).toBeUndefined();
     expect(readRequirements({ requirements: { fp32: { maxBufferBytes: 5 } } })).toEqual({ fp32: { maxBufferBytes: 5 }, fp16: undefined, shaderF16: undefined });
     expect(() => readRequirements({ requirements: { fp32: { maxBufferBytes: -1 } } })).toThrow(/requirements\.fp32\.maxBufferBytes must be a whole number/);
@@ -140,7 +146,7 @@ describe('loadEngine preflight', () => {
     const gpu = { requestAdapter: async () => adapter({ maxBufferSize: 64 * 1024, maxStorageBufferBindingSize: 64 * 1024 }) };
     await expect(loadEngine(FIXTURE, { ort, io, gpu, backend: 'webgpu', storage: null })).rejects.toMatchObject({
       code: 'no-backend',
-      message: expect.stringMatching(/^hart-tiny cannot run here \(webgpu\): The model needs a GPU buffer of 128\.0 KiB \(its largest GPU buffer, as the package declares\).*64\.0 KiB \(maxBufferSize\)/),
+      message: expect.stringMatching(/^hart-tiny cannot run here \(webgpu\): The model needs a GPU buffer of 128\.0 KB \(its largest GPU buffer, as the package declares\).*64\.0 KB \(maxBufferSize\)/),
     });
     expect(reads).toEqual(['manifest.json']);
   });
@@ -151,7 +157,7 @@ describe('loadEngine preflight', () => {
     const storage = { estimate: async () => ({ quota: 1000, usage: 900 }) };
     await expect(loadEngine(FIXTURE, { ort, io, gpu: null, backend: 'wasm', storage })).rejects.toMatchObject({
       code: 'no-backend',
-      message: expect.stringMatching(/browser storage but only 100 bytes is free/),
+      message: expect.stringMatching(/browser storage but only 100 B is free/),
     });
     expect(reads).toEqual(['manifest.json']);
   });

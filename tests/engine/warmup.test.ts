@@ -4,7 +4,7 @@
 import type { InferenceSession } from 'onnxruntime-common';
 import { describe, expect, it } from 'vitest';
 import { loadEngine, warmupRuns, type GpuLike, type LoadProgress, type Ort } from '../../src/engine/index';
-import { createFsIO } from '../../src/engine/io-node';
+import { createFsIO } from '../../src/engine/node';
 import { FIXTURE, importOrt } from './golden';
 
 /**

@@ -4,7 +4,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { App } from '../../src/ui/App';
 import { StoreProvider } from '../../src/ui/storeContext';
 import { installCanvasStub, lastDrawn } from './canvasStub';
-import { createHarness, loaded, type Harness } from './storeHarness';
+import { createHarness, loaded, type Harness } from '../app/storeHarness';
 
 beforeAll(installCanvasStub);
 afterEach(cleanup);

@@ -5,7 +5,7 @@ import type { CachedModel, ModelCache, StorageEstimate } from '../../src/app/mod
 import { App } from '../../src/ui/App';
 import { StoreProvider } from '../../src/ui/storeContext';
 import { installCanvasStub } from './canvasStub';
-import { createHarness, type Harness } from './storeHarness';
+import { createHarness, type Harness } from '../app/storeHarness';
 
 beforeAll(installCanvasStub);
 afterEach(cleanup);

@@ -2,9 +2,10 @@
 // Two pages, each run on WebGPU (forced: here it is the SwiftShader software adapter) and WASM:
 // - page: page.ts (bundled with esbuild) runs the engine in the page and checks tokens, logits
 //   (1e-3 relative) and pixels (1/255) against the golden fixture;
-// - worker: worker.html is built with Vite and the app's config, so the app's real engine worker
-//   (workers/engine.worker.ts) runs the fixture through comlink: tokens and pixels per golden
-//   case with the fixture's draws, cancel-then-run and determinism.
+// - worker: worker.html is built with Vite and the app's config, so the app's engine worker code
+//   (workers/exposeEngine.ts, with the test hooks of hooked.worker.ts) runs the fixture through
+//   comlink: tokens and pixels per golden case with the fixture's draws, cancel-then-run and
+//   determinism.
 // Exits 1 unless every check passes. Slow on SwiftShader (shader compilation): a few minutes.
 import { build as esbuild } from 'esbuild';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

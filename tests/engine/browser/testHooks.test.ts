@@ -1,8 +1,8 @@
-// The worker's test hooks (workers/testHooks.ts) against a fake engine: injected draws reach the
+// The worker's test hooks (testHooks.ts) against a fake engine: injected draws reach the
 // engine, the sampled tokens of every scale come back as copies, and a plain request reaches
 // the engine untouched.
 import { describe, expect, it } from 'vitest';
-import { withTestHooks, type TraceableEngine } from '../../../workers/testHooks';
+import { withTestHooks, type TraceableEngine } from './testHooks';
 import type { PipelineOptions } from '../../../src/engine/pipeline';
 import type { GenerateRequest, GenerateResult, InjectedDraws } from '../../../src/engine/types';
 

@@ -1,9 +1,10 @@
-// The parity check through the app's real engine worker (workers/engine.worker.ts, built by Vite
-// as the app builds it): load the golden fixture in the worker, run both golden cases with the
+// The parity check through the app's engine worker with test hooks (hooked.worker.ts: the app's
+// worker code, built by Vite as the app builds it, plus testHooks.ts): load the golden fixture in the worker, run both golden cases with the
 // fixture's draws, then cancel a run mid-way and check the next runs are good and identical.
 // Not a vitest file: run.mjs builds worker.html with Vite and drives it in Chromium.
 import * as Comlink from 'comlink';
-import type { BackendChoice, WorkerApi } from '../../../src/app/protocol';
+import type { BackendChoice } from '../../../workers/protocol';
+import type { HookedWorkerApi } from './testHooks';
 import type { GenerateEvent } from '../../../src/engine/types';
 import { goldenCases, maxPixelDiff, sameBytes, tokenMismatches } from './fixture';
 
@@ -13,8 +14,8 @@ function failureCode(error: unknown): string {
 }
 
 async function check(backend: Exclude<BackendChoice, 'auto'>) {
-  const worker = new Worker(new URL('../../../workers/engine.worker.ts', import.meta.url), { type: 'module', name: 'hart-engine' });
-  const api = Comlink.wrap<WorkerApi>(worker);
+  const worker = new Worker(new URL('./hooked.worker.ts', import.meta.url), { type: 'module', name: 'hart-engine' });
+  const api = Comlink.wrap<HookedWorkerApi>(worker);
   const errors: string[] = [];
   worker.addEventListener('error', (e) => errors.push(e.message));
   try {

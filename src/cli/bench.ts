@@ -3,12 +3,10 @@
 // of every stage (milliseconds).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Ort } from '../src/engine/backend';
-import { loadEngine } from '../src/engine/index';
-import { createFsIO } from '../src/engine/io-node';
-import type { StageTimings } from '../src/engine/types';
+import { loadEngine, type StageTimings } from '../engine/index';
+import { createFsIO, importNodeOrt } from '../engine/node';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 function option(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -26,8 +24,7 @@ async function main(): Promise<void> {
   const backend = option('backend', 'cpu');
   const runs = Math.max(1, Number(option('runs', '3')));
   if (backend !== 'cpu' && backend !== 'wasm') throw new Error(`--backend ${backend}: expected cpu or wasm`);
-  const module = backend === 'cpu' ? await import('onnxruntime-node') : await import('onnxruntime-web');
-  const ort = ((module as { default?: Ort }).default ?? module) as Ort;
+  const ort = await importNodeOrt(backend);
 
   const loadStarted = performance.now();
   const engine = await loadEngine(model, { ort, io: createFsIO(model), backend });

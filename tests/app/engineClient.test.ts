@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createEngineClient, type WorkerLike } from '../../src/app/engineClient';
-import type { AppFailure, WorkerApi } from '../../src/app/protocol';
+import type { AppFailure, WorkerApi } from '../../workers/protocol';
 
 class FakeWorker extends EventTarget implements WorkerLike {
   terminated = false;
@@ -14,17 +14,23 @@ function hangingApi(): WorkerApi {
   return { load: never, generate: never, cancel: async () => undefined, analyzePrompt: never };
 }
 
+/** A client whose workers never answer; `workers` lists every worker it started. */
+function clientOnHangingWorkers() {
+  const workers: FakeWorker[] = [];
+  const client = createEngineClient(
+    () => {
+      const w = new FakeWorker();
+      workers.push(w);
+      return w;
+    },
+    () => hangingApi(),
+  );
+  return { client, workers };
+}
+
 describe('engine client (the page side)', () => {
   it('rejects calls in flight when the worker dies, then starts a fresh worker', async () => {
-    const workers: FakeWorker[] = [];
-    const client = createEngineClient(
-      () => {
-        const w = new FakeWorker();
-        workers.push(w);
-        return w;
-      },
-      () => hangingApi(),
-    );
+    const { client, workers } = clientOnHangingWorkers();
     const crashes: AppFailure[] = [];
     client.onCrash((f) => crashes.push(f));
     const pending = client.generate({ prompt: 'a', seed: 1 });
@@ -41,15 +47,7 @@ describe('engine client (the page side)', () => {
   });
 
   it('does not restart in a loop when the fresh worker dies too; the next call starts one', async () => {
-    const workers: FakeWorker[] = [];
-    const client = createEngineClient(
-      () => {
-        const w = new FakeWorker();
-        workers.push(w);
-        return w;
-      },
-      () => hangingApi(),
-    );
+    const { client, workers } = clientOnHangingWorkers();
     const restarts: boolean[] = [];
     client.onCrash((_, restarted) => restarts.push(restarted));
     workers[0].dispatchEvent(new Event('error'));
@@ -77,7 +75,7 @@ describe('engine client (the page side)', () => {
     });
     await expect(client.analyzePrompt('a')).rejects.toEqual({
       code: 'internal',
-      message: 'Something went wrong in the engine: weird',
+      message: 'weird',
     });
   });
 });

@@ -1,9 +1,17 @@
-// Reads a model package from a folder on disk (Node only: the CLI and tests import this file;
-// the browser build never does).
+// The engine's second door, for Node only: reads a model package from a folder on disk. The CLI
+// and tests import it beside index.ts; the browser build never does.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { BadPackageError, CancelledError } from './errors';
-import type { PackageIO } from './io';
+import type { Ort } from './backend';
+import { BadPackageError, LOADING_CANCELLED, throwIfCancelled } from './errors';
+import type { PackageIO } from './readers';
+
+/** onnxruntime in Node: onnxruntime-node ('cpu'), or onnxruntime-web's Node build ('wasm'). */
+export async function importNodeOrt(backend: 'cpu' | 'wasm'): Promise<Ort> {
+  // onnxruntime-web resolves to its Node build here, which runs the wasm backend.
+  const module = backend === 'cpu' ? await import('onnxruntime-node') : await import('onnxruntime-web');
+  return ((module as { default?: Ort }).default ?? module) as Ort;
+}
 
 export function createFsIO(folder: string): PackageIO {
   const root = path.resolve(folder);
@@ -11,7 +19,7 @@ export function createFsIO(folder: string): PackageIO {
   return {
     location: root,
     async read(file, options = {}) {
-      if (options.signal?.aborted) throw new CancelledError('Loading was cancelled.');
+      throwIfCancelled(options.signal, LOADING_CANCELLED);
       let buffer: Buffer;
       try {
         buffer = await readFile(resolve(file));

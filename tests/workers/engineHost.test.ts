@@ -94,7 +94,7 @@ describe('engine host (the worker side)', () => {
     });
     await expect(host.load(url, { backend: 'auto' })).rejects.toEqual({
       code: 'internal',
-      message: 'Something went wrong in the engine: boom',
+      message: 'boom',
     });
   });
 

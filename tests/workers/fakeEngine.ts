@@ -1,25 +1,19 @@
 // A stand-in for the engine with the real interface: it paints flat colours scale by scale,
 // reports the same events as the real pipeline, honours AbortSignal between steps, and records
 // how many runs overlapped (the worker must never let two run at once).
-import type {
-  Engine,
-  GenerateOptions,
-  GenerateRequest,
-  GenerateResult,
-  ImagePixels,
-  ModelInfo,
-  SamplingSettings,
-} from '../../src/engine/types';
+import {
+  HART_DEFAULTS,
+  throwIfCancelled,
+  type Engine,
+  type GenerateOptions,
+  type GenerateRequest,
+  type GenerateResult,
+  type ImagePixels,
+  type ModelInfo,
+  type SamplingSettings,
+} from '../../src/engine/index';
 
-export const FAKE_DEFAULTS: SamplingSettings = {
-  cfg: 4,
-  topK: 0,
-  topP: 0,
-  temperature: 1,
-  smooth: false,
-  residual: true,
-  guidedScales: 0,
-};
+export const FAKE_DEFAULTS: SamplingSettings = { ...HART_DEFAULTS, cfg: 4 };
 
 export function fakeInfo(overrides: Partial<ModelInfo> = {}): ModelInfo {
   return {
@@ -83,7 +77,7 @@ export function createFakeEngine(info: ModelInfo = fakeInfo(), stepMs = 1, diffu
         const started = Date.now();
         const step = async () => {
           await tick(stepMs);
-          if (signal?.aborted) throw Object.assign(new Error('Generation was cancelled.'), { code: 'cancelled' });
+          throwIfCancelled(signal);
         };
         try {
           onEvent?.({ type: 'start', scales: info.scales.length, width: info.imageSize, height: info.imageSize, warnings: [] });

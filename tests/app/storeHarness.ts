@@ -3,12 +3,12 @@
 import { createEngineHost } from '../../workers/engineHost';
 import { createAppStore } from '../../src/app/store';
 import { createMemoryGalleryStorage } from '../../src/app/galleryStorage';
-import type { AppFailure } from '../../src/app/protocol';
+import type { AppFailure } from '../../workers/protocol';
 import type { ImagePixels, LoadProgress, ModelInfo } from '../../src/engine/types';
 import type { GalleryEntry } from '../../src/app/galleryEntry';
 import type { AppDeps } from '../../src/app/storeTypes';
 import type { ModelCache } from '../../src/app/modelCache';
-import { createFakeEngine, fakeInfo, type FakeEngineControls } from './fakeEngine';
+import { createFakeEngine, fakeInfo, type FakeEngineControls } from '../workers/fakeEngine';
 
 export interface Harness {
   store: ReturnType<typeof createAppStore>;

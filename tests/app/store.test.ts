@@ -3,7 +3,7 @@ import { progressFraction, statusText } from '../../src/app/runStatus';
 import { loadPercent, pageStatus } from '../../src/app/selectors';
 import type { AppState } from '../../src/app/storeTypes';
 import type { LoadProgress } from '../../src/engine/types';
-import { fakeInfo } from './fakeEngine';
+import { fakeInfo } from '../workers/fakeEngine';
 import { createHarness, loaded } from './storeHarness';
 
 describe('app store', () => {

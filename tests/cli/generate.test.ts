@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readPngText } from '../../src/engine/png';
-import { FIXTURE } from './golden';
+import { FIXTURE } from '../engine/golden';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const work = mkdtempSync(path.join(tmpdir(), 'hart-cli-'));
@@ -53,6 +53,8 @@ describe('npm run generate', () => {
       [['--seed', '1'], /Missing --prompt/],
       [['--prompt', 'x', '--frobnicate'], /Unknown argument --frobnicate/],
       [['--prompt', 'x', '--top-k', 'many'], /--top-k many: expected a whole number/],
+      [['--prompt', 'x', '--cfg', '11'], /Setting cfg = 11 is invalid: it must be a number from 0 to 10/],
+      [['--prompt', 'x', '--seed', '-1'], /Seed -1 is not a whole number between 0 and/],
       [['--prompts', path.join(work, 'missing.txt'), '--out-dir', work], /no such file/],
       [['--model', path.join(work, 'nowhere'), '--prompt', 'x'], /no such folder/],
       [['--model', FIXTURE, '--prompt', '  ', '--out', path.join(work, 'empty.png')], /prompt is empty/],

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createFetchIO, createFileListIO, packageBaseUrl } from '../../src/engine/io';
+import { createFetchIO, createFileListIO, packageBaseUrl } from '../../src/engine/readers';
 
 /** An in-memory Cache Storage with the few methods the fetch IO uses. */
 function fakeCaches() {

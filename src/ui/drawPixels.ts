@@ -1,6 +1,6 @@
 // Drawing engine pixels on a 2D canvas. Coarse scales (1×1 … 16×16) are blown up with
 // smoothing off so each token stays a crisp block instead of a blur.
-import type { ImagePixels } from '../engine/types';
+import type { ImagePixels } from '../engine/index';
 
 export function drawPixels(canvas: HTMLCanvasElement, pixels: ImagePixels): void {
   const context = canvas.getContext('2d');

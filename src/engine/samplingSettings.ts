@@ -1,0 +1,103 @@
+// The rules of a request's sampling settings and seed: the range of every setting and the seed
+// limit, owned here. The UI and the CLI read them; the engine checks a request against them where
+// it enters (pipeline.ts), with messages that name the setting and its range.
+import { BadInputError } from './errors';
+import type { SamplingSettings } from './types';
+
+/** HART's own sampling defaults, for when no package has given its own yet. */
+export const HART_DEFAULTS: Readonly<SamplingSettings> = {
+  cfg: 4.5,
+  topK: 0,
+  topP: 0,
+  temperature: 1,
+  smooth: false,
+  residual: true,
+  guidedScales: 0,
+};
+
+export interface SettingRange {
+  min: number;
+  /** No upper bound when absent. */
+  max?: number;
+  integer: boolean;
+  /** What a value of 0 means, when 0 turns the setting off (e.g. 'off', 'every scale'). */
+  zero?: string;
+}
+
+export type NumericSetting = 'cfg' | 'topK' | 'topP' | 'temperature' | 'guidedScales';
+
+/**
+ * The range of every numeric setting. cfg: HART's defaults are 4–5; past 10 the guided logits
+ * only sharpen into saturated, collapsed images. temperature: 0.05 is near-greedy, and past 2 the
+ * token distribution is close to uniform noise. topK and guidedScales have no upper bound: a
+ * top-k over the vocabulary keeps every token, guided scales past the last scale guide all.
+ */
+export const SETTING_RANGES: Readonly<Record<NumericSetting, SettingRange>> = {
+  cfg: { min: 0, max: 10, integer: false },
+  topK: { min: 0, integer: true, zero: 'off' },
+  topP: { min: 0, max: 1, integer: false, zero: 'off' },
+  temperature: { min: 0.05, max: 2, integer: false },
+  guidedScales: { min: 0, integer: true, zero: 'every scale' },
+};
+
+/**
+ * The largest seed: 2^53 − 1, every whole number a JS number holds exactly. The RNG keys Philox
+ * with the seed's two 32-bit words (rng.ts), so each of these is its own stream; a seed the CLI
+ * writes into a PNG can be typed into the page and gives the same image. 2^31 − 1 would turn
+ * away seeds that work and are already in people's files.
+ */
+export const MAX_SEED = Number.MAX_SAFE_INTEGER;
+
+/** A range in words: "a number from 0 to 10", "a whole number ≥ 0 (0 = off)". */
+export function describeRange(range: SettingRange): string {
+  const kind = range.integer ? 'a whole number' : 'a number';
+  const bounds = range.max === undefined ? ` ≥ ${range.min}` : ` from ${range.min} to ${range.max}`;
+  return `${kind}${bounds}${range.zero ? ` (0 = ${range.zero})` : ''}`;
+}
+
+/** Why `value` is not a valid `key`, as the rule it breaks; undefined when it is valid. */
+export function settingProblem(key: keyof SamplingSettings, value: unknown): string | undefined {
+  if (key === 'smooth' || key === 'residual') return typeof value === 'boolean' ? undefined : 'true or false';
+  const range = SETTING_RANGES[key];
+  const ok =
+    typeof value === 'number' &&
+    Number.isFinite(value) &&
+    (!range.integer || Number.isInteger(value)) &&
+    value >= range.min &&
+    (range.max === undefined || value <= range.max);
+  return ok ? undefined : describeRange(range);
+}
+
+function isSettingKey(key: string): key is keyof SamplingSettings {
+  return key === 'smooth' || key === 'residual' || key in SETTING_RANGES;
+}
+
+/** Throws a BadInputError naming the first setting out of its range. */
+export function checkSettings(settings: Partial<SamplingSettings>): void {
+  for (const [key, value] of Object.entries(settings)) {
+    if (value === undefined || !isSettingKey(key)) continue;
+    const rule = settingProblem(key, value);
+    if (rule) throw new BadInputError(`Setting ${key} = ${JSON.stringify(value)} is invalid: it must be ${rule}.`);
+  }
+}
+
+export function checkSeed(seed: number): void {
+  if (!Number.isSafeInteger(seed) || seed < 0 || seed > MAX_SEED) {
+    throw new BadInputError(`Seed ${seed} is not a whole number between 0 and ${MAX_SEED}.`);
+  }
+}
+
+/** The seed `offset` places after `seed`, wrapping inside 0…MAX_SEED (exact near the limit). */
+export function seedAfter(seed: number, offset: number): number {
+  return offset <= MAX_SEED - seed ? seed + offset : offset - (MAX_SEED - seed) - 1;
+}
+
+/** The package's defaults overridden by the request, checked. */
+export function resolveSettings(defaults: SamplingSettings, overrides: Partial<SamplingSettings> = {}): SamplingSettings {
+  const s: SamplingSettings = { ...defaults };
+  for (const [key, value] of Object.entries(overrides)) {
+    if (value !== undefined && key in defaults) (s as unknown as Record<string, unknown>)[key] = value;
+  }
+  checkSettings(s);
+  return s;
+}

@@ -1,0 +1,48 @@
+// The test worker's hooks (hooked.worker.ts, parity tests only): a generate request may carry
+// injected random draws and ask for the sampled tokens of every scale. Without either, the engine
+// is called exactly as it would be without this wrapper.
+import type { WorkerApi } from '../../../workers/protocol';
+import type { LoadedEngine } from '../../../src/engine/index';
+import type { TraceEntry } from '../../../src/engine/pipeline';
+import type { Engine, GenerateEvent, GenerateOptions, GenerateRequest, GenerateResult, InjectedDraws } from '../../../src/engine/types';
+
+/** A generate request as the test worker takes it. */
+export interface WorkerGenerateRequest extends GenerateRequest {
+  /** Random draws to use instead of the seeded RNG (the golden fixture's). */
+  draws?: InjectedDraws;
+  /** Return the sampled token indices of every scale in `tokens`. */
+  traceTokens?: boolean;
+}
+
+export interface WorkerGenerateResult extends GenerateResult {
+  /** Per scale, the sampled token indices (only with `traceTokens`). */
+  tokens?: Int32Array[];
+}
+
+/** The test worker's API: the app's, with the hooked generate. */
+export interface HookedWorkerApi extends Omit<WorkerApi, 'generate'> {
+  generate(request: WorkerGenerateRequest, onEvent?: (event: GenerateEvent) => void): Promise<WorkerGenerateResult>;
+}
+
+export type TraceableEngine = Pick<LoadedEngine, 'info' | 'analyzePrompt' | 'generate' | 'dispose'>;
+
+export function withTestHooks(engine: TraceableEngine): Engine {
+  return {
+    info: engine.info,
+    analyzePrompt: (prompt) => engine.analyzePrompt(prompt),
+    dispose: () => engine.dispose(),
+    async generate(request: WorkerGenerateRequest, options?: GenerateOptions): Promise<WorkerGenerateResult> {
+      const { draws, traceTokens, ...plain } = request;
+      if (!draws && !traceTokens) return engine.generate(request, options);
+      const tokens: Int32Array[] = [];
+      // The pipeline may reuse its arrays after the callback: keep copies.
+      const trace = traceTokens
+        ? (entry: TraceEntry) => {
+            if (entry.kind === 'tokens') tokens[entry.scale] = entry.data.slice();
+          }
+        : undefined;
+      const result = await engine.generate(plain, { ...options, draws: draws ?? options?.draws, trace });
+      return traceTokens ? { ...result, tokens } : result;
+    },
+  };
+}

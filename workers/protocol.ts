@@ -1,0 +1,62 @@
+// The contract between the page and the engine worker. Both sides import these types;
+// the worker implements WorkerApi, the page calls it through comlink.
+import type {
+  EngineErrorCode,
+  GenerateEvent,
+  GenerateRequest,
+  GenerateResult,
+  LoadProgress,
+  ModelInfo,
+  PromptAnalysis,
+} from '../src/engine/index';
+import { isEngineErrorCode, toEngineError } from '../src/engine/index';
+
+export type BackendChoice = 'auto' | 'webgpu' | 'wasm';
+
+/**
+ * Where a model package comes from. URLs are fetched (and cached) by the engine; local folders
+ * are read from the user's disk, either through a directory handle (File System Access API)
+ * or through the files of an `<input webkitdirectory>`.
+ */
+export type ModelSource =
+  | { kind: 'url'; url: string }
+  | { kind: 'directory'; handle: FileSystemDirectoryHandle }
+  | { kind: 'files'; files: File[] };
+
+export interface WorkerLoadOptions {
+  backend: BackendChoice;
+}
+
+/** Failures cross the worker boundary as plain data, never as stacks. */
+export interface AppFailure {
+  code: EngineErrorCode | 'worker-crashed';
+  message: string;
+}
+
+export interface WorkerApi {
+  load(
+    source: ModelSource,
+    options: WorkerLoadOptions,
+    onProgress?: (progress: LoadProgress) => void,
+  ): Promise<ModelInfo>;
+  generate(request: GenerateRequest, onEvent?: (event: GenerateEvent) => void): Promise<GenerateResult>;
+  /** Stops the running generation, if any; resolves at once. */
+  cancel(): Promise<void>;
+  analyzePrompt(prompt: string): Promise<PromptAnalysis>;
+}
+
+export function isAppFailure(value: unknown): value is AppFailure {
+  const failure = value as Partial<AppFailure> | null;
+  return (
+    typeof failure === 'object' &&
+    failure !== null &&
+    typeof failure.message === 'string' &&
+    (failure.code === 'worker-crashed' || isEngineErrorCode(failure.code))
+  );
+}
+
+/** Turns anything thrown into an AppFailure, as the engine normalises its own failures. */
+export function toAppFailure(error: unknown): AppFailure {
+  if (isAppFailure(error)) return { code: error.code, message: error.message };
+  return toEngineError(error).toJSON();
+}
