@@ -1,5 +1,5 @@
 // One queue for every session create and run. Overlapping runs crash or hang onnxruntime-web's
-// WebGPU provider, even on different sessions (onnxruntime-web.md §2.7), so all of them wait
+// WebGPU provider, even on different sessions (docs/onnxruntime-web.md §3), so all of them wait
 // their turn here.
 
 export class RunQueue {

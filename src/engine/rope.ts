@@ -1,4 +1,4 @@
-// HART's rotary position tables (hart.md §2.4, docs/model-package.md §4 step 3). Positions and
+// HART's rotary position tables (docs/hart.md §3, docs/model-package.md §4 step 3). Positions and
 // angles are float32 arithmetic (Math.fround at each step), cos/sin are taken of the float32
 // angle in float64 and rounded: the same rounding points as tools/hart/rope.py.
 // Layout of both tables: [N, L, hd] with N = 2B rows, conditional rows first.

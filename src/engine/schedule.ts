@@ -3,7 +3,7 @@
 
 /**
  * CFG weight of scale `k` of `K`: a linear ramp `cfg·k/(K−1)`; the last scale (and the diffusion
- * head) reuse the previous ratio, `cfg·(K−2)/(K−1)` (hart.md §11 item 1). From scale
+ * head) reuse the previous ratio, `cfg·(K−2)/(K−1)` (docs/hart.md §6). From scale
  * `guidedScales` on (when > 0) the weight is 0: those scales follow their own coarse layout.
  */
 export function guidanceWeight(cfg: number, k: number, scales: number, guidedScales = 0): number {
@@ -58,7 +58,7 @@ export function cosineBetas(trainSteps: number): Float64Array {
   return betas;
 }
 
-/** The constants of the respaced sampler, in float64 (hart.md §3.3). */
+/** The constants of the respaced sampler, in float64 (docs/hart.md §10.3). */
 export function diffusionConstants(steps: number, trainSteps: number, schedule = 'cosine'): DiffusionConstants {
   if (schedule !== 'cosine') throw new Error(`Unknown diffusion schedule "${schedule}" (only "cosine" is supported).`);
   const timesteps = respacedTimesteps(trainSteps, steps);

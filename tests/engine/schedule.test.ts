@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { diffusionConstants, guidanceWeight, respacedTimesteps, smoothingRatio, smoothingTau } from '../../src/engine/schedule';
 
-// hart.md §3.3, respaced index order 0..7 (original t = 0, 143, …, 999).
+// docs/hart.md §10.3, respaced index order 0..7 (original t = 0, 143, …, 999).
 const TABLE = {
   betas: ['4.12842e-5', '0.0548782', '0.1487457', '0.2495457', '0.3660719', '0.5175658', '0.7354388', '0.99999995'],
   alphasCumprod: ['0.99995872', '0.94508278', '0.80450574', '0.6037448', '0.38273078', '0.18464242', '0.04884921', '2.4288e-9'],
@@ -19,7 +19,7 @@ describe('schedule', () => {
     expect(diffusionConstants(8, 1000).timesteps).toEqual([0, 143, 285, 428, 571, 714, 856, 999]);
   });
 
-  it("equals hart.md §3.3's table of respaced constants", () => {
+  it("equals docs/hart.md §10.3's table of respaced constants", () => {
     const c = diffusionConstants(8, 1000);
     for (const [name, expected] of Object.entries(TABLE)) {
       const actual = c[name as keyof typeof TABLE];
@@ -52,7 +52,7 @@ describe('schedule', () => {
     expect(guidanceWeight(4, 9, 10, 10)).toBe(guidanceWeight(4, 9, 10));
   });
 
-  it("follows hart.md's Gumbel temperatures", () => {
+  it("follows docs/hart.md's Gumbel temperatures", () => {
     expect(smoothingTau(smoothingRatio(0, 14))).toBeCloseTo(0.27, 6);
     expect(smoothingTau(smoothingRatio(1, 14))).toBeCloseTo(0.25, 2);
     expect(smoothingTau(smoothingRatio(12, 14))).toBeCloseTo(0.033, 3);
