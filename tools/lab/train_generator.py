@@ -50,8 +50,8 @@ from lab.generator.loss import losses
 from lab.generator.model import (EMA, build_config, ema_model, init_weights, keep_fp32_residual_stream,
                                  make_optimizer, save_model, trainable_parameters)
 from lab.shapes.dataset import TRAINING_IMAGES, render_if_missing
-from lab.train_utils import (ProgressLog, Stopwatch, cosine_lr, load_checkpoint, resolve_device,
-                             rng_state, save_checkpoint, set_lr, set_rng_state, setup_cpu)
+from lab.train_utils import (RunFolder, Stopwatch, cosine_lr, resolve_device, rng_state, save_checkpoint, set_lr,
+                             set_rng_state)
 
 
 def binding_kinds(text: str) -> tuple:
@@ -174,13 +174,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    setup_cpu(args.threads, args.seed)
-    os.makedirs(args.out, exist_ok=True)
-    log = ProgressLog(os.path.join(args.out, "log.txt"))
-    ckpt_path = os.path.join(args.out, "checkpoint.pt")
-    final_path = os.path.join(args.out, "model.pt")
-
-    ckpt = load_checkpoint(ckpt_path)
+    run = RunFolder(args.out, "model.pt", args.threads, args.seed)
+    log, ckpt_path, final_path, ckpt = run.log, run.checkpoint_path, run.final_path, run.checkpoint
     new_stage = ckpt is None and bool(args.resume_from) and args.restart_clock
     if ckpt is None and args.resume_from:
         # E.g. the committed checkpoints/hart-shapes-128.pt: a model file (EMA weights) to continue from.

@@ -22,8 +22,8 @@ from dataclasses import asdict
 
 # train_utils first: it sets OMP_WAIT_POLICY before torch creates its thread pool.
 from lab import REPO
-from lab.train_utils import (ProgressLog, Stopwatch, autocast_bf16, cosine_lr, load_checkpoint, resolve_device,
-                             psnr, rng_state, save_checkpoint, set_lr, set_rng_state, setup_cpu)
+from lab.train_utils import (ProgressLog, RunFolder, Stopwatch, autocast_bf16, cosine_lr, resolve_device, psnr,
+                             rng_state, save_checkpoint, set_lr, set_rng_state)
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -174,13 +174,8 @@ class CodeUsage:
 
 def main(argv=None):
     args = parse_args(argv)
-    setup_cpu(args.threads, args.seed)
-    os.makedirs(args.out, exist_ok=True)
-    log = ProgressLog(os.path.join(args.out, "log.txt"))
-    ckpt_path = os.path.join(args.out, "checkpoint.pt")
-    final_path = os.path.join(args.out, "tokenizer.pt")
-
-    ckpt = load_checkpoint(ckpt_path)
+    run = RunFolder(args.out, "tokenizer.pt", args.threads, args.seed)
+    log, ckpt_path, final_path, ckpt = run.log, run.checkpoint_path, run.final_path, run.checkpoint
     total_s = args.minutes * 60.0
     stage1_s = total_s * (1.0 - args.stage2_fraction)
     # A finished run is only extended when asked for more minutes than it already trained.

@@ -94,6 +94,21 @@ def load_checkpoint(path: str):
     return load_saved(path)
 
 
+class RunFolder:
+    """A training run's folder: its log, its resumable checkpoint and its final file.
+
+    Both training scripts start the same way: seed and size the CPU, create the folder, open the
+    log, and load the checkpoint a stopped run left behind (None on a fresh start)."""
+
+    def __init__(self, out: str, final_name: str, threads: int, seed: int):
+        setup_cpu(threads, seed)
+        os.makedirs(out, exist_ok=True)
+        self.log = ProgressLog(os.path.join(out, "log.txt"))
+        self.checkpoint_path = os.path.join(out, "checkpoint.pt")
+        self.final_path = os.path.join(out, final_name)
+        self.checkpoint = load_checkpoint(self.checkpoint_path)
+
+
 class ProgressLog:
     """Appends timestamped lines to a log file (and echoes them), surviving restarts."""
 
