@@ -264,9 +264,10 @@ def hart_config(llm: Mapping, tokenizer: Mapping, text: TextEncoderConfig,
             quantizer=QuantizerConfig(vocab_size=int(tokenizer["vocab_size"]), channels=z, patch_nums=patch_nums,
                                       quant_resi=float(tokenizer["quant_resi"]),
                                       phi_count=int(tokenizer["share_quant_resi"])),
-            # HART hard-codes num_res_blocks=2 (vq-f16 ddconfig); it is not a config field.
+            # HART hard-codes num_res_blocks=2 (vq-f16 ddconfig) and GroupNorm(32) at every width
+            # (basic_vae.py's Normalize); neither is a config field.
             vae=VaeConfig(image_size=image_size, ch=int(tokenizer["ch"]), ch_mult=ch_mult, num_res_blocks=2,
-                          z_channels=z, attn_resolution_lowest=True, dropout=0.0),
+                          z_channels=z, attn_resolution_lowest=True, dropout=0.0, norm_groups=32),
             diffusion=DiffusionConfig(in_channels=z, width=int(llm["diff_width"]), depth=int(llm["diff_depth"]),
                                       cond_dim=int(llm["embed_dim"]), steps=int(llm["num_sampling_steps"])),
             text_encoder=text,

@@ -170,7 +170,8 @@ def _hart_0_7b() -> HartConfig:
         name="hart-0.7b-1024px",
         image_size=1024,
         quantizer=QuantizerConfig(vocab_size=4096, channels=32, patch_nums=patch_nums),
-        vae=VaeConfig(image_size=1024, ch=160, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, z_channels=32),
+        vae=VaeConfig(image_size=1024, ch=160, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, z_channels=32,
+                      norm_groups=32),
         diffusion=DiffusionConfig(in_channels=32, width=1024, depth=6, cond_dim=1536),
         # Qwen2-1.5B (docs/hart.md §2): not built here; the converter supplies it.
         text_encoder=TextEncoderConfig(kind="qwen2", vocab_size=151936, width=1536, depth=28, heads=12,
