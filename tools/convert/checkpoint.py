@@ -19,7 +19,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import torch
 
-from hart.config import CONFIGS, HartConfig, SamplingDefaults, TextEncoderConfig
+from hart.config import CONFIGS, HartConfig, SamplingDefaults, TextEncoderConfig, hart_sampling
 from hart.diffusion import DiffusionConfig
 from hart.quantizer import QuantizerConfig
 from hart.qwen2 import Qwen2Config
@@ -274,7 +274,8 @@ def hart_config(llm: Mapping, tokenizer: Mapping, text: TextEncoderConfig,
             width=int(llm["embed_dim"]), depth=int(llm["depth"]), heads=int(llm["num_heads"]),
             context_tokens=int(llm["context_token"]), context_dim=int(llm["context_dim"]),
             norm_eps=float(llm["norm_eps"]),
-            sampling=sampling or base.sampling,
+            # The official inference defaults, whatever the package is called.
+            sampling=sampling or hart_sampling(),
             description=description if description is not None else base.description,
             examples=tuple(examples) or base.examples,
         )

@@ -192,6 +192,13 @@ class ConvertedPackageTest(unittest.TestCase):
         self.assertNotIn("fp16", self.manifest["graphs"]["textEncoder"])
         self.assertIn("fp16", self.manifest["graphs"]["transformer"])
 
+    def test_sampling_defaults_are_hart_official(self):
+        """cfg 4.5 and more_smooth on (sample.py), top-p off and top-k 600 before scale 7, 300 from it
+        (autoregressive_infer_cfg), temperature 1 (no logit temperature in HART)."""
+        self.assertEqual(self.manifest["sampling"], {
+            "cfg": 4.5, "topK": {"values": [600, 300], "from": [0, 7]}, "topP": 0.0, "temperature": 1.0,
+            "smooth": True, "residual": True, "guidedScales": 0})
+
     def test_decoder_normalises_in_32_groups_at_every_width(self):
         """HART's `Normalize` is GroupNorm(32, eps 1e-6) whatever the width: the converted decoder of
         the stand-in's narrow tokenizer (32- and 64-channel layers) equals a decoder built with it."""
