@@ -1,7 +1,7 @@
 // Sampling settings, seed and image count. Inputs are held inside the engine's ranges (a typed
 // -3 becomes 0), so the page never sends a setting the engine would turn away; the ranges and the
 // seed limit are the engine's.
-import { HART_DEFAULTS, MAX_SEED, SETTING_RANGES, type SamplingSettings } from '../engine/index';
+import { HART_DEFAULTS, MAX_SEED, SETTING_RANGES, type SamplingSettings, type TopK } from '../engine/index';
 import type { AppDeps, SettingsSlice, Slice } from './storeTypes';
 
 
@@ -15,10 +15,21 @@ function finiteOr(value: number, fallback: number): number {
 
 export function clampSetting<K extends keyof SamplingSettings>(key: K, value: SamplingSettings[K]): SamplingSettings[K] {
   if (typeof value === 'boolean' || key === 'smooth' || key === 'residual') return value;
+  // A top-k schedule comes from a package or a gallery entry, already checked; it is kept whole.
+  if (typeof value === 'object') return value;
   const range = SETTING_RANGES[key as Exclude<keyof SamplingSettings, 'smooth' | 'residual'>];
   const v = finiteOr(value as number, HART_DEFAULTS[key] as number);
   const whole = range.integer ? Math.round(v) : v;
   return Math.min(range.max ?? Infinity, Math.max(range.min, whole)) as SamplingSettings[K];
+}
+
+/**
+ * A top-k in words, its scales counted from 1 as the page's timeline counts them ("Scale k of K"):
+ * 600 on scales 0–6 and 300 from 0-based scale 7 on reads "600, 300 from scale 8".
+ */
+export function describeTopK(topK: TopK): string {
+  if (typeof topK === 'number') return topK === 0 ? 'off' : String(topK);
+  return topK.values.map((k, i) => `${k === 0 ? 'off' : k}${i === 0 ? '' : ` from scale ${topK.from[i] + 1}`}`).join(', ');
 }
 
 export function clampSeed(seed: number): number {

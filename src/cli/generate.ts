@@ -9,12 +9,14 @@ import {
   createFetchIO,
   encodePng,
   EngineError,
+  isTopKSchedule,
   loadEngine,
   provenanceText,
   type GenerateEvent,
   type ImagePixels,
   type LoadOptions,
   type SamplingSettings,
+  type TopK,
 } from '../engine/index';
 import { createFsIO, importNodeOrt } from '../engine/node';
 
@@ -33,6 +35,8 @@ Options:
   --out-dir DIR         output folder for --prompts
   --model DIR|URL       model package (default public/models/hart-shapes)
   --cfg X  --top-k N  --top-p X  --temperature X
+  --top-k K0,K1@S1,…    a top-k per scale: K0 from scale 0, K1 from scale S1 on, … (scales count
+                        from 0); HART's own is 600,300@7 (600 on scales 0–6, 300 from scale 7)
   --guided-scales N     guidance on the first N scales only (0: every scale)
   --smooth / --no-smooth   Gumbel smoothing
   --residual / --no-residual   residual diffusion on the last scale (--no-residual: discrete only)
@@ -67,6 +71,25 @@ function numberArg(flag: string, text: string | undefined, integer = false): num
   return value;
 }
 
+/**
+ * `--top-k`: a whole number for every scale, or a schedule "K0,K1@S1,K2@S2,…": K0 from scale 0
+ * (an optional "@0"), each further K from its 0-based scale S on, the scales increasing.
+ */
+export function topKArg(flag: string, text: string): TopK {
+  if (!text.includes(',') && !text.includes('@')) {
+    const k = Number(text);
+    if (text.trim() !== '' && Number.isInteger(k)) return k;
+  } else {
+    const parts = text.split(',').map((part) => /^\s*(\d+)\s*(?:@\s*(\d+)\s*)?$/.exec(part));
+    if (parts.every((m) => m !== null) && parts.slice(1).every((m) => m![2] !== undefined)) {
+      const schedule = { values: parts.map((m) => Number(m![1])), from: parts.map((m) => Number(m![2] ?? 0)) };
+      if (isTopKSchedule(schedule)) return schedule;
+      throw new UsageError(`${flag} ${text}: the first k applies from scale 0 and each later scale after @ must be larger than the one before.`);
+    }
+  }
+  throw new UsageError(`${flag} ${text}: expected a whole number, or a schedule like 600,300@7 (600 before scale 7, 300 from scale 7 on; scales count from 0).`);
+}
+
 export function parseArgs(argv: string[]): CliOptions {
   const options: CliOptions = { seed: 0, out: 'out.png', model: DEFAULT_MODEL, settings: {}, json: false, backend: 'cpu', help: false };
   for (let i = 0; i < argv.length; i++) {
@@ -85,7 +108,7 @@ export function parseArgs(argv: string[]): CliOptions {
       case '--out-dir': options.outDir = value(); break;
       case '--model': options.model = value(); break;
       case '--cfg': options.settings.cfg = numberArg(flag, value()); break;
-      case '--top-k': options.settings.topK = numberArg(flag, value(), true); break;
+      case '--top-k': options.settings.topK = topKArg(flag, value()); break;
       case '--top-p': options.settings.topP = numberArg(flag, value()); break;
       case '--temperature': options.settings.temperature = numberArg(flag, value()); break;
       case '--guided-scales': options.settings.guidedScales = numberArg(flag, value(), true); break;

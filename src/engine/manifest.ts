@@ -2,7 +2,7 @@
 // enters the engine, so that everything after this file can trust its shape.
 import { settingProblem } from './samplingSettings';
 import { BadPackageError } from './errors';
-import type { SamplingSettings } from './types';
+import type { SamplingSettings, TopKSchedule } from './types';
 
 export const MANIFEST_FILE = 'manifest.json';
 export const PACKAGE_FORMAT = 'hart-web-package';
@@ -161,11 +161,17 @@ class Reader {
   }
 }
 
+function readTopKSchedule(r: Reader, value: object): TopKSchedule {
+  const t = r.object(value, 'sampling.topK');
+  return { ...t, values: r.ints(t.values, 'sampling.topK.values', 'nonNegativeInt'), from: r.ints(t.from, 'sampling.topK.from', 'nonNegativeInt') };
+}
+
 function readSampling(r: Reader, value: unknown): SamplingSettings {
   const s = r.object(value, 'sampling');
   const sampling: SamplingSettings = {
     cfg: r.number(s.cfg, 'sampling.cfg'),
-    topK: r.number(s.topK, 'sampling.topK', 'nonNegativeInt'),
+    // A number, or a schedule per scale (checked with the other settings below).
+    topK: typeof s.topK === 'object' && s.topK !== null ? readTopKSchedule(r, s.topK) : r.number(s.topK, 'sampling.topK', 'nonNegativeInt'),
     topP: r.number(s.topP, 'sampling.topP'),
     temperature: r.number(s.temperature, 'sampling.temperature', 'positive'),
     smooth: r.boolean(s.smooth, 'sampling.smooth'),

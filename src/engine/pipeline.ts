@@ -15,7 +15,7 @@ import { scaleRope, textRope } from './rope';
 import { lookupCodebook, sampleScale, smoothVectors } from './sampling';
 import { guidanceWeight, smoothingRatio, smoothingTau, type DiffusionConstants } from './schedule';
 import { disposeAll, readFloats, type GraphSession } from './session';
-import { checkSeed, resolveSettings } from './samplingSettings';
+import { checkSeed, resolveSettings, topKAt } from './samplingSettings';
 import { encodeContext, tokenizePrompt, type PromptTokenizer } from './textEncoder';
 import { guidedLogits, transformerStep } from './transformer';
 import type { BackendInfo, GenerateEvent, GenerateOptions, GenerateRequest, GenerateResult, InjectedDraws, SamplingSettings, StageTimings } from './types';
@@ -196,7 +196,7 @@ async function sampleTokens(run: Run, draws: Draws, settings: SamplingSettings, 
   const { patchNums, vocabSize: vocab, latentChannels: cv } = manifest.model;
   const K = patchNums.length;
   const positions = IMAGES * patchNums[k] ** 2;
-  const filter = { topK: settings.topK, topP: settings.topP, temperature: settings.temperature };
+  const filter = { topK: topKAt(settings.topK, k), topP: settings.topP, temperature: settings.temperature };
   const trace = run.options.trace;
 
   trace?.({ kind: 'logits', scale: k, data: logits });

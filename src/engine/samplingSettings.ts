@@ -2,7 +2,7 @@
 // limit, owned here. The UI and the CLI read them; the engine checks a request against them where
 // it enters (pipeline.ts), with messages that name the setting and its range.
 import { BadInputError } from './errors';
-import type { SamplingSettings } from './types';
+import type { SamplingSettings, TopK, TopKSchedule } from './types';
 
 /** HART's own sampling defaults, for when no package has given its own yet. */
 export const HART_DEFAULTS: Readonly<SamplingSettings> = {
@@ -55,17 +55,47 @@ export function describeRange(range: SettingRange): string {
   return `${kind}${bounds}${range.zero ? ` (0 = ${range.zero})` : ''}`;
 }
 
-/** Why `value` is not a valid `key`, as the rule it breaks; undefined when it is valid. */
-export function settingProblem(key: keyof SamplingSettings, value: unknown): string | undefined {
-  if (key === 'smooth' || key === 'residual') return typeof value === 'boolean' ? undefined : 'true or false';
-  const range = SETTING_RANGES[key];
-  const ok =
+function inRange(range: SettingRange, value: unknown): boolean {
+  return (
     typeof value === 'number' &&
     Number.isFinite(value) &&
     (!range.integer || Number.isInteger(value)) &&
     value >= range.min &&
-    (range.max === undefined || value <= range.max);
-  return ok ? undefined : describeRange(range);
+    (range.max === undefined || value <= range.max)
+  );
+}
+
+/** True when `value` is a top-k schedule: as many values as starts, each value a valid top-k, the
+ * 0-based starts whole numbers that begin at 0 and increase. */
+export function isTopKSchedule(value: unknown): value is TopKSchedule {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const { values, from, ...rest } = value as Record<string, unknown>;
+  if (Object.keys(rest).length > 0 || !Array.isArray(values) || !Array.isArray(from)) return false;
+  if (values.length === 0 || values.length !== from.length || from[0] !== 0) return false;
+  const starts = { min: 0, integer: true };
+  return (
+    values.every((v) => inRange(SETTING_RANGES.topK, v)) &&
+    from.every((s, i) => inRange(starts, s) && (i === 0 || (s as number) > (from[i - 1] as number)))
+  );
+}
+
+const TOP_K_SCHEDULE_RULE =
+  'a schedule { "values": [k, …], "from": [0, scale, …] }: one 0-based first scale per k, starting at 0 and increasing, each k a whole number ≥ 0';
+
+/** Why `value` is not a valid `key`, as the rule it breaks; undefined when it is valid. */
+export function settingProblem(key: keyof SamplingSettings, value: unknown): string | undefined {
+  if (key === 'smooth' || key === 'residual') return typeof value === 'boolean' ? undefined : 'true or false';
+  if (key === 'topK' && typeof value === 'object' && value !== null) return isTopKSchedule(value) ? undefined : TOP_K_SCHEDULE_RULE;
+  const range = SETTING_RANGES[key];
+  return inRange(range, value) ? undefined : describeRange(range);
+}
+
+/** The top-k of the 0-based scale `scale`. */
+export function topKAt(topK: TopK, scale: number): number {
+  if (typeof topK === 'number') return topK;
+  let k = topK.values[0];
+  for (let i = 0; i < topK.from.length && topK.from[i] <= scale; i++) k = topK.values[i];
+  return k;
 }
 
 function isSettingKey(key: string): key is keyof SamplingSettings {

@@ -12,12 +12,25 @@ export interface BackendInfo {
   reason: string;
 }
 
+/**
+ * A top-k that changes with the scale: `values[i]` applies from the 0-based scale `from[i]` on,
+ * until the next entry's scale. `from` starts at 0 and increases; HART's own is
+ * `{ values: [600, 300], from: [0, 7] }` (600 on scales 0–6, 300 from scale 7 on).
+ */
+export interface TopKSchedule {
+  values: number[];
+  from: number[];
+}
+
+/** Top-k: one k for every scale, or a schedule per scale. */
+export type TopK = number | TopKSchedule;
+
 /** User-facing sampling settings. */
 export interface SamplingSettings {
   /** Classifier-free guidance scale (HART's `cfg`). */
   cfg: number;
-  /** Keep only the k most likely tokens; 0 turns top-k off. */
-  topK: number;
+  /** Keep only the k most likely tokens (per scale with a schedule); 0 turns top-k off. */
+  topK: TopK;
   /** Nucleus sampling mass; 0 turns top-p off. */
   topP: number;
   temperature: number;

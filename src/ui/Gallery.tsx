@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'react';
 import { downloadName, type GalleryEntry } from '../app/galleryEntry';
 import { formatSeconds } from '../app/runStatus';
+import { describeTopK } from '../app/settingsSlice';
 import { downloadBlob } from './download';
 import { useApp } from './storeContext';
 
@@ -18,7 +19,7 @@ function useObjectUrl(blob: Blob): string | undefined {
 function describeSettings(entry: GalleryEntry): string {
   const s = entry.settings;
   const parts = [`cfg ${s.cfg}`];
-  if (s.topK) parts.push(`top-k ${s.topK}`);
+  if (s.topK) parts.push(`top-k ${describeTopK(s.topK)}`);
   if (s.topP) parts.push(`top-p ${s.topP}`);
   if (s.temperature !== 1) parts.push(`temp ${s.temperature}`);
   if (s.smooth) parts.push('smoothing');

@@ -1,5 +1,5 @@
 import type { ReactNode } from 'react';
-import { MAX_IMAGES, MAX_SEED, SETTING_RANGES } from '../app/settingsSlice';
+import { describeTopK, MAX_IMAGES, MAX_SEED, SETTING_RANGES } from '../app/settingsSlice';
 import { useApp } from './storeContext';
 
 function Field({ label, htmlFor, value, hint, children }: { label: string; htmlFor: string; value?: string; hint?: string; children: ReactNode }) {
@@ -61,9 +61,30 @@ export function SettingsPanel() {
         <input id="cfg" type="range" min={SETTING_RANGES.cfg.min} max={SETTING_RANGES.cfg.max} step={0.5} value={settings.cfg} onChange={(e) => setSetting('cfg', Number(e.target.value))} />
       </Field>
 
-      <Field label="Top-k" htmlFor="top-k" hint="Sample among the k likeliest tokens; 0 turns it off.">
-        <input id="top-k" type="number" min={SETTING_RANGES.topK.min} step={1} value={settings.topK} onChange={(e) => setSetting('topK', Number(e.target.value))} />
-      </Field>
+      {typeof settings.topK === 'number' ? (
+        <Field label="Top-k" htmlFor="top-k" hint="Sample among the k likeliest tokens; 0 turns it off.">
+          <input id="top-k" type="number" min={SETTING_RANGES.topK.min} step={1} value={settings.topK} onChange={(e) => setSetting('topK', Number(e.target.value))} />
+        </Field>
+      ) : (
+        <Field
+          label="Top-k"
+          htmlFor="top-k"
+          value={describeTopK(settings.topK)}
+          hint="The model's k per scale (scales counted from 1, as in the progress timeline). Type a number to use one k on every scale."
+        >
+          <input
+            id="top-k"
+            type="number"
+            min={SETTING_RANGES.topK.min}
+            step={1}
+            value=""
+            placeholder="per scale"
+            onChange={(e) => {
+              if (e.target.value !== '') setSetting('topK', Number(e.target.value));
+            }}
+          />
+        </Field>
+      )}
 
       <Field label="Guided scales" htmlFor="guided-scales" hint="Guidance on the first N scales only; 0 guides every scale.">
         <input

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parseArgs } from '../../src/cli/generate';
 import { readPngText } from '../../src/engine/png';
 import { FIXTURE } from '../engine/golden';
 
@@ -34,6 +35,25 @@ describe('npm run generate', () => {
     expect(readdirSync(previews).sort()).toEqual(manifest.model.patchNums.map((_: number, k: number) => `scale-${String(k).padStart(2, '0')}.png`));
   });
 
+  it('--top-k takes a number or a schedule per scale, and records the schedule in the PNG', () => {
+    const topK = (text: string) => parseArgs(['--prompt', 'x', '--top-k', text]).settings.topK;
+    expect(topK('600')).toBe(600);
+    expect(topK('600,300@7')).toEqual({ values: [600, 300], from: [0, 7] });
+    expect(topK('600@0, 300@7, 100@12')).toEqual({ values: [600, 300, 100], from: [0, 7, 12] });
+    expect(parseArgs(['--prompt', 'x', '--top-k=0,5@2']).settings.topK).toEqual({ values: [0, 5], from: [0, 2] });
+    for (const bad of ['600,300', '600,300@', '600@7,300@9', '600,300@7,200@7', '600,300@7,200@3', '600;300@7', '600,-1@7', 'x@2', '']) {
+      expect(() => topK(bad), bad).toThrow(/^--top-k /);
+    }
+
+    const out = path.join(work, 'schedule.png');
+    const run = cli('--model', FIXTURE, '--prompt', 'a red circle on a blue background', '--seed', '3', '--out', out, '--top-k', '0,3@2', '--json');
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(JSON.parse(run.stdout.trim()).settings.topK).toEqual({ values: [0, 3], from: [0, 2] });
+    const settings = JSON.parse(readPngText(new Uint8Array(readFileSync(out))).settings);
+    expect(settings.topK).toEqual({ values: [0, 3], from: [0, 2] });
+  });
+
   it('--prompts writes 000.png, 001.png, … loading the model once, on the wasm backend too', () => {
     const list = path.join(work, 'prompts.txt');
     writeFileSync(list, 'a red circle on a blue background\n\ntwo green squares on a white background\n');
@@ -53,6 +73,8 @@ describe('npm run generate', () => {
       [['--seed', '1'], /Missing --prompt/],
       [['--prompt', 'x', '--frobnicate'], /Unknown argument --frobnicate/],
       [['--prompt', 'x', '--top-k', 'many'], /--top-k many: expected a whole number/],
+      [['--prompt', 'x', '--top-k', '600,300'], /--top-k 600,300: expected a whole number, or a schedule like 600,300@7/],
+      [['--prompt', 'x', '--top-k', '600,300@7,200@5'], /--top-k 600,300@7,200@5: .*must be larger/],
       [['--prompt', 'x', '--cfg', '11'], /Setting cfg = 11 is invalid: it must be a number from 0 to 10/],
       [['--prompt', 'x', '--seed', '-1'], /Seed -1 is not a whole number between 0 and/],
       [['--prompts', path.join(work, 'missing.txt'), '--out-dir', work], /no such file/],

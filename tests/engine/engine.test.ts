@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEngine } from '../../src/engine/index';
 import { createFsIO } from '../../src/engine/node';
+import type { TraceEntry } from '../../src/engine/pipeline';
 import type { GenerateEvent } from '../../src/engine/types';
 import { FIXTURE, importOrt } from './golden';
 
@@ -56,6 +57,32 @@ describe('engine on the tiny package (onnxruntime-node)', () => {
     const again = await engine.generate({ prompt: PROMPT, seed: 11, settings: { smooth: true, topK: 8, topP: 0.8 } });
     expect(Buffer.from(again.image.data).equals(Buffer.from(smooth.image.data))).toBe(true);
     expect(smooth.settings).toMatchObject({ smooth: true, topK: 8, topP: 0.8 });
+  });
+
+  it('applies a top-k schedule scale by scale', async () => {
+    // Top-k off on scales 0–1, top-3 from scale 2 on: every token of scales 2 and 3 is among the 3
+    // largest guided logits of its position; on scales 0–1 tokens outside them are drawn too.
+    const V = engine.model.manifest.model.vocabSize;
+    const outsideTop3: number[] = [0, 0, 0, 0];
+    for (const seed of [1, 2, 3, 4]) {
+      const logits: Float32Array[] = [];
+      const tokens: Int32Array[] = [];
+      const trace = (e: TraceEntry) => {
+        if (e.kind === 'logits') logits[e.scale] = e.data.slice();
+        if (e.kind === 'tokens') tokens[e.scale] = e.data.slice();
+      };
+      const result = await engine.generate({ prompt: PROMPT, seed, settings: { topK: { values: [0, 3], from: [0, 2] } } }, { trace });
+      expect(result.settings.topK).toEqual({ values: [0, 3], from: [0, 2] });
+      tokens.forEach((row, k) =>
+        row.forEach((token, p) => {
+          const position = Array.from(logits[k].subarray(p * V, (p + 1) * V));
+          const third = [...position].sort((a, b) => b - a)[2];
+          if (position[token] < third) outsideTop3[k]++;
+        }),
+      );
+    }
+    expect(outsideTop3[0] + outsideTop3[1]).toBeGreaterThan(0);
+    expect(outsideTop3.slice(2)).toEqual([0, 0]);
   });
 
   it('discrete-only mode skips the diffusion head and changes the image', async () => {

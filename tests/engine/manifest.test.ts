@@ -53,6 +53,17 @@ describe('manifest', () => {
     expectPackageError(() => parseManifest({ ...manifest, sampling: { ...manifest.sampling, guidedScales: -1 } }), /sampling\.guidedScales/);
   });
 
+  it('reads sampling.topK as a number (packages before schedules) or a schedule per scale', () => {
+    const { manifest } = syntheticPackage();
+    expect(parseManifest(manifest).sampling.topK).toBe(0);
+    const schedule = { values: [600, 300], from: [0, 7] };
+    expect(parseManifest({ ...manifest, sampling: { ...manifest.sampling, topK: schedule } }).sampling.topK).toEqual(schedule);
+    expectPackageError(() => parseManifest({ ...manifest, sampling: { ...manifest.sampling, topK: { values: [600, 'x'], from: [0, 7] } } }), /sampling\.topK\.values\[1\]/);
+    expectPackageError(() => parseManifest({ ...manifest, sampling: { ...manifest.sampling, topK: { values: [600, 300] } } }), /sampling\.topK\.from must be an array/);
+    expectPackageError(() => parseManifest({ ...manifest, sampling: { ...manifest.sampling, topK: { values: [600, 300], from: [0, 7, 9] } } }), /sampling\.topK is .*; it must be a schedule/);
+    expectPackageError(() => parseManifest({ ...manifest, sampling: { ...manifest.sampling, topK: [600, 300] } }), /sampling\.topK must be an object/);
+  });
+
   it('rejects paths that leave the package and files the manifest does not list', () => {
     const { manifest } = syntheticPackage();
     expectPackageError(() => parseManifest({ ...manifest, tokenizer: '../secret.json' }), /tokenizer "\.\.\/secret\.json" must be a relative path/);

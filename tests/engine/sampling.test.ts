@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { drawIndex, filterLogits, lookupCodebook, sampleScale, smoothVectors, softmax } from '../../src/engine/sampling';
+import { topKAt } from '../../src/engine/samplingSettings';
 
 const off = { topK: 0, topP: 0, temperature: 1 };
 const kept = (row: Float64Array) => Array.from(row, (v, i) => (v === -Infinity ? -1 : i)).filter((i) => i >= 0);
@@ -53,6 +54,26 @@ describe('sampling', () => {
     expect(Array.from(indices)).toEqual([0, 1, 2]);
     const free = sampleScale(new Float32Array([0, 0, 0]), 1, V, off, [0.7], false);
     expect(Array.from(free.indices)).toEqual([2]);
+  });
+
+  it("follows HART's top-k schedule: 600 before scale 7, never past rank 300 from scale 7 on", () => {
+    // A vocabulary of 1000 in shuffled order: ranks 1–300 have logit 0, ranks 301–600 logit −0.5
+    // (together about 38% of the mass), the rest practically nothing.
+    const V = 1000;
+    const order = Array.from({ length: V }, (_, i) => (i * 379) % V); // rank → token (379 is prime to 1000)
+    const rank = new Int32Array(V);
+    order.forEach((token, r) => (rank[token] = r));
+    const positions = 400;
+    const logits = new Float32Array(positions * V);
+    for (let p = 0; p < positions; p++) for (let t = 0; t < V; t++) logits[p * V + t] = rank[t] < 300 ? 0 : rank[t] < 600 ? -0.5 : -40;
+    const uniforms = Array.from({ length: positions }, (_, i) => (i + 0.5) / positions);
+    const schedule = { values: [600, 300], from: [0, 7] };
+    for (let k = 0; k < 10; k++) {
+      const { indices } = sampleScale(logits, positions, V, { ...off, topK: topKAt(schedule, k) }, uniforms, false);
+      const ranks = Array.from(indices, (t) => rank[t]);
+      expect(Math.max(...ranks), `scale ${k}`).toBeLessThan(k < 7 ? 600 : 300);
+      if (k < 7) expect(ranks.filter((r) => r >= 300).length, `scale ${k}`).toBeGreaterThan(positions * 0.3);
+    }
   });
 
   it('looks up codebook rows', () => {

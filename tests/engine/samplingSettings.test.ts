@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseManifest } from '../../src/engine/manifest';
-import { checkSeed, checkSettings, MAX_SEED, resolveSettings, seedAfter, SETTING_RANGES } from '../../src/engine/samplingSettings';
+import { checkSeed, checkSettings, MAX_SEED, resolveSettings, seedAfter, SETTING_RANGES, topKAt } from '../../src/engine/samplingSettings';
 import type { SamplingSettings } from '../../src/engine/types';
 import { syntheticPackage } from './manifestFixture';
 
@@ -20,6 +20,31 @@ describe('sampling settings', () => {
     expect(resolveSettings(defaults, { cfg: 2, topK: undefined })).toEqual({ ...defaults, cfg: 2 });
   });
 
+  it('takes a top-k schedule: the k of each 0-based scale, or a message naming what is wrong', () => {
+    const hart = { values: [600, 300], from: [0, 7] };
+    expect(() => checkSettings({ topK: hart })).not.toThrow();
+    expect([0, 6, 7, 13].map((k) => topKAt(hart, k))).toEqual([600, 600, 300, 300]);
+    expect([0, 1, 2, 5].map((k) => topKAt({ values: [0, 8, 2], from: [0, 2, 4] }, k))).toEqual([0, 0, 8, 2]);
+    expect(topKAt(12, 9)).toBe(12);
+    for (const bad of [
+      { values: [600, 300], from: [1, 7] },
+      { values: [600, 300], from: [0, 0] },
+      { values: [600, 300], from: [0, 9, 7] },
+      { values: [600], from: [0, 7] },
+      { values: [], from: [] },
+      { values: [600, -1], from: [0, 7] },
+      { values: [600, 300.5], from: [0, 7] },
+      { values: [600, 300], from: [0, 6.5] },
+      { values: [600, 300], from: [0, 7], extra: 1 },
+      [600, 300],
+    ]) {
+      expect(() => checkSettings({ topK: bad as never }), JSON.stringify(bad)).toThrow(/Setting topK = .* is invalid: it must be a schedule \{ "values"/);
+    }
+    // A request's number replaces a package's schedule, and a schedule a number.
+    expect(resolveSettings({ ...defaults, topK: hart }, { topK: 40 }).topK).toBe(40);
+    expect(resolveSettings(defaults, { topK: hart }).topK).toEqual(hart);
+  });
+
   it('takes seeds from 0 to 2^53 − 1 and wraps multi-image seeds exactly', () => {
     expect(MAX_SEED).toBe(2 ** 53 - 1);
     expect(() => checkSeed(MAX_SEED)).not.toThrow();
@@ -35,5 +60,8 @@ describe('sampling settings', () => {
     const { manifest } = syntheticPackage();
     manifest.sampling.cfg = 12;
     expect(() => parseManifest(manifest)).toThrow(/sampling\.cfg is 12; it must be a number from 0 to 10/);
+    manifest.sampling.cfg = 4;
+    manifest.sampling.topK = { values: [600, 300], from: [2, 7] };
+    expect(() => parseManifest(manifest)).toThrow(/sampling\.topK is \{"values":\[600,300\],"from":\[2,7\]\}; it must be a schedule/);
   });
 });

@@ -5,6 +5,7 @@ import { App } from '../../src/ui/App';
 import { StoreProvider } from '../../src/ui/storeContext';
 import { installCanvasStub, lastDrawn } from './canvasStub';
 import { createHarness, loaded, type Harness } from '../app/storeHarness';
+import { FAKE_DEFAULTS, fakeInfo } from '../workers/fakeEngine';
 
 beforeAll(installCanvasStub);
 afterEach(cleanup);
@@ -127,6 +128,38 @@ describe('the app page', () => {
     await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
     expect(harness.fake.requests[0]).toMatchObject({ seed: 77, settings: { residual: false, smooth: true, topK: 12, cfg: 6.5, guidedScales: 4 } });
     expect((screen.getByRole('checkbox', { name: 'Random' }) as HTMLInputElement).checked).toBe(false);
+  });
+
+  it("shows the package's top-k schedule with 1-based scales, sends and re-runs it, and a number overrides it", async () => {
+    const schedule = { values: [600, 300], from: [0, 7] };
+    const harness = await loaded({ info: fakeInfo({ defaults: { ...FAKE_DEFAULTS, topK: schedule } }) });
+    renderApp(harness);
+    const topK = screen.getByRole('spinbutton', { name: 'Top-k' }) as HTMLInputElement;
+    expect(topK.value).toBe('');
+    expect(screen.getByText('600, 300 from scale 8')).toBeTruthy();
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a red circle' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
+    expect(harness.fake.requests[0].settings?.topK).toEqual(schedule);
+    const gallery = screen.getByRole('list', { name: 'Gallery' });
+    expect(within(gallery).getByText(/top-k 600, 300 from scale 8/)).toBeTruthy();
+
+    fireEvent.change(topK, { target: { value: '40' } });
+    expect((screen.getByRole('spinbutton', { name: 'Top-k' }) as HTMLInputElement).value).toBe('40');
+    expect(screen.queryByText('600, 300 from scale 8')).toBeNull();
+    fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
+    await waitFor(() => expect(harness.fake.requests).toHaveLength(2));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
+    expect(harness.fake.requests[1].settings?.topK).toBe(40);
+
+    // The first image's re-run brings its schedule back; "Model defaults" does too.
+    const rerun = screen.getAllByRole('button', { name: 'Re-run “a red circle”' });
+    fireEvent.click(rerun[rerun.length - 1]);
+    await waitFor(() => expect(harness.fake.requests).toHaveLength(3));
+    expect(harness.fake.requests[2].settings?.topK).toEqual(schedule);
+    fireEvent.change(screen.getByRole('spinbutton', { name: 'Top-k' }), { target: { value: '40' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Model defaults' }));
+    expect(screen.getByText('600, 300 from scale 8')).toBeTruthy();
   });
 
   it('while loading on WASM, lists the warm-up as skipped, with its reason, and the bar is full after the upload', async () => {

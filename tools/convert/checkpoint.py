@@ -19,7 +19,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import torch
 
-from hart.config import CONFIGS, HartConfig, SamplingDefaults, TextEncoderConfig
+from hart.config import CONFIGS, HartConfig, SamplingDefaults, TextEncoderConfig, hart_sampling
 from hart.diffusion import DiffusionConfig
 from hart.quantizer import QuantizerConfig
 from hart.qwen2 import Qwen2Config
@@ -264,16 +264,18 @@ def hart_config(llm: Mapping, tokenizer: Mapping, text: TextEncoderConfig,
             quantizer=QuantizerConfig(vocab_size=int(tokenizer["vocab_size"]), channels=z, patch_nums=patch_nums,
                                       quant_resi=float(tokenizer["quant_resi"]),
                                       phi_count=int(tokenizer["share_quant_resi"])),
-            # HART hard-codes num_res_blocks=2 (vq-f16 ddconfig); it is not a config field.
+            # HART hard-codes num_res_blocks=2 (vq-f16 ddconfig) and GroupNorm(32) at every width
+            # (basic_vae.py's Normalize); neither is a config field.
             vae=VaeConfig(image_size=image_size, ch=int(tokenizer["ch"]), ch_mult=ch_mult, num_res_blocks=2,
-                          z_channels=z, attn_resolution_lowest=True, dropout=0.0),
+                          z_channels=z, attn_resolution_lowest=True, dropout=0.0, norm_groups=32),
             diffusion=DiffusionConfig(in_channels=z, width=int(llm["diff_width"]), depth=int(llm["diff_depth"]),
                                       cond_dim=int(llm["embed_dim"]), steps=int(llm["num_sampling_steps"])),
             text_encoder=text,
             width=int(llm["embed_dim"]), depth=int(llm["depth"]), heads=int(llm["num_heads"]),
             context_tokens=int(llm["context_token"]), context_dim=int(llm["context_dim"]),
             norm_eps=float(llm["norm_eps"]),
-            sampling=sampling or base.sampling,
+            # The official inference defaults, whatever the package is called.
+            sampling=sampling or hart_sampling(),
             description=description if description is not None else base.description,
             examples=tuple(examples) or base.examples,
         )

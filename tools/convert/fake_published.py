@@ -330,8 +330,12 @@ def _write_json(path: str, data: dict) -> None:
         json.dump(data, f, indent=2)
 
 
-def build(out: str, seed: int = 0) -> Dict[str, "OrderedDict[str, torch.Tensor]"]:
+def build(out: str, seed: int = 0, tokenizer_ch: int = TOKENIZER_CONFIG["ch"]) -> Dict[str, "OrderedDict[str, torch.Tensor]"]:
     """Write the fake published folders under `out`; return the tensors written, by file role.
+
+    `tokenizer_ch` is the tokenizer's base width (`ch`, a multiple of 32). The default, 32, makes
+    layers of 32 and 64 channels: narrower than any published layer (128 and up), so the
+    converted decoder shows whether it normalises in 32 groups at every width as HART does.
 
     Returned keys: 'ema' (EMA transformer weights, published names, no buffers), 'main'
     (the non-EMA weights), 'vae' (tokenizer weights without the `vae.` prefix), 'qwen'
@@ -342,6 +346,9 @@ def build(out: str, seed: int = 0) -> Dict[str, "OrderedDict[str, torch.Tensor]"
     for d in (llm_dir, tok_dir, qwen_dir):
         os.makedirs(d, exist_ok=True)
 
+    if tokenizer_ch <= 0 or tokenizer_ch % 32:
+        raise ValueError(f"tokenizer_ch {tokenizer_ch}: HART's GroupNorm(32) needs a multiple of 32")
+    tok_config = {**TOKENIZER_CONFIG, "ch": tokenizer_ch}
     t_shapes = transformer_shapes(LLM_CONFIG, TOKENIZER_CONFIG["z_channels"], TOKENIZER_CONFIG["vocab_size"])
     ema = random_tensors(t_shapes, g)
     main = random_tensors(t_shapes, g)
@@ -351,14 +358,14 @@ def build(out: str, seed: int = 0) -> Dict[str, "OrderedDict[str, torch.Tensor]"
     torch.save(OrderedDict(list(ema.items()) + list(hart_buffers(LLM_CONFIG).items())),
                os.path.join(llm_dir, "ema_model.bin"))
 
-    vae = random_tensors(tokenizer_shapes(TOKENIZER_CONFIG), g)
+    vae = random_tensors(tokenizer_shapes(tok_config), g)
     stored = OrderedDict((f"vae.{k}", v) for k, v in vae.items())
     stored["vae.quantize.ema_vocab_hit_SV"] = torch.rand(len(TOKENIZER_CONFIG["v_patch_nums"]),
                                                           TOKENIZER_CONFIG["vocab_size"], generator=g)
     for k, v in random_tensors(discriminator_shapes(), g).items():
         stored[f"disc.{k}"] = v
     stored["disc.main.3.num_batches_tracked"] = torch.tensor(7)
-    _write_json(os.path.join(tok_dir, "config.json"), TOKENIZER_CONFIG)
+    _write_json(os.path.join(tok_dir, "config.json"), tok_config)
     save_file(stored, os.path.join(tok_dir, "model.safetensors"), metadata={"format": "pt"})
 
     qwen = OrderedDict((k, v.bfloat16()) for k, v in random_tensors(qwen2_shapes(QWEN_CONFIG), g).items())
@@ -384,8 +391,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="tools/py convert.fake_published", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="folder to create (hart/ and qwen/ go inside)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tokenizer-ch", type=int, default=TOKENIZER_CONFIG["ch"],
+                        help="the tokenizer's base width, a multiple of 32 (default %(default)s: layers of 32 and 64 channels)")
     args = parser.parse_args()
-    build(args.out, args.seed)
+    build(args.out, args.seed, args.tokenizer_ch)
     print(f"wrote {os.path.join(args.out, 'hart')} and {os.path.join(args.out, 'qwen')}")
 
 

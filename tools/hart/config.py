@@ -6,7 +6,7 @@ package's manifest, so nothing about a model is hard-coded elsewhere.
 import copy
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Tuple
+from typing import Tuple, Union
 
 from .diffusion import DiffusionConfig
 from .quantizer import QuantizerConfig, phi_index
@@ -38,10 +38,17 @@ class TextEncoderConfig:
     word_skip: bool = False
 
 
+# HART's official top-k per scale: 600 on scales 0–6, 300 from scale 7 on (0-based), as
+# `autoregressive_infer_cfg` in hart_transformer_t2i.py hard-codes it (docs/hart.md §7).
+HART_TOP_K = {"values": [600, 300], "from": [0, 7]}
+
+
 @dataclass
 class SamplingDefaults:
     cfg: float = 4.0
-    top_k: int = 0
+    # A number for every scale, or a schedule {"values": [k0, k1, …], "from": [0, s1, …]}: values[i]
+    # from 0-based scale from[i] on (docs/model-package.md §2). 0 turns top-k off.
+    top_k: Union[int, dict] = 0
     top_p: float = 0.0
     temperature: float = 1.0
     smooth: bool = False
@@ -52,9 +59,39 @@ class SamplingDefaults:
     guided_scales: int = 0
 
 
+def check_top_k(top_k) -> None:
+    """Raises ValueError unless `top_k` is a whole number ≥ 0 or a valid schedule."""
+    if isinstance(top_k, int) and not isinstance(top_k, bool):
+        if top_k < 0:
+            raise ValueError(f"top_k {top_k} is negative")
+        return
+    if not isinstance(top_k, dict) or set(top_k) != {"values", "from"}:
+        raise ValueError(f"top_k {top_k!r} is neither a whole number nor {{'values': [...], 'from': [...]}}")
+    values, starts = list(top_k["values"]), list(top_k["from"])
+    whole = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values + starts)
+    if not values or len(values) != len(starts) or not whole or starts[0] != 0 or \
+            any(b <= a for a, b in zip(starts, starts[1:])):
+        raise ValueError(f"top_k schedule {top_k!r}: values and from must be as long, whole numbers ≥ 0, "
+                         "and from must start at 0 and increase")
+
+
+def top_k_at(top_k, scale: int) -> int:
+    """The top-k of 0-based scale `scale` under a number or a schedule."""
+    if not isinstance(top_k, dict):
+        return int(top_k)
+    k = top_k["values"][0]
+    for value, start in zip(top_k["values"], top_k["from"]):
+        if scale >= start:
+            k = value
+    return int(k)
+
+
 def sampling_json(s: SamplingDefaults) -> dict:
     """Sampling settings under the engine's names (SamplingSettings in src/engine/types.ts)."""
-    return {"cfg": s.cfg, "topK": s.top_k, "topP": s.top_p, "temperature": s.temperature,
+    check_top_k(s.top_k)
+    top_k = s.top_k if not isinstance(s.top_k, dict) else {"values": list(s.top_k["values"]),
+                                                             "from": list(s.top_k["from"])}
+    return {"cfg": s.cfg, "topK": top_k, "topP": s.top_p, "temperature": s.temperature,
             "smooth": s.smooth, "residual": s.residual, "guidedScales": s.guided_scales}
 
 
@@ -159,6 +196,12 @@ class HartConfig:
         return build_dataclass(cls, data)
 
 
+def hart_sampling() -> SamplingDefaults:
+    """The official inference defaults of mit-han-lab/hart (sources in docs/convert.md)."""
+    return SamplingDefaults(cfg=4.5, top_k=copy.deepcopy(HART_TOP_K), top_p=0.0, temperature=1.0, smooth=True,
+                            residual=True, guided_scales=0)
+
+
 def _shapes_text_encoder(width: int, depth: int, heads: int, tokens: int) -> TextEncoderConfig:
     return TextEncoderConfig(kind="small", vocab_size=len(SHAPES_WORDS) + 2, width=width, depth=depth,
                              heads=heads, max_tokens=tokens, words=tuple(SHAPES_WORDS))
@@ -170,14 +213,15 @@ def _hart_0_7b() -> HartConfig:
         name="hart-0.7b-1024px",
         image_size=1024,
         quantizer=QuantizerConfig(vocab_size=4096, channels=32, patch_nums=patch_nums),
-        vae=VaeConfig(image_size=1024, ch=160, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, z_channels=32),
+        vae=VaeConfig(image_size=1024, ch=160, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, z_channels=32,
+                      norm_groups=32),
         diffusion=DiffusionConfig(in_channels=32, width=1024, depth=6, cond_dim=1536),
         # Qwen2-1.5B (docs/hart.md §2): not built here; the converter supplies it.
         text_encoder=TextEncoderConfig(kind="qwen2", vocab_size=151936, width=1536, depth=28, heads=12,
                                        max_tokens=32768),
         width=1536, depth=24, heads=24,
         context_tokens=300, context_dim=1536,
-        sampling=SamplingDefaults(cfg=4.5, top_k=600, top_p=0.0, temperature=1.0, smooth=False, residual=True),
+        sampling=hart_sampling(),
         description="HART 0.7B at 1024 px (published shapes).",
     )
 

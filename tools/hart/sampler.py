@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .config import HartConfig, SamplingDefaults
+from .config import HartConfig, SamplingDefaults, top_k_at
 from .model import HartModel
 from .rope import cfg_image_rope, cfg_text_rope
 from .text_vocab import PAD_ID, tokenize
@@ -177,7 +177,7 @@ def generate(model: HartModel, prompts: Sequence[str], settings: SamplingDefault
         guidance = guidance_at(settings.cfg, k, K, settings.guided_scales)
         logits = tr.guided_logits(hidden, head_cond, guidance)           # [B, L, V] float32
         flat = logits.reshape(-1, c.vocab_size).numpy()
-        kept = filter_logits(flat, settings.temperature, settings.top_k, settings.top_p)
+        kept = filter_logits(flat, settings.temperature, top_k_at(settings.top_k, k), settings.top_p)
         if forced is not None and k < len(forced):
             idx = np.asarray(forced[k], dtype=np.int64).reshape(-1)
         else:

@@ -25,10 +25,23 @@ class VaeConfig:
     z_channels: int
     attn_resolution_lowest: bool = True
     dropout: float = 0.0
+    # Groups of every GroupNorm. HART's tokenizer (VAR's `Normalize`) uses 32 at every width;
+    # the converter sets 32. 0 is the rule our small tokenizers were trained with
+    # (`legacy_num_groups`), and what configs saved before this field existed mean.
+    norm_groups: int = 0
+
+    def groups(self, channels: int) -> int:
+        """The GroupNorm group count of a layer `channels` wide."""
+        if self.norm_groups == 0:
+            return legacy_num_groups(channels)
+        if channels % self.norm_groups:
+            raise ValueError(f"norm_groups {self.norm_groups} does not divide a {channels}-channel layer")
+        return self.norm_groups
 
 
-def _num_groups(channels: int) -> int:
-    """32 groups as published (C ≥ 128); narrower layers keep at least 4 channels per group.
+def legacy_num_groups(channels: int) -> int:
+    """Our small tokenizers' rule: 32 groups from C = 128 on; narrower layers keep at least 4
+    channels per group (HART itself uses 32 groups at every width).
 
     With one channel per group GroupNorm becomes InstanceNorm and drops each channel's mean
     over the image, which at full resolution is the flat background colour the decoder must
@@ -49,8 +62,8 @@ class GroupNorm(nn.GroupNorm):
     InstanceNormalization route depends on the EP).
     """
 
-    def __init__(self, channels: int):
-        super().__init__(_num_groups(channels), channels, eps=1e-6, affine=True)
+    def __init__(self, channels: int, groups: int = 0):
+        super().__init__(groups or legacy_num_groups(channels), channels, eps=1e-6, affine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The statistics are computed in float32; the result goes back to the input's dtype so
@@ -71,11 +84,11 @@ class GroupNorm(nn.GroupNorm):
 
 
 class ResnetBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, dropout: float):
+    def __init__(self, in_channels: int, out_channels: int, dropout: float, config: VaeConfig):
         super().__init__()
-        self.norm1 = GroupNorm(in_channels)
+        self.norm1 = GroupNorm(in_channels, config.groups(in_channels))
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = GroupNorm(out_channels)
+        self.norm2 = GroupNorm(out_channels, config.groups(out_channels))
         self.dropout = nn.Dropout(dropout) if dropout > 1e-6 else nn.Identity()
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         # Only channel-changing blocks own a 1×1 shortcut (key `nin_shortcut`).
@@ -90,9 +103,9 @@ class ResnetBlock(nn.Module):
 class AttnBlock(nn.Module):
     """Single-head self-attention over all positions, with one 1×1 conv producing q, k, v."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, config: VaeConfig):
         super().__init__()
-        self.norm = GroupNorm(channels)
+        self.norm = GroupNorm(channels, config.groups(channels))
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj_out = nn.Conv2d(channels, channels, 1)
         self.scale = channels ** -0.5
@@ -130,11 +143,11 @@ class Upsample(nn.Module):
         return self.conv(x)
 
 
-def _mid(channels: int, dropout: float) -> nn.Module:
+def _mid(channels: int, config: VaeConfig) -> nn.Module:
     mid = nn.Module()
-    mid.block_1 = ResnetBlock(channels, channels, dropout)
-    mid.attn_1 = AttnBlock(channels)
-    mid.block_2 = ResnetBlock(channels, channels, dropout)
+    mid.block_1 = ResnetBlock(channels, channels, config.dropout, config)
+    mid.attn_1 = AttnBlock(channels, config)
+    mid.block_2 = ResnetBlock(channels, channels, config.dropout, config)
     return mid
 
 
@@ -152,15 +165,15 @@ class Encoder(nn.Module):
             block_out = ch * mult[i]
             lowest = i == levels - 1
             for _ in range(config.num_res_blocks):
-                level.block.append(ResnetBlock(block_in, block_out, config.dropout))
+                level.block.append(ResnetBlock(block_in, block_out, config.dropout, config))
                 block_in = block_out
                 if lowest and config.attn_resolution_lowest:
-                    level.attn.append(AttnBlock(block_in))
+                    level.attn.append(AttnBlock(block_in, config))
             if not lowest:
                 level.downsample = Downsample(block_in)
             self.down.append(level)
-        self.mid = _mid(block_in, config.dropout)
-        self.norm_out = GroupNorm(block_in)
+        self.mid = _mid(block_in, config)
+        self.norm_out = GroupNorm(block_in, config.groups(block_in))
         self.conv_out = nn.Conv2d(block_in, config.z_channels, 3, padding=1)
 
     def forward(self, x):
@@ -182,7 +195,7 @@ class Decoder(nn.Module):
         ch, mult, levels = config.ch, tuple(config.ch_mult), len(config.ch_mult)
         block_in = ch * mult[-1]
         self.conv_in = nn.Conv2d(config.z_channels, block_in, 3, padding=1)
-        self.mid = _mid(block_in, config.dropout)
+        self.mid = _mid(block_in, config)
         # `up.{i}` is indexed by level (0 = full resolution) although forward runs from the lowest level up.
         ups = []
         for i in reversed(range(levels)):
@@ -190,15 +203,15 @@ class Decoder(nn.Module):
             level.block, level.attn = nn.ModuleList(), nn.ModuleList()
             block_out = ch * mult[i]
             for _ in range(config.num_res_blocks + 1):
-                level.block.append(ResnetBlock(block_in, block_out, config.dropout))
+                level.block.append(ResnetBlock(block_in, block_out, config.dropout, config))
                 block_in = block_out
                 if i == levels - 1 and config.attn_resolution_lowest:
-                    level.attn.append(AttnBlock(block_in))
+                    level.attn.append(AttnBlock(block_in, config))
             if i != 0:
                 level.upsample = Upsample(block_in)
             ups.insert(0, level)
         self.up = nn.ModuleList(ups)
-        self.norm_out = GroupNorm(block_in)
+        self.norm_out = GroupNorm(block_in, config.groups(block_in))
         self.conv_out = nn.Conv2d(block_in, out_channels, 3, padding=1)
 
     def forward(self, z):

@@ -9,6 +9,7 @@ message naming it.
 """
 
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -190,6 +191,38 @@ class ConvertedPackageTest(unittest.TestCase):
                           "decoder", "preview"})
         self.assertNotIn("fp16", self.manifest["graphs"]["textEncoder"])
         self.assertIn("fp16", self.manifest["graphs"]["transformer"])
+
+    def test_sampling_defaults_are_hart_official(self):
+        """cfg 4.5 and more_smooth on (sample.py), top-p off and top-k 600 before scale 7, 300 from it
+        (autoregressive_infer_cfg), temperature 1 (no logit temperature in HART)."""
+        self.assertEqual(self.manifest["sampling"], {
+            "cfg": 4.5, "topK": {"values": [600, 300], "from": [0, 7]}, "topP": 0.0, "temperature": 1.0,
+            "smooth": True, "residual": True, "guidedScales": 0})
+
+    def test_decoder_normalises_in_32_groups_at_every_width(self):
+        """HART's `Normalize` is GroupNorm(32, eps 1e-6) whatever the width: the converted decoder of
+        the stand-in's narrow tokenizer (32- and 64-channel layers) equals a decoder built with it."""
+        from hart.vae import GroupNorm as OurGroupNorm, legacy_num_groups
+
+        def reference(groups_of):
+            tokenizer = copy.deepcopy(self.model.tokenizer)
+            for module in list(tokenizer.modules()):
+                for name, child in list(module.named_children()):
+                    if isinstance(child, OurGroupNorm):
+                        norm = torch.nn.GroupNorm(groups_of(child.num_channels), child.num_channels, eps=1e-6)
+                        norm.load_state_dict(child.state_dict())
+                        setattr(module, name, norm)
+            return tokenizer.eval()
+
+        widths = {m.num_channels for m in self.model.tokenizer.decoder.modules() if isinstance(m, OurGroupNorm)}
+        self.assertEqual(widths, {32, 64})
+        f_hat = torch.randn(1, 8, 4, 4, generator=torch.Generator().manual_seed(5)) * 2
+        with torch.no_grad():
+            want = reference(lambda c: 32).decode_unit(f_hat).numpy()
+            old = reference(legacy_num_groups).decode_unit(f_hat).numpy()
+        self.assertGreater(rel_error(old, want), 1e-2)   # the two groupings are told apart
+        (got,) = run_onnx([(self.graph_path("decoder"), {"f_hat": f_hat.numpy()}, "all")], self.tmp.name)
+        self.assertLess(rel_error(got["image"], want), 1e-4)
 
     def test_package_validates(self):
         self.assertEqual(validate_package(self.out)["name"], "hart-0.7b-1024px")

@@ -6,7 +6,7 @@ import unittest
 import numpy as np
 import torch
 
-from hart.config import SamplingDefaults, get_config
+from hart.config import SamplingDefaults, check_top_k, get_config, sampling_json, top_k_at
 from hart.model import HartModel
 from hart.sampler import (encode_prompts, filter_logits, generate, guidance_at, gumbel_tau, make_draws,
                           sample_tokens, scale_ratio, smooth_vectors, to_pixels)
@@ -35,6 +35,20 @@ class ScheduleTest(unittest.TestCase):
         cut = [guidance_at(4.0, k, K, 6) for k in range(K)]
         self.assertEqual(cut[:6], [guidance_at(4.0, k, K) for k in range(6)])
         self.assertEqual(cut[6:], [0.0] * 4)   # the last scale (and so the residual head) too
+
+
+class TopKScheduleTest(unittest.TestCase):
+    def test_official_schedule_and_checks(self):
+        hart = get_config("hart-0.7b-1024px").sampling
+        self.assertEqual(hart.top_k, {"values": [600, 300], "from": [0, 7]})
+        self.assertEqual([top_k_at(hart.top_k, k) for k in (0, 6, 7, 13)], [600, 600, 300, 300])
+        self.assertEqual(top_k_at(20, 5), 20)
+        self.assertEqual(sampling_json(hart)["topK"], {"values": [600, 300], "from": [0, 7]})
+        for bad in ({"values": [600, 300], "from": [1, 7]}, {"values": [600, 300], "from": [0, 0]},
+                    {"values": [600], "from": [0, 7]}, {"values": [600, -1], "from": [0, 7]},
+                    {"values": [600, 300]}, -1, 2.5, [600, 300]):
+            with self.assertRaises(ValueError, msg=repr(bad)):
+                check_top_k(bad)
 
 
 class TokenSamplingTest(unittest.TestCase):
@@ -147,6 +161,18 @@ class GenerateTest(unittest.TestCase):
         res_map = with_res.residual.reshape(1, side * side, cv).transpose(0, 2, 1).reshape(1, cv, side, side)
         np.testing.assert_allclose(with_res.scales[-1]["f_hat"] - without.scales[-1]["f_hat"], res_map, atol=1e-5)
         self.assertLessEqual(np.abs(with_res.residual).max(), 0.6 + 1e-6)   # clip_denoised · 0.6
+
+    def test_top_k_schedule_applies_per_scale(self):
+        # Top-k off on scales 0–1, top-1 from scale 2 on: scales 2 and 3 take their argmax.
+        hits = []
+        for seed in (1, 2, 3):
+            s = SamplingDefaults(cfg=2.5, top_k={"values": [0, 1], "from": [0, 2]}, top_p=0.0, residual=False)
+            trace = generate(self.model, [PROMPT], s, make_draws(self.config, 1, seed, smooth=False, residual=False))
+            for k, scale in enumerate(trace.scales):
+                best = scale["logits"].reshape(-1, self.config.vocab_size).argmax(-1)
+                hits.append((k, bool(np.array_equal(scale["tokens"].reshape(-1), best))))
+        self.assertTrue(all(hit for k, hit in hits if k >= 2))
+        self.assertFalse(all(hit for k, hit in hits if k < 2))
 
     def test_forced_scales_take_the_given_tokens(self):
         drawn, _ = self.run_sampler(residual=False)

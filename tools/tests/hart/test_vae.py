@@ -1,4 +1,5 @@
 import io
+import os
 import unittest
 
 import onnx
@@ -6,8 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from hart.quantizer import QuantizerConfig
-from hart.vae import Decoder, GroupNorm, HybridTokenizer, VaeConfig
+from hart.config import get_config
+from hart.saved import build_dataclass, load_saved
+from hart.vae import Decoder, GroupNorm, HybridTokenizer, VaeConfig, tokenizer_blob
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 SMALL_VAE = VaeConfig(image_size=32, ch=16, ch_mult=(1, 2, 2), num_res_blocks=1, z_channels=8)
 SMALL_Q = QuantizerConfig(vocab_size=32, channels=8, patch_nums=(1, 2, 3, 4, 6, 8))
 
@@ -26,6 +30,28 @@ class GroupNormPaths(unittest.TestCase):
             gn.bias.normal_()
         x = torch.randn(2, 48, 5, 7) * 3 + 1
         self.assertLess((gn._decomposed(x) - F.group_norm(x, 12, gn.weight, gn.bias, 1e-6)).abs().max().item(), 1e-5)
+
+    def test_group_count_is_a_config_value(self):
+        """0 (the default, and what configs saved before the field mean) keeps the rule our small
+        tokenizers were trained with; HART's published tokenizer uses 32 groups at every width."""
+        def groups(config):
+            return sorted({(m.num_channels, m.num_groups) for m in Decoder(config).modules() if isinstance(m, GroupNorm)})
+        self.assertEqual(groups(SMALL_VAE), [(16, 4), (32, 8)])
+        self.assertEqual(groups(VaeConfig(32, 32, (1, 2), 1, 8, norm_groups=32)), [(32, 32), (64, 32)])
+        with self.assertRaises(ValueError):
+            Decoder(VaeConfig(32, 16, (1, 2), 1, 8, norm_groups=32))
+        saved = {k: v for k, v in SMALL_VAE.__dict__.items() if k != "norm_groups"}
+        self.assertEqual(build_dataclass(VaeConfig, saved).norm_groups, 0)
+        self.assertEqual(get_config("hart-0.7b-1024px").vae.norm_groups, 32)
+        self.assertEqual(get_config("shapes-128").vae.norm_groups, 0)
+
+    def test_shapes_checkpoint_loads_with_its_trained_grouping(self):
+        blob = tokenizer_blob(load_saved(os.path.join(ROOT, "checkpoints", "hart-shapes-128.pt")))
+        vae = build_dataclass(VaeConfig, blob["config"]["vae"])
+        self.assertEqual(vae.norm_groups, 0)
+        model = HybridTokenizer(vae, build_dataclass(QuantizerConfig, blob["config"]["quantizer"]))
+        model.load_state_dict(blob["state_dict"])
+        self.assertEqual(model.decoder.up[0].block[0].norm1.num_groups, 8)   # 32 channels, as trained
 
     def test_bf16_input_under_autocast(self):
         # torch 1.13's own GroupNorm fails here; ours computes in float32 and returns bf16.
