@@ -226,6 +226,20 @@ export async function errorJourney({ browser, baseUrl, query, shots, timeouts, s
       check(/manifest\.json/.test(alert) && /404/.test(alert), `the error does not name the file and cause: "${alert}"`);
       await screenshotState(page, shots, 'error-missing-model', { texts: ['The model could not be loaded', 'manifest.json'] });
     });
+    await step('error: a ?model= that is no URL is reported and the default model opens', async () => {
+      const page = await context.newPage();
+      const errors = [];
+      page.on('pageerror', (error) => errors.push(error.message));
+      await page.goto(`${baseUrl}/?backend=wasm&model=http%3A%2F%2F%5B`);
+      await page.waitForSelector('[role="status"]', { timeout: 30_000 }).catch(async () => {
+        const body = ((await page.locator('body').textContent()) ?? '').trim();
+        throw new Error(`the page shows no app (body: "${body.slice(0, 200)}"; errors: ${errors.join(' | ')})`);
+      });
+      await waitForStatus(page, /^Ready$/, timeouts.load);
+      const alert = (await page.getByRole('alert').textContent()) ?? '';
+      check(/The page address/.test(alert) && /"http:\/\/\[" is not a URL/.test(alert), `the banner does not say the model option is no URL: "${alert}"`);
+      check(errors.length === 0, `the page threw: ${errors.join(' | ')}`);
+    });
   } finally {
     await context.close();
   }
