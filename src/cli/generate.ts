@@ -1,5 +1,6 @@
 // `npm run generate`: text → PNG from the command line, with the same engine as the browser.
 // Exit status: 0 success, 2 bad arguments or input (one line on stderr), 1 anything else.
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -215,9 +216,50 @@ export function describeFailure(error: unknown): { status: number; line: string 
   return { status: 1, line: `error: ${message.split('\n')[0]}` };
 }
 
+/**
+ * onnxruntime-node crashes (SIGSEGV in `session.run`) in a process whose command line is long,
+ * whatever JavaScript does with `process.argv` afterwards. So a long command line (a long
+ * --prompt) never reaches the process that runs the engine: this one starts the CLI again with a
+ * short command line and hands it the arguments through a pipe.
+ */
+const ARGV_BYTES_LIMIT = 8 * 1024;
+const ARGV_FD_ENV = 'HART_CLI_ARGV_FD';
+
+function argumentsOfThisRun(): string[] {
+  const fd = process.env[ARGV_FD_ENV];
+  if (fd === undefined) return process.argv.slice(2);
+  delete process.env[ARGV_FD_ENV];
+  return JSON.parse(readFileSync(Number(fd), 'utf8')) as string[];
+}
+
+function argvBytes(argv: string[]): number {
+  return argv.reduce((sum, arg) => sum + Buffer.byteLength(arg) + 1, 0);
+}
+
+/** Runs the CLI in a child with the arguments on fd 3; resolves to its exit status. */
+function rerunWithShortArgv(args: string[]): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...process.execArgv, process.argv[1]], {
+      stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+      env: { ...process.env, [ARGV_FD_ENV]: '3' },
+    });
+    (child.stdio[3] as NodeJS.WritableStream).end(JSON.stringify(args));
+    child.on('error', (error) => {
+      console.error(`error: could not start the CLI again: ${error.message}`);
+      resolve(1);
+    });
+    child.on('exit', (code, signal) => {
+      if (signal) console.error(`error: the engine stopped (${signal}).`);
+      resolve(code ?? 1);
+    });
+  });
+}
+
 const invokedDirectly = process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
-if (invokedDirectly) {
-  main(process.argv.slice(2)).then(
+if (invokedDirectly && process.env[ARGV_FD_ENV] === undefined && argvBytes(process.argv) > ARGV_BYTES_LIMIT) {
+  rerunWithShortArgv(process.argv.slice(2)).then((status) => process.exit(status));
+} else if (invokedDirectly) {
+  main(argumentsOfThisRun()).then(
     (status) => process.exit(status),
     (error) => {
       const { status, line } = describeFailure(error);

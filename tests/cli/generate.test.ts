@@ -48,6 +48,16 @@ describe('npm run generate', () => {
     expect(readPngText(new Uint8Array(readFileSync(path.join(dir, '001.png')))).prompt).toBe('two green squares on a white background');
   });
 
+  it('a 40 KB --prompt runs to the end on onnxruntime-node (a long command line must not reach it)', () => {
+    const prompt = 'red circle '.repeat(4000);
+    expect(Buffer.byteLength(prompt)).toBeGreaterThan(40_000);
+    const out = path.join(work, 'long.png');
+    const run = cli('--model', FIXTURE, '--prompt', prompt, '--out', out);
+    expect(run.stderr).not.toMatch(/^error/m);
+    expect(run.status).toBe(0);
+    expect(readPngText(new Uint8Array(readFileSync(out))).prompt).toBe(prompt);
+  });
+
   it('exits 2 with one clear line on bad arguments or input', () => {
     const cases: [string[], RegExp][] = [
       [['--seed', '1'], /Missing --prompt/],
