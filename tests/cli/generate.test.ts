@@ -56,6 +56,10 @@ describe('npm run generate', () => {
     expect(run.stderr).not.toMatch(/^error/m);
     expect(run.status).toBe(0);
     expect(readPngText(new Uint8Array(readFileSync(out))).prompt).toBe(prompt);
+    // The warning says where the prompt was cut and how much, in one short line.
+    const warning = run.stderr.split('\n').find((line) => line.startsWith('warning:')) ?? '';
+    expect(warning).toMatch(/the model reads the first \d+, up to ".*red circle", and the other \d+ tokens were cut\.$/);
+    expect(warning.length).toBeLessThan(300);
   });
 
   it('exits 2 with one clear line on bad arguments or input', () => {

@@ -240,6 +240,19 @@ export async function errorJourney({ browser, baseUrl, query, shots, timeouts, s
       check(/The page address/.test(alert) && /"http:\/\/\[" is not a URL/.test(alert), `the banner does not say the model option is no URL: "${alert}"`);
       check(errors.length === 0, `the page threw: ${errors.join(' | ')}`);
     });
+    await step('error: a 40 KB prompt runs and its warning stays one short line', async () => {
+      const page = await context.newPage();
+      await page.goto(`${baseUrl}/${query}`);
+      await waitForStatus(page, /^Ready$/, timeouts.load);
+      await page.getByRole('textbox', { name: 'Prompt' }).fill('red circle '.repeat(4000));
+      await page.getByRole('button', { name: 'Generate' }).click();
+      await waitForStatus(page, /^Done in/, timeouts.run);
+      const warnings = await page.locator('.run-times .warn').allTextContents();
+      const cut = warnings.find((w) => /were cut/.test(w));
+      check(cut && cut.length < 300, `expected one short warning saying what was cut, got ${JSON.stringify(warnings.map((w) => w.slice(0, 200)))}`);
+      const height = await page.evaluate(() => document.documentElement.scrollHeight);
+      check(height < 3000, `the page is ${height} px tall after a long prompt`);
+    });
   } finally {
     await context.close();
   }
