@@ -1,7 +1,7 @@
 // `npm run generate`: text → PNG from the command line, with the same engine as the browser.
 // Exit status: 0 success, 2 bad arguments or input (one line on stderr), 1 anything else.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -11,6 +11,7 @@ import {
   encodePng,
   EngineError,
   loadEngine,
+  MAX_SEED,
   provenanceText,
   type GenerateEvent,
   type ImagePixels,
@@ -68,6 +69,14 @@ function numberArg(flag: string, text: string | undefined, integer = false): num
   return value;
 }
 
+/** A seed as typed: digits past 2^53 − 1 would round to another number, so they are refused as typed. */
+function seedArg(text: string): number {
+  if (/^\s*\d+\s*$/.test(text) && BigInt(text.trim()) > BigInt(MAX_SEED)) {
+    throw new UsageError(`--seed ${text.trim()}: the largest seed is ${MAX_SEED} (2^53 − 1).`);
+  }
+  return numberArg('--seed', text, true);
+}
+
 export function parseArgs(argv: string[]): CliOptions {
   const options: CliOptions = { seed: 0, out: 'out.png', model: DEFAULT_MODEL, settings: {}, json: false, backend: 'cpu', help: false };
   for (let i = 0; i < argv.length; i++) {
@@ -81,7 +90,7 @@ export function parseArgs(argv: string[]): CliOptions {
     switch (flag) {
       case '--prompt': options.prompt = value(); break;
       case '--prompts': options.prompts = value(); break;
-      case '--seed': options.seed = numberArg(flag, value(), true); break;
+      case '--seed': options.seed = seedArg(value()); break;
       case '--out': options.out = value(); break;
       case '--out-dir': options.outDir = value(); break;
       case '--model': options.model = value(); break;
@@ -117,14 +126,30 @@ export function parseArgs(argv: string[]): CliOptions {
   return options;
 }
 
+/**
+ * Text as it may appear on a terminal or in a PNG text chunk: control characters (NUL, ESC, BEL,
+ * DEL, C1) removed, tabs and line breaks as spaces. Prompts pass through it on the way in, and
+ * every line the CLI prints on stderr on the way out.
+ */
+export function withoutControlCharacters(text: string): string {
+  return text.replace(/[\t\n\r\v\f]/g, ' ').replace(/[\u0000-\u001f\u007f-\u009f]/g, '');
+}
+
 function readPrompts(file: string): string[] {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readFileSync(file, 'utf8');
+    bytes = readFileSync(file);
   } catch (error) {
     throw new UsageError(`--prompts ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}.`);
   }
-  const prompts = text.split(/\r?\n/).map((line) => line.trim()).filter(Boolean);
+  if (bytes.includes(0)) throw new UsageError(`--prompts ${file}: not a text file (it holds NUL bytes).`);
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new UsageError(`--prompts ${file}: not a text file (it is not valid UTF-8).`);
+  }
+  const prompts = text.replace(/^\uFEFF/, '').split(/\r?\n/).map((line) => withoutControlCharacters(line).trim()).filter(Boolean);
   if (prompts.length === 0) throw new UsageError(`--prompts ${file}: the file has no prompts.`);
   return prompts;
 }
@@ -141,6 +166,52 @@ function modelIO(source: string) {
   return createFsIO(folder);
 }
 
+/** The longest file name most file systems take, in bytes. */
+const NAME_BYTES_LIMIT = 255;
+
+/** The nearest folder that exists on the way to `dir` (which may not exist yet). */
+function nearestExisting(dir: string): string {
+  let current = path.resolve(dir);
+  while (!existsSync(current)) current = path.dirname(current);
+  return current;
+}
+
+/** Refuses a folder the CLI could not create or write in, in words. */
+function checkFolder(flag: string, given: string, dir: string): void {
+  const resolved = path.resolve(dir);
+  const tooLong = resolved.split(path.sep).find((part) => Buffer.byteLength(part) > NAME_BYTES_LIMIT);
+  if (tooLong !== undefined) throw new UsageError(`${flag} ${given}: a name in the path is too long (more than ${NAME_BYTES_LIMIT} bytes).`);
+  const existing = nearestExisting(resolved);
+  if (!statSync(existing).isDirectory()) throw new UsageError(`${flag} ${given}: ${existing} is a file, not a folder.`);
+  // Permissions alone do not tell (root, read-only mounts, /proc): write and remove a probe file.
+  const probe = path.join(existing, `.hart-web-write-check-${process.pid}`);
+  try {
+    closeSync(openSync(probe, 'wx'));
+    unlinkSync(probe);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'EROFS' ? 'is on a read-only file system' : code === 'ENOSPC' ? 'is on a full disk' : 'is not writable';
+    throw new UsageError(`${flag} ${given}: the folder ${existing} ${why}.`);
+  }
+}
+
+/** Every output path is checked before the model loads: a bad one costs no work. */
+function checkOutputs(options: CliOptions): void {
+  if (options.prompts === undefined) {
+    const out = path.resolve(options.out);
+    if (options.out.endsWith('/') || (existsSync(out) && statSync(out).isDirectory())) {
+      throw new UsageError(`--out ${options.out}: is a folder; give a file name such as out.png.`);
+    }
+    if (Buffer.byteLength(path.basename(out)) > NAME_BYTES_LIMIT) {
+      throw new UsageError(`--out ${options.out}: the file name is too long (more than ${NAME_BYTES_LIMIT} bytes).`);
+    }
+    checkFolder('--out', options.out, path.dirname(out));
+  } else {
+    checkFolder('--out-dir', options.outDir!, options.outDir!);
+  }
+  if (options.previews !== undefined) checkFolder('--previews', options.previews, options.previews);
+}
+
 function writeFile(file: string, bytes: Uint8Array): void {
   mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   writeFileSync(file, bytes);
@@ -154,7 +225,8 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const prompts = options.prompts !== undefined ? readPrompts(options.prompts) : [options.prompt!];
+  const prompts = options.prompts !== undefined ? readPrompts(options.prompts) : [withoutControlCharacters(options.prompt!)];
+  checkOutputs(options);
   const io = modelIO(options.model);
   const ort = await importNodeOrt(options.backend);
 
@@ -181,7 +253,7 @@ export async function main(argv: string[]): Promise<number> {
           writeFile(file, await encodePng(pixels, { ...provenanceText(result, 'HART Web (CLI)'), scale: String(index) }));
         }
       }
-      for (const warning of result.warnings) console.error(`warning: ${warning}`);
+      for (const warning of result.warnings) console.error(withoutControlCharacters(`warning: ${warning}`));
       if (options.json) {
         const timings = Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [k, round(v)]));
         console.log(
@@ -263,7 +335,7 @@ if (invokedDirectly && process.env[ARGV_FD_ENV] === undefined && argvBytes(proce
     (status) => process.exit(status),
     (error) => {
       const { status, line } = describeFailure(error);
-      console.error(line);
+      console.error(withoutControlCharacters(line));
       process.exit(status);
     },
   );
