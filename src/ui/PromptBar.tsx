@@ -1,4 +1,4 @@
-import type { KeyboardEvent } from 'react';
+import { useEffect, type KeyboardEvent } from 'react';
 import { isRunning } from '../app/runSlice';
 import { useApp } from './storeContext';
 
@@ -16,11 +16,21 @@ export function PromptBar() {
     if (event.key === 'Enter' && !event.shiftKey && !event.nativeEvent.isComposing) {
       event.preventDefault();
       void generate();
-    } else if (event.key === 'Escape' && running) {
-      event.preventDefault();
-      void cancel();
     }
   };
+
+  // Escape cancels a run wherever the focus is (the Cancel button's tooltip says so), unless
+  // something on the page used the key for itself first.
+  useEffect(() => {
+    if (!running) return;
+    const onEscape = (event: globalThis.KeyboardEvent) => {
+      if (event.key !== 'Escape' || event.defaultPrevented || event.isComposing) return;
+      event.preventDefault();
+      void cancel();
+    };
+    window.addEventListener('keydown', onEscape);
+    return () => window.removeEventListener('keydown', onEscape);
+  }, [running, cancel]);
 
   return (
     <form

@@ -113,6 +113,22 @@ describe('the app page', () => {
     expect(within(screen.getByRole('list', { name: 'Gallery' })).getAllByRole('listitem')).toHaveLength(1);
   });
 
+  it('Escape cancels a run wherever the focus is, not only in the prompt box', async () => {
+    const harness = await loaded({ stepMs: 20 });
+    renderApp(harness);
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a red circle' } });
+    const generateButton = screen.getByRole('button', { name: 'Generate' });
+    fireEvent.click(generateButton);
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Scale/));
+    generateButton.focus();
+    fireEvent.keyDown(generateButton, { key: 'Escape' });
+    expect(screen.getByRole('status').textContent).toBe('Cancelled');
+    fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Scale/));
+    fireEvent.keyDown(document.body, { key: 'Escape' });
+    expect(screen.getByRole('status').textContent).toBe('Cancelled');
+  });
+
   it('settings reach the engine', async () => {
     const harness = await loaded();
     renderApp(harness);
