@@ -95,7 +95,7 @@ describe('the app page', () => {
     await waitFor(() => expect(screen.getByText('purple').tagName).toBe('MARK'));
     const examples = screen.getByRole('group', { name: 'Example prompts' });
     fireEvent.click(within(examples).getByRole('button', { name: 'a blue square on green' }));
-    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/), { timeout: 3000 });
     expect(harness.fake.requests[0].prompt).toBe('a blue square on green');
   });
 
