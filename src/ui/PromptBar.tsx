@@ -70,6 +70,9 @@ export function PromptBar() {
   );
 }
 
+/** Unknown words the hint marks; a prompt may hold thousands, the others are counted. */
+const UNKNOWN_SHOWN = 12;
+
 function PromptHints() {
   const analysis = useApp((s) => s.analysis);
   const examples = useApp((s) => s.modelInfo?.examples);
@@ -82,7 +85,8 @@ function PromptHints() {
     <div className="prompt-hints">
       {unknown.length > 0 && (
         <p className="hint warn" id="unknown-words">
-          Unknown to this model: {unknown.map((w) => <mark key={w}>{w}</mark>)}. These words are ignored.
+          Unknown to this model: {unknown.slice(0, UNKNOWN_SHOWN).map((w) => <mark key={w}>{w}</mark>)}
+          {unknown.length > UNKNOWN_SHOWN && ` and ${unknown.length - UNKNOWN_SHOWN} more`}. These words are ignored.
         </p>
       )}
       {analysis?.truncated && (

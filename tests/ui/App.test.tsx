@@ -99,6 +99,17 @@ describe('the app page', () => {
     expect(harness.fake.requests[0].prompt).toBe('a blue square on green');
   });
 
+  it('marks twelve unknown words and counts the others, however long the prompt', async () => {
+    const harness = await loaded();
+    renderApp(harness);
+    const words = Array.from({ length: 500 }, (_, i) => `zz${i}`).join(' ');
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: `a ${words}` } });
+    await waitFor(() => expect(screen.getByText('zz0').tagName).toBe('MARK'));
+    const hint = document.getElementById('unknown-words')!;
+    expect(hint.querySelectorAll('mark')).toHaveLength(12);
+    expect(hint.textContent).toMatch(/zz11 and 488 more\. These words are ignored\.$/);
+  });
+
   it('Escape (like Cancel) stops the run and a new one can start at once', async () => {
     const harness = await loaded({ stepMs: 20 });
     renderApp(harness);
