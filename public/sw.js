@@ -2,7 +2,10 @@
 // Hashed build assets (scripts, styles, the ORT wasm) never change under a name, so they are
 // served from the cache first; the page itself is fetched from the network first and falls back
 // to the cached copy when offline. Model files are left alone: the engine caches those.
+// Lookups ignore `Vary`: servers such as `vite preview` answer with `Vary: Origin`, and a reload
+// sends other request headers than the first visit did, so a strict match would miss offline.
 const SHELL = 'hart-web-shell-v1';
+const MATCH = { ignoreVary: true };
 const scope = new URL(self.registration.scope);
 
 self.addEventListener('install', (event) => {
@@ -19,7 +22,7 @@ function isAsset(url) {
 
 async function cacheFirst(request) {
   const cache = await caches.open(SHELL);
-  const hit = await cache.match(request);
+  const hit = await cache.match(request, MATCH);
   if (hit) return hit;
   const response = await fetch(request);
   if (response.ok) await cache.put(request, response.clone()).catch(() => undefined);
@@ -33,7 +36,7 @@ async function networkFirst(request) {
     if (response.ok) await cache.put(scope.href, response.clone()).catch(() => undefined);
     return response;
   } catch (error) {
-    const hit = await cache.match(scope.href);
+    const hit = await cache.match(scope.href, MATCH);
     if (hit) return hit;
     throw error;
   }
@@ -46,7 +49,7 @@ self.addEventListener('message', (event) => {
   const wanted = urls.map((u) => new URL(u, scope)).filter(isAsset);
   event.waitUntil(
     caches.open(SHELL).then((cache) =>
-      Promise.all(wanted.map(async (url) => (await cache.match(url.href)) ?? cache.add(url.href).catch(() => undefined))),
+      Promise.all(wanted.map(async (url) => (await cache.match(url.href, MATCH)) ?? cache.add(url.href).catch(() => undefined))),
     ),
   );
 });

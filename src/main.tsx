@@ -3,10 +3,11 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { createEngineClient } from './app/engineClient';
 import { createIndexedDbGalleryStorage } from './app/galleryDb';
-import { backendFromSearch, modelUrlFromSearch, normalizeModelUrl } from './app/pageOptions';
+import { backendFromSearch, pageModelFromLocation } from './app/pageOptions';
 import { createAppStore } from './app/store';
 import { encodePng } from './engine/index';
 import { App } from './ui/App';
+import { ErrorBoundary } from './ui/ErrorBoundary';
 import { StoreProvider } from './ui/storeContext';
 import { registerOfflineCache } from './ui/offline';
 import './ui/app.css';
@@ -30,9 +31,11 @@ const store = createAppStore(
   backendFromSearch(location.search),
 );
 
-const modelUrl = normalizeModelUrl(modelUrlFromSearch(location.search, DEFAULT_MODEL), location.href);
+// No option of the address may stop the page: one it cannot use is reported in the error banner.
+const pageModel = pageModelFromLocation(location.search, location.href, DEFAULT_MODEL);
+if (pageModel.error) store.setState({ pageError: { code: 'bad-input', message: pageModel.error } });
 void store.getState().loadGallery();
-void store.getState().loadModel({ kind: 'url', url: modelUrl }, modelUrl.replace(location.origin, ''));
+void store.getState().loadModel({ kind: 'url', url: pageModel.url }, pageModel.label);
 registerOfflineCache(
   new Promise<void>((resolve) => {
     const unsubscribe = store.subscribe((state) => {
@@ -45,8 +48,10 @@ registerOfflineCache(
 
 createRoot(document.getElementById('root')!).render(
   <StrictMode>
-    <StoreProvider store={store}>
-      <App />
-    </StoreProvider>
+    <ErrorBoundary defaultHref={location.pathname}>
+      <StoreProvider store={store}>
+        <App />
+      </StoreProvider>
+    </ErrorBoundary>
   </StrictMode>,
 );

@@ -22,3 +22,25 @@ export function normalizeModelUrl(url: string, base: string): string {
   if (!absolute.pathname.endsWith('/')) absolute.pathname += '/';
   return absolute.href;
 }
+
+/** The model a page opens: its URL and how it is shown, or why the address's `?model=` cannot be used. */
+export interface PageModel {
+  url: string;
+  label: string;
+  /** Set when `?model=` was not a URL: the page opens `fallback` instead and says why. */
+  error?: string;
+}
+
+/** Reads `?model=` without throwing: a value that is no URL falls back to `fallback`, with a message. */
+export function pageModelFromLocation(search: string, href: string, fallback: string): PageModel {
+  const origin = new URL(href).origin;
+  const shown = (url: string) => (url.startsWith(`${origin}/`) ? url.slice(origin.length) : url);
+  const asked = modelUrlFromSearch(search, fallback);
+  try {
+    const url = normalizeModelUrl(asked, href);
+    return { url, label: shown(url) };
+  } catch {
+    const url = normalizeModelUrl(fallback, href);
+    return { url, label: shown(url), error: `The address's model "${asked}" is not a URL; the default model is open instead.` };
+  }
+}

@@ -46,6 +46,8 @@ export interface ModelSlice {
   loadPhases: Partial<Record<LoadPhase, LoadProgress>>;
   loadPhase?: LoadPhase;
   modelError?: AppFailure;
+  /** An option of the page's address that could not be used (a `?model=` that is no URL). */
+  pageError?: AppFailure;
   loadModel(source: ModelSource, label: string): Promise<void>;
 }
 

@@ -1,6 +1,7 @@
 // `npm run generate`: text → PNG from the command line, with the same engine as the browser.
 // Exit status: 0 success, 2 bad arguments or input (one line on stderr), 1 anything else.
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -11,6 +12,7 @@ import {
   EngineError,
   isTopKSchedule,
   loadEngine,
+  MAX_SEED,
   provenanceText,
   type GenerateEvent,
   type ImagePixels,
@@ -90,6 +92,14 @@ export function topKArg(flag: string, text: string): TopK {
   throw new UsageError(`${flag} ${text}: expected a whole number, or a schedule like 600,300@7 (600 before scale 7, 300 from scale 7 on; scales count from 0).`);
 }
 
+/** A seed as typed: digits past 2^53 − 1 would round to another number, so they are refused as typed. */
+function seedArg(text: string): number {
+  if (/^\s*\d+\s*$/.test(text) && BigInt(text.trim()) > BigInt(MAX_SEED)) {
+    throw new UsageError(`--seed ${text.trim()}: the largest seed is ${MAX_SEED} (2^53 − 1).`);
+  }
+  return numberArg('--seed', text, true);
+}
+
 export function parseArgs(argv: string[]): CliOptions {
   const options: CliOptions = { seed: 0, out: 'out.png', model: DEFAULT_MODEL, settings: {}, json: false, backend: 'cpu', help: false };
   for (let i = 0; i < argv.length; i++) {
@@ -103,7 +113,7 @@ export function parseArgs(argv: string[]): CliOptions {
     switch (flag) {
       case '--prompt': options.prompt = value(); break;
       case '--prompts': options.prompts = value(); break;
-      case '--seed': options.seed = numberArg(flag, value(), true); break;
+      case '--seed': options.seed = seedArg(value()); break;
       case '--out': options.out = value(); break;
       case '--out-dir': options.outDir = value(); break;
       case '--model': options.model = value(); break;
@@ -139,14 +149,30 @@ export function parseArgs(argv: string[]): CliOptions {
   return options;
 }
 
+/**
+ * Text as it may appear on a terminal or in a PNG text chunk: control characters (NUL, ESC, BEL,
+ * DEL, C1) removed, tabs and line breaks as spaces. Prompts pass through it on the way in, and
+ * every line the CLI prints on stderr on the way out.
+ */
+export function withoutControlCharacters(text: string): string {
+  return text.replace(/[\t\n\r\v\f]/g, ' ').replace(/[\u0000-\u001f\u007f-\u009f]/g, '');
+}
+
 function readPrompts(file: string): string[] {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readFileSync(file, 'utf8');
+    bytes = readFileSync(file);
   } catch (error) {
     throw new UsageError(`--prompts ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}.`);
   }
-  const prompts = text.split(/\r?\n/).map((line) => line.trim()).filter(Boolean);
+  if (bytes.includes(0)) throw new UsageError(`--prompts ${file}: not a text file (it holds NUL bytes).`);
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new UsageError(`--prompts ${file}: not a text file (it is not valid UTF-8).`);
+  }
+  const prompts = text.replace(/^\uFEFF/, '').split(/\r?\n/).map((line) => withoutControlCharacters(line).trim()).filter(Boolean);
   if (prompts.length === 0) throw new UsageError(`--prompts ${file}: the file has no prompts.`);
   return prompts;
 }
@@ -163,6 +189,52 @@ function modelIO(source: string) {
   return createFsIO(folder);
 }
 
+/** The longest file name most file systems take, in bytes. */
+const NAME_BYTES_LIMIT = 255;
+
+/** The nearest folder that exists on the way to `dir` (which may not exist yet). */
+function nearestExisting(dir: string): string {
+  let current = path.resolve(dir);
+  while (!existsSync(current)) current = path.dirname(current);
+  return current;
+}
+
+/** Refuses a folder the CLI could not create or write in, in words. */
+function checkFolder(flag: string, given: string, dir: string): void {
+  const resolved = path.resolve(dir);
+  const tooLong = resolved.split(path.sep).find((part) => Buffer.byteLength(part) > NAME_BYTES_LIMIT);
+  if (tooLong !== undefined) throw new UsageError(`${flag} ${given}: a name in the path is too long (more than ${NAME_BYTES_LIMIT} bytes).`);
+  const existing = nearestExisting(resolved);
+  if (!statSync(existing).isDirectory()) throw new UsageError(`${flag} ${given}: ${existing} is a file, not a folder.`);
+  // Permissions alone do not tell (root, read-only mounts, /proc): write and remove a probe file.
+  const probe = path.join(existing, `.hart-web-write-check-${process.pid}`);
+  try {
+    closeSync(openSync(probe, 'wx'));
+    unlinkSync(probe);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'EROFS' ? 'is on a read-only file system' : code === 'ENOSPC' ? 'is on a full disk' : 'is not writable';
+    throw new UsageError(`${flag} ${given}: the folder ${existing} ${why}.`);
+  }
+}
+
+/** Every output path is checked before the model loads: a bad one costs no work. */
+function checkOutputs(options: CliOptions): void {
+  if (options.prompts === undefined) {
+    const out = path.resolve(options.out);
+    if (options.out.endsWith('/') || (existsSync(out) && statSync(out).isDirectory())) {
+      throw new UsageError(`--out ${options.out}: is a folder; give a file name such as out.png.`);
+    }
+    if (Buffer.byteLength(path.basename(out)) > NAME_BYTES_LIMIT) {
+      throw new UsageError(`--out ${options.out}: the file name is too long (more than ${NAME_BYTES_LIMIT} bytes).`);
+    }
+    checkFolder('--out', options.out, path.dirname(out));
+  } else {
+    checkFolder('--out-dir', options.outDir!, options.outDir!);
+  }
+  if (options.previews !== undefined) checkFolder('--previews', options.previews, options.previews);
+}
+
 function writeFile(file: string, bytes: Uint8Array): void {
   mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
   writeFileSync(file, bytes);
@@ -176,7 +248,8 @@ export async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const prompts = options.prompts !== undefined ? readPrompts(options.prompts) : [options.prompt!];
+  const prompts = options.prompts !== undefined ? readPrompts(options.prompts) : [withoutControlCharacters(options.prompt!)];
+  checkOutputs(options);
   const io = modelIO(options.model);
   const ort = await importNodeOrt(options.backend);
 
@@ -203,7 +276,7 @@ export async function main(argv: string[]): Promise<number> {
           writeFile(file, await encodePng(pixels, { ...provenanceText(result, 'HART Web (CLI)'), scale: String(index) }));
         }
       }
-      for (const warning of result.warnings) console.error(`warning: ${warning}`);
+      for (const warning of result.warnings) console.error(withoutControlCharacters(`warning: ${warning}`));
       if (options.json) {
         const timings = Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [k, round(v)]));
         console.log(
@@ -238,13 +311,54 @@ export function describeFailure(error: unknown): { status: number; line: string 
   return { status: 1, line: `error: ${message.split('\n')[0]}` };
 }
 
+/**
+ * onnxruntime-node crashes (SIGSEGV in `session.run`) in a process whose command line is long,
+ * whatever JavaScript does with `process.argv` afterwards. So a long command line (a long
+ * --prompt) never reaches the process that runs the engine: this one starts the CLI again with a
+ * short command line and hands it the arguments through a pipe.
+ */
+const ARGV_BYTES_LIMIT = 8 * 1024;
+const ARGV_FD_ENV = 'HART_CLI_ARGV_FD';
+
+function argumentsOfThisRun(): string[] {
+  const fd = process.env[ARGV_FD_ENV];
+  if (fd === undefined) return process.argv.slice(2);
+  delete process.env[ARGV_FD_ENV];
+  return JSON.parse(readFileSync(Number(fd), 'utf8')) as string[];
+}
+
+function argvBytes(argv: string[]): number {
+  return argv.reduce((sum, arg) => sum + Buffer.byteLength(arg) + 1, 0);
+}
+
+/** Runs the CLI in a child with the arguments on fd 3; resolves to its exit status. */
+function rerunWithShortArgv(args: string[]): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...process.execArgv, process.argv[1]], {
+      stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+      env: { ...process.env, [ARGV_FD_ENV]: '3' },
+    });
+    (child.stdio[3] as NodeJS.WritableStream).end(JSON.stringify(args));
+    child.on('error', (error) => {
+      console.error(`error: could not start the CLI again: ${error.message}`);
+      resolve(1);
+    });
+    child.on('exit', (code, signal) => {
+      if (signal) console.error(`error: the engine stopped (${signal}).`);
+      resolve(code ?? 1);
+    });
+  });
+}
+
 const invokedDirectly = process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
-if (invokedDirectly) {
-  main(process.argv.slice(2)).then(
+if (invokedDirectly && process.env[ARGV_FD_ENV] === undefined && argvBytes(process.argv) > ARGV_BYTES_LIMIT) {
+  rerunWithShortArgv(process.argv.slice(2)).then((status) => process.exit(status));
+} else if (invokedDirectly) {
+  main(argumentsOfThisRun()).then(
     (status) => process.exit(status),
     (error) => {
       const { status, line } = describeFailure(error);
-      console.error(line);
+      console.error(withoutControlCharacters(line));
       process.exit(status);
     },
   );

@@ -66,12 +66,8 @@ export class PromptTokenizer {
     const window = this.spec.contextTokens;
     const truncated = ids.length > window;
     const warnings: string[] = [];
-    if (unknown.size) {
-      warnings.push(`Unknown to the model (read as the unknown token): ${[...unknown].join(', ')}.`);
-    }
-    if (truncated) {
-      warnings.push(`The prompt has ${ids.length} tokens; the model reads the first ${window}, the rest was cut: "${encoding.tokens.slice(window).join(' ')}".`);
-    }
+    if (unknown.size) warnings.push(unknownWordsWarning([...unknown]));
+    if (truncated) warnings.push(truncationWarning(encoding.tokens, window));
     return {
       ids: ids.slice(0, window),
       tokens: encoding.tokens.slice(0, window),
@@ -90,6 +86,30 @@ export class PromptTokenizer {
     });
     return { tokens: encoding.tokens, unknown: [...unknown], truncated: encoding.ids.length > this.spec.contextTokens };
   }
+}
+
+/** How many unknown words a warning names; the others are counted. */
+const UNKNOWN_WORDS_SHOWN = 12;
+/** How many of the kept tokens, and characters at most, a truncation warning quotes (their end). */
+const KEPT_TOKENS_SHOWN = 6;
+const KEPT_CHARS_SHOWN = 60;
+
+function unknownWordsWarning(words: string[]): string {
+  const shown = words.slice(0, UNKNOWN_WORDS_SHOWN).join(', ');
+  const more = words.length > UNKNOWN_WORDS_SHOWN ? ` and ${words.length - UNKNOWN_WORDS_SHOWN} more` : '';
+  return `Unknown to the model (read as the unknown token): ${shown}${more}.`;
+}
+
+/**
+ * A prompt longer than the text window: the warning quotes the end of what the model reads and
+ * counts what was cut, never repeating the cut text (a prompt may be thousands of words long).
+ */
+function truncationWarning(tokens: string[], window: number): string {
+  const kept = tokens.slice(Math.max(0, window - KEPT_TOKENS_SHOWN), window).join(' ');
+  const end = kept.length > KEPT_CHARS_SHOWN ? kept.slice(-KEPT_CHARS_SHOWN) : kept;
+  const ellipsis = window > KEPT_TOKENS_SHOWN || end !== kept ? '…' : '';
+  const cut = tokens.length - window;
+  return `The prompt has ${tokens.length} tokens; the model reads the first ${window}, up to "${ellipsis}${end}", and the other ${cut} ${cut === 1 ? 'token was' : 'tokens were'} cut.`;
 }
 
 /** Checks the prompt and tokenizes it; an empty prompt is a bad input. */

@@ -5,7 +5,9 @@ export function ErrorBanner() {
   const modelError = useApp((s) => s.modelError);
   const runError = useApp((s) => s.runError);
   const galleryError = useApp((s) => s.galleryError);
+  const pageError = useApp((s) => s.pageError);
   const errors = [
+    pageError && { title: 'The page address', failure: pageError },
     modelError && { title: 'The model could not be loaded', failure: modelError },
     runError && { title: runError.code === 'worker-crashed' ? 'The engine restarted' : 'The image could not be made', failure: runError },
     galleryError && { title: 'Gallery', failure: galleryError },

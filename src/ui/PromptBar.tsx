@@ -1,4 +1,4 @@
-import type { KeyboardEvent } from 'react';
+import { useEffect, type KeyboardEvent } from 'react';
 import { isRunning } from '../app/runSlice';
 import { useApp } from './storeContext';
 
@@ -16,11 +16,21 @@ export function PromptBar() {
     if (event.key === 'Enter' && !event.shiftKey && !event.nativeEvent.isComposing) {
       event.preventDefault();
       void generate();
-    } else if (event.key === 'Escape' && running) {
-      event.preventDefault();
-      void cancel();
     }
   };
+
+  // Escape cancels a run wherever the focus is (the Cancel button's tooltip says so), unless
+  // something on the page used the key for itself first.
+  useEffect(() => {
+    if (!running) return;
+    const onEscape = (event: globalThis.KeyboardEvent) => {
+      if (event.key !== 'Escape' || event.defaultPrevented || event.isComposing) return;
+      event.preventDefault();
+      void cancel();
+    };
+    window.addEventListener('keydown', onEscape);
+    return () => window.removeEventListener('keydown', onEscape);
+  }, [running, cancel]);
 
   return (
     <form
@@ -60,6 +70,9 @@ export function PromptBar() {
   );
 }
 
+/** Unknown words the hint marks; a prompt may hold thousands, the others are counted. */
+const UNKNOWN_SHOWN = 12;
+
 function PromptHints() {
   const analysis = useApp((s) => s.analysis);
   const examples = useApp((s) => s.modelInfo?.examples);
@@ -72,7 +85,8 @@ function PromptHints() {
     <div className="prompt-hints">
       {unknown.length > 0 && (
         <p className="hint warn" id="unknown-words">
-          Unknown to this model: {unknown.map((w) => <mark key={w}>{w}</mark>)}. These words are ignored.
+          Unknown to this model: {unknown.slice(0, UNKNOWN_SHOWN).map((w) => <mark key={w}>{w}</mark>)}
+          {unknown.length > UNKNOWN_SHOWN && ` and ${unknown.length - UNKNOWN_SHOWN} more`}. These words are ignored.
         </p>
       )}
       {analysis?.truncated && (

@@ -13,6 +13,12 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const work = mkdtempSync(path.join(tmpdir(), 'hart-cli-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
+function textFile(name: string, content: string | Buffer): string {
+  const file = path.join(work, name);
+  writeFileSync(file, content);
+  return file;
+}
+
 function cli(...args: string[]) {
   const run = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/generate.ts', ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
   return { status: run.status, stdout: run.stdout, stderr: run.stderr };
@@ -68,6 +74,20 @@ describe('npm run generate', () => {
     expect(readPngText(new Uint8Array(readFileSync(path.join(dir, '001.png')))).prompt).toBe('two green squares on a white background');
   });
 
+  it('a 40 KB --prompt runs to the end on onnxruntime-node (a long command line must not reach it)', () => {
+    const prompt = 'red circle '.repeat(4000);
+    expect(Buffer.byteLength(prompt)).toBeGreaterThan(40_000);
+    const out = path.join(work, 'long.png');
+    const run = cli('--model', FIXTURE, '--prompt', prompt, '--out', out);
+    expect(run.stderr).not.toMatch(/^error/m);
+    expect(run.status).toBe(0);
+    expect(readPngText(new Uint8Array(readFileSync(out))).prompt).toBe(prompt);
+    // The warning says where the prompt was cut and how much, in one short line.
+    const warning = run.stderr.split('\n').find((line) => line.startsWith('warning:')) ?? '';
+    expect(warning).toMatch(/the model reads the first \d+, up to ".*red circle", and the other \d+ tokens were cut\.$/);
+    expect(warning.length).toBeLessThan(300);
+  });
+
   it('exits 2 with one clear line on bad arguments or input', () => {
     const cases: [string[], RegExp][] = [
       [['--seed', '1'], /Missing --prompt/],
@@ -81,6 +101,16 @@ describe('npm run generate', () => {
       [['--model', path.join(work, 'nowhere'), '--prompt', 'x'], /no such folder/],
       [['--model', FIXTURE, '--prompt', '  ', '--out', path.join(work, 'empty.png')], /prompt is empty/],
       [['--model', FIXTURE, '--prompt', 'a red circle', '--top-p', '3', '--out', path.join(work, 'bad.png')], /topP/],
+      [['--prompt', 'x', '--seed', '9007199254740993'], /--seed 9007199254740993: the largest seed is 9007199254740991 \(2\^53 − 1\)/],
+      [['--prompt', 'x', '--seed', String(2n ** 64n)], /--seed 18446744073709551616: the largest seed is 9007199254740991/],
+      [['--model', FIXTURE, '--prompt', 'x', '--out', work], /^error: --out .*: is a folder; give a file name/],
+      [['--model', FIXTURE, '--prompt', 'x', '--out', '/proc/hart-web-out.png'], /^error: --out \/proc\/hart-web-out\.png: the folder \/proc is not writable\./],
+      [['--model', FIXTURE, '--prompt', 'x', '--out', path.join(work, `${'a'.repeat(300)}.png`)], /^error: --out .*: the file name is too long \(more than 255 bytes\)/],
+      [['--model', FIXTURE, '--prompt', 'x', '--out', path.join(textFile('plain.txt', 'x'), 'x.png')], /^error: --out .*plain\.txt\/x\.png: .*plain\.txt is a file, not a folder\./],
+      [['--model', FIXTURE, '--prompts', textFile('binary.txt', Buffer.from([0x61, 0x00, 0x62, 0x0a])), '--out-dir', work], /^error: --prompts .*binary\.txt: not a text file \(it holds NUL bytes\)/],
+      [['--model', FIXTURE, '--prompts', textFile('latin1.txt', Buffer.from([0x72, 0xe9, 0x64, 0x0a])), '--out-dir', work], /^error: --prompts .*latin1\.txt: not a text file \(it is not valid UTF-8\)/],
+      [['--model', FIXTURE, '--prompts', textFile('list.txt', 'a red circle\n'), '--out-dir', textFile('a-file', 'x')], /^error: --out-dir .*a-file: .* is a file, not a folder/],
+      [['--model', FIXTURE, '--prompt', 'x', '--out', path.join(work, 'p.png'), '--previews', '/proc/hart-web-previews'], /^error: --previews .*: the folder \/proc is not writable/],
     ];
     for (const [args, message] of cases) {
       const run = cli(...args);
@@ -90,6 +120,21 @@ describe('npm run generate', () => {
       expect(run.stderr).not.toMatch(/\n\s+at /);
     }
     expect(existsSync(path.join(work, 'empty.png'))).toBe(false);
+  });
+
+  it('removes control characters from prompts: none in the PNG text chunk, none echoed on stderr', () => {
+    const list = textFile('controls.txt', 'a red\u0007 circle \u001b[31mzebra\u007f\n');
+    const dir = path.join(work, 'controls');
+    const run = cli('--model', FIXTURE, '--prompts', list, '--out-dir', dir);
+    expect(run.status).toBe(0);
+    const prompt = readPngText(new Uint8Array(readFileSync(path.join(dir, '000.png')))).prompt;
+    expect(prompt).toBe('a red circle [31mzebra');
+    expect(run.stderr).toMatch(/warning: Unknown to the model/);
+    expect(run.stderr).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/);
+    const direct = cli('--model', FIXTURE, '--prompt', 'a \u001b]0;title\u0007red circle', '--out', path.join(work, 'direct.png'));
+    expect(direct.status).toBe(0);
+    expect(readPngText(new Uint8Array(readFileSync(path.join(work, 'direct.png')))).prompt).toBe('a ]0;titlered circle');
+    expect(direct.stderr + direct.stdout).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/);
   });
 
   it('exits 1 naming the file when the package is corrupt', () => {

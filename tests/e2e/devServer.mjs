@@ -1,4 +1,5 @@
-// Starts `vite` (the dev server of `npm start`) on a free port for the dev-mode check.
+// Starts `vite` (the dev server of `npm start`) or `vite preview` (the production build served by
+// `npm run preview`) on a free port.
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -14,9 +15,18 @@ function freePort() {
   });
 }
 
-export async function startDevServer(root) {
+export function startDevServer(root) {
+  return startVite(root, [], /ready in/i);
+}
+
+/** `vite preview` serves dist/ as built; the caller builds it first. */
+export function startPreviewServer(root) {
+  return startVite(root, ['preview'], /Local:/i);
+}
+
+async function startVite(root, command, ready) {
   const port = await freePort();
-  const vite = spawn(path.join(root, 'node_modules/.bin/vite'), ['--host', '127.0.0.1', '--port', String(port), '--strictPort'], {
+  const vite = spawn(path.join(root, 'node_modules/.bin/vite'), [...command, '--host', '127.0.0.1', '--port', String(port), '--strictPort'], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -24,16 +34,16 @@ export async function startDevServer(root) {
   vite.stdout.on('data', (chunk) => (output += chunk));
   vite.stderr.on('data', (chunk) => (output += chunk));
   await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`vite dev server did not start: ${output}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`vite ${command[0] ?? 'dev server'} did not start: ${output}`)), 30_000);
     const onData = () => {
-      if (/ready in/i.test(output)) {
+      if (ready.test(output)) {
         clearTimeout(timer);
         resolve();
       }
     };
     vite.stdout.on('data', onData);
     vite.stderr.on('data', onData);
-    vite.once('exit', (code) => reject(new Error(`vite dev server exited (${code}): ${output}`)));
+    vite.once('exit', (code) => reject(new Error(`vite ${command[0] ?? 'dev server'} exited (${code}): ${output}`)));
   });
   return {
     url: `http://127.0.0.1:${port}`,

@@ -11,7 +11,8 @@
 // Environment:
 //   E2E_MODEL_DIR         serve this package at /e2e-model/ and use it instead of the default
 //   E2E_WEBGPU_MODEL_DIR  package for the WebGPU journey (default tests/fixtures/tiny)
-//   E2E_BACKENDS          comma list of journeys: wasm,webgpu (default both)
+//   E2E_BACKENDS          comma list of journeys: wasm,webgpu,preview (default all three; preview:
+//                         the built app served by `npm run preview`, offline reload included)
 //   E2E_NO_BUILD=1        reuse the existing dist/
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -19,13 +20,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WEBGPU_FLAGS, withChromium } from '../chromium.mjs';
 import { startServer } from './server.mjs';
-import { startDevServer } from './devServer.mjs';
+import { startDevServer, startPreviewServer } from './devServer.mjs';
 import { autoPicksWasmJourney, devServerJourney, errorJourney, journey, localFolderJourney, offlineJourney } from './scenarios.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const dist = path.join(root, 'dist');
 const shots = path.join(root, process.env.E2E_UPDATE_SCREENSHOTS === '1' ? 'docs/screenshots' : 'test-results/screenshots');
-const backends = (process.env.E2E_BACKENDS ?? 'wasm,webgpu').split(',').map((b) => b.trim());
+const backends = (process.env.E2E_BACKENDS ?? 'wasm,webgpu,preview').split(',').map((b) => b.trim());
 const PROMPTS = ['a red circle on a blue background', 'a small yellow square on a black background'];
 
 function build() {
@@ -123,6 +124,20 @@ async function main() {
           if (!ok) console.log(`  vite dev server output:\n${dev.output().trim().slice(-2000)}`);
         } finally {
           await dev.close();
+        }
+      });
+    }
+    if (backends.includes('preview')) {
+      // `npm run preview` serves the same dist/ with its own headers (`Vary: Origin` among them).
+      await withChromium([], async (browser) => {
+        console.log('▶ vite preview (the production build as `npm run preview` serves it)');
+        const preview = await startPreviewServer(root);
+        try {
+          const common = { browser, baseUrl: preview.url, timeouts, prompts: PROMPTS, step };
+          const ok = await attempt(() => offlineJourney({ ...common, query: query('wasm'), server: 'vite preview' }).then(() => true));
+          if (!ok) console.log(`  vite preview output:\n${preview.output().trim().slice(-2000)}`);
+        } finally {
+          await preview.close();
         }
       });
     }

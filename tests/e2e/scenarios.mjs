@@ -226,19 +226,54 @@ export async function errorJourney({ browser, baseUrl, query, shots, timeouts, s
       check(/manifest\.json/.test(alert) && /404/.test(alert), `the error does not name the file and cause: "${alert}"`);
       await screenshotState(page, shots, 'error-missing-model', { texts: ['The model could not be loaded', 'manifest.json'] });
     });
+    await step('error: a ?model= that is no URL is reported and the default model opens', async () => {
+      const page = await context.newPage();
+      const errors = [];
+      page.on('pageerror', (error) => errors.push(error.message));
+      await page.goto(`${baseUrl}/?backend=wasm&model=http%3A%2F%2F%5B`);
+      await page.waitForSelector('[role="status"]', { timeout: 30_000 }).catch(async () => {
+        const body = ((await page.locator('body').textContent()) ?? '').trim();
+        throw new Error(`the page shows no app (body: "${body.slice(0, 200)}"; errors: ${errors.join(' | ')})`);
+      });
+      await waitForStatus(page, /^Ready$/, timeouts.load);
+      const alert = (await page.getByRole('alert').textContent()) ?? '';
+      check(/The page address/.test(alert) && /"http:\/\/\[" is not a URL/.test(alert), `the banner does not say the model option is no URL: "${alert}"`);
+      check(errors.length === 0, `the page threw: ${errors.join(' | ')}`);
+    });
+    await step('error: a 40 KB prompt runs and its warning stays one short line', async () => {
+      const page = await context.newPage();
+      await page.goto(`${baseUrl}/${query}`);
+      await waitForStatus(page, /^Ready$/, timeouts.load);
+      await page.getByRole('textbox', { name: 'Prompt' }).fill('red circle '.repeat(4000));
+      await page.getByRole('button', { name: 'Generate' }).click();
+      await waitForStatus(page, /^Done in/, timeouts.run);
+      const warnings = await page.locator('.run-times .warn').allTextContents();
+      const cut = warnings.find((w) => /were cut/.test(w));
+      check(cut && cut.length < 300, `expected one short warning saying what was cut, got ${JSON.stringify(warnings.map((w) => w.slice(0, 200)))}`);
+      const height = await page.evaluate(() => document.documentElement.scrollHeight);
+      check(height < 3000, `the page is ${height} px tall after a long prompt`);
+    });
   } finally {
     await context.close();
   }
 }
 
-/** After one visit, the app and the model load without a network. */
-export async function offlineJourney({ browser, baseUrl, query, shots, timeouts, prompts, step }) {
+/**
+ * After one visit, the app and the model load without a network. `server` names the server in the
+ * step (servers differ in their headers: `vite preview` sends `Vary: Origin`); screenshots are
+ * taken when `shots` is given.
+ */
+export async function offlineJourney({ browser, baseUrl, query, shots, timeouts, prompts, step, server }) {
   const context = await browser.newContext({ viewport: { width: 420, height: 900 } });
+  const name = server ? `offline (${server})` : 'offline';
   try {
-    await step('offline: a second visit loads app and model without network', async () => {
+    await step(`${name}: a second visit loads app and model without network`, async () => {
       const page = await context.newPage();
       await page.goto(`${baseUrl}/${query}`);
       await waitForStatus(page, /^Ready$/, timeouts.load);
+      await page.getByRole('textbox', { name: 'Prompt' }).fill(prompts[1]);
+      await page.getByRole('button', { name: 'Generate' }).click();
+      await waitForStatus(page, /^Done in/, timeouts.run);
       // The service worker claims the page once it is active; wait for that before going offline.
       await page.waitForFunction(() => navigator.serviceWorker?.controller !== null, null, { timeout: timeouts.load });
       // …and until it has kept the build files the first visit loaded before it existed.
@@ -253,7 +288,7 @@ export async function offlineJourney({ browser, baseUrl, query, shots, timeouts,
       for (;;) {
         const kept = await page.evaluate(async (urls) => {
           const cache = await caches.open('hart-web-shell-v1');
-          return (await Promise.all(urls.map((u) => cache.match(u)))).every(Boolean);
+          return (await Promise.all(urls.map((u) => cache.match(u, { ignoreVary: true })))).every(Boolean);
         }, scripts);
         if (kept) break;
         check(Date.now() < deadline, 'the service worker never kept the page scripts');
@@ -261,13 +296,18 @@ export async function offlineJourney({ browser, baseUrl, query, shots, timeouts,
       }
       await context.setOffline(true);
       await page.reload();
+      // A reload that cannot get the build files leaves an empty page: say so instead of timing out.
+      await page.waitForSelector('[role="status"]', { timeout: 30_000 }).catch(async () => {
+        const body = ((await page.locator('body').textContent()) ?? '').trim();
+        throw new Error(`the offline reload shows no app (body: "${body.slice(0, 200)}")`);
+      });
       await waitForStatus(page, /^Ready$/, timeouts.load);
       await installRecorder(page);
       await page.getByRole('textbox', { name: 'Prompt' }).fill(prompts[0]);
       await page.getByRole('button', { name: 'Generate' }).click();
       await waitForStatus(page, /^Done in/, timeouts.run);
       check((await statusText(page)).startsWith('Done'), 'offline generation did not finish');
-      await screenshotState(page, shots, 'mobile-offline-done', { texts: ['Done in', prompts[0]], canvasShown: true });
+      if (shots) await screenshotState(page, shots, 'mobile-offline-done', { texts: ['Done in', prompts[0]], canvasShown: true });
     });
   } finally {
     await context.close();

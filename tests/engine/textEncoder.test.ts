@@ -52,6 +52,16 @@ describe('prompt tokenizer', () => {
     expect(tokenizer.analyze(long).truncated).toBe(true);
   });
 
+  it('says where a long prompt was cut and how much, without repeating the cut text', () => {
+    const tokenizer = new PromptTokenizer(tokenizerJson(), spec);
+    const t = tokenizePrompt(tokenizer, 'red circle '.repeat(4000));
+    expect(t.warnings).toEqual(['The prompt has 8000 tokens; the model reads the first 5, up to "red circle red circle red", and the other 7995 tokens were cut.']);
+    const unknown = Array.from({ length: 30 }, (_, i) => `zz${i}`).join(' ');
+    const names = tokenizePrompt(tokenizer, `a ${unknown}`).warnings[0];
+    expect(names).toMatch(/zz0, zz1, .*zz11 and 18 more\.$/);
+    expect(names).not.toMatch(/zz12/);
+  });
+
   it('rejects an empty prompt as bad input', () => {
     const tokenizer = new PromptTokenizer(tokenizerJson(), spec);
     for (const prompt of ['', '   ', '\n\t']) {

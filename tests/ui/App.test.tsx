@@ -96,8 +96,19 @@ describe('the app page', () => {
     await waitFor(() => expect(screen.getByText('purple').tagName).toBe('MARK'));
     const examples = screen.getByRole('group', { name: 'Example prompts' });
     fireEvent.click(within(examples).getByRole('button', { name: 'a blue square on green' }));
-    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/), { timeout: 3000 });
     expect(harness.fake.requests[0].prompt).toBe('a blue square on green');
+  });
+
+  it('marks twelve unknown words and counts the others, however long the prompt', async () => {
+    const harness = await loaded();
+    renderApp(harness);
+    const words = Array.from({ length: 500 }, (_, i) => `zz${i}`).join(' ');
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: `a ${words}` } });
+    await waitFor(() => expect(screen.getByText('zz0').tagName).toBe('MARK'));
+    const hint = document.getElementById('unknown-words')!;
+    expect(hint.querySelectorAll('mark')).toHaveLength(12);
+    expect(hint.textContent).toMatch(/zz11 and 488 more\. These words are ignored\.$/);
   });
 
   it('Escape (like Cancel) stops the run and a new one can start at once', async () => {
@@ -112,6 +123,22 @@ describe('the app page', () => {
     fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
     await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/), { timeout: 3000 });
     expect(within(screen.getByRole('list', { name: 'Gallery' })).getAllByRole('listitem')).toHaveLength(1);
+  });
+
+  it('Escape cancels a run wherever the focus is, not only in the prompt box', async () => {
+    const harness = await loaded({ stepMs: 20 });
+    renderApp(harness);
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a red circle' } });
+    const generateButton = screen.getByRole('button', { name: 'Generate' });
+    fireEvent.click(generateButton);
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Scale/));
+    generateButton.focus();
+    fireEvent.keyDown(generateButton, { key: 'Escape' });
+    expect(screen.getByRole('status').textContent).toBe('Cancelled');
+    fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Scale/));
+    fireEvent.keyDown(document.body, { key: 'Escape' });
+    expect(screen.getByRole('status').textContent).toBe('Cancelled');
   });
 
   it('settings reach the engine', async () => {
