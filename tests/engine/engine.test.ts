@@ -143,7 +143,7 @@ describe('conditional rows alone where guidance is 0', () => {
         };
       },
     };
-    engine = await loadEngine(FIXTURE, { ort: { ...ort, InferenceSession } as typeof ort, io: createFsIO(FIXTURE) });
+    engine = await loadEngine(FIXTURE, { ort: { ...ort, InferenceSession } as unknown as typeof ort, io: createFsIO(FIXTURE) });
   });
   afterAll(() => engine?.dispose());
 
