@@ -63,10 +63,6 @@ export class KvCache {
     return Object.fromEntries(this.past);
   }
 
-  get batch(): number {
-    return this.rows;
-  }
-
   /**
    * Keeps only the first `rows` rows (the conditional ones) for the steps that follow, without
    * copying: the pasts become views of the current tensors, which live until the next step's
