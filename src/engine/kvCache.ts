@@ -5,7 +5,7 @@
 import type { Tensor } from 'onnxruntime-common';
 import type { Ort } from './backend';
 import { BadPackageError } from './errors';
-import { disposeAll } from './session';
+import { disposeAll, leadingRows } from './session';
 
 export type KvDtype = 'float32' | 'float16';
 
@@ -30,13 +30,15 @@ export function kvCacheDtype(session: { inputType(name: string): string | undefi
 
 export class KvCache {
   private past = new Map<string, Tensor>();
+  /** The full tensors behind the views `keepLeadingRows` left in `past`, freed with them. */
+  private behindViews: Tensor[] = [];
   /** Cached positions per row (text + every scale so far). */
   length = 0;
 
   constructor(
     private readonly ort: Ort,
     private readonly depth: number,
-    private readonly rows: number,
+    private rows: number,
     private readonly heads: number,
     private readonly headDim: number,
     readonly dtype: KvDtype = 'float32',
@@ -61,9 +63,23 @@ export class KvCache {
     return Object.fromEntries(this.past);
   }
 
+  /**
+   * Keeps only the first `rows` rows (the conditional ones) for the steps that follow, without
+   * copying: the pasts become views of the current tensors, which live until the next step's
+   * presents replace them (those have `rows` rows, as the step's inputs do).
+   */
+  keepLeadingRows(rows: number): void {
+    if (rows >= this.rows) return;
+    for (const [name, tensor] of this.past) {
+      this.behindViews.push(tensor);
+      this.past.set(name, leadingRows(this.ort, tensor, rows));
+    }
+    this.rows = rows;
+  }
+
   /** Takes a step's present_* as the new past and frees the tensors they replace. */
   advance(outputs: Record<string, Tensor>, added: number): void {
-    const replaced = [...this.past.values()];
+    const replaced = [...this.past.values(), ...this.behindViews.splice(0)];
     for (let i = 0; i < this.depth; i++) {
       this.past.set(pastKey(i), outputs[presentKey(i)]);
       this.past.set(pastValue(i), outputs[presentValue(i)]);
@@ -73,7 +89,7 @@ export class KvCache {
   }
 
   dispose(): void {
-    disposeAll(this.past.values());
+    disposeAll([...this.past.values(), ...this.behindViews.splice(0)]);
     this.past.clear();
     this.length = 0;
   }

@@ -11,10 +11,10 @@ import type { GraphName, Manifest } from './manifest';
 import { previewImage } from './preview';
 import { addLastScale, updateScale, type ScaleTables } from './quantizer';
 import { Rng, Stream } from './rng';
-import { scaleRope, textRope } from './rope';
+import { leadingRopeRows, scaleRope, textRope } from './rope';
 import { lookupCodebook, sampleScale, smoothVectors } from './sampling';
-import { guidanceWeight, smoothingRatio, smoothingTau, type DiffusionConstants } from './schedule';
-import { disposeAll, readFloats, type GraphSession } from './session';
+import { firstUnguidedScale, guidanceWeight, smoothingRatio, smoothingTau, type DiffusionConstants } from './schedule';
+import { disposeAll, leadingRows, readFloats, repeatRows, type GraphSession } from './session';
 import { checkSeed, resolveSettings, topKAt } from './samplingSettings';
 import { encodeContext, tokenizePrompt, type PromptTokenizer } from './textEncoder';
 import { guidedLogits, transformerStep } from './transformer';
@@ -51,11 +51,16 @@ export interface PipelineOptions extends GenerateOptions {
   trace?: (entry: TraceEntry) => void;
   /** Teacher forcing: use these token indices per scale instead of the sampled ones. */
   forcedTokens?: Int32Array[];
+  /**
+   * Run both CFG rows on every step, also where guidance is 0 (the path the conditional-only
+   * steps replace; tests and measurements compare the two).
+   */
+  bothRows?: boolean;
 }
 
 const now = () => performance.now();
 
-/** One image per request: the CFG batch is N = 2 rows. */
+/** One image per request: the CFG batch is N = 2 rows (1 on the conditional-only steps). */
 const IMAGES = 1;
 
 function emptyTimings(): StageTimings {
@@ -164,27 +169,65 @@ function prepare(model: LoadedModel, request: GenerateRequest): Prepared {
 }
 
 /**
- * Text → context → condition → transformer step 0 over the text window. Returns the 1×1 scale's
- * guided logits (from the last text position) and the head's AdaLN condition.
+ * The guided logits of a step. A conditional-only step (guidance 0, `hidden` holds the
+ * conditional rows alone) gives the head, which takes both CFG halves, its rows twice and
+ * `headCond` paired the same way: `(1 + 0)·cond − 0·cond` is `cond` exactly.
  */
-async function textStep(run: Run, cache: KvCache, promptIds: number[], settings: SamplingSettings): Promise<{ logits: Float32Array; headCond: Tensor }> {
+async function stepLogits(run: Run, hidden: Tensor, headCond: Tensor, guidance: number, conditionalOnly: boolean): Promise<Float32Array> {
+  const { ort, sessions } = run.model;
+  return run.time('head', async () => {
+    if (!conditionalOnly) return (await guidedLogits(ort, sessions.head, hidden, headCond, guidance, run.signal)).data;
+    if (guidance !== 0) throw new Error(`A conditional-only step has guidance ${guidance}.`);
+    const paired = await repeatRows(ort, hidden, IMAGES, 2);
+    try {
+      return (await guidedLogits(ort, sessions.head, paired, headCond, 0, run.signal)).data;
+    } finally {
+      disposeAll([paired]);
+    }
+  });
+}
+
+/** The head's condition with its conditional rows twice, for the conditional-only steps. */
+async function pairedHeadCond(run: Run, headCond: Tensor): Promise<Tensor> {
+  const paired = run.own(await repeatRows(run.model.ort, headCond, IMAGES, 2));
+  run.free(headCond);
+  return paired;
+}
+
+/**
+ * Text → context → condition → transformer step 0 over the text window. Returns the 1×1 scale's
+ * guided logits (from the last text position) and the head's AdaLN condition (paired for the
+ * head when `conditionalOnly`: no scale is guided, so there are no unconditional rows at all).
+ */
+async function textStep(
+  run: Run,
+  cache: KvCache,
+  promptIds: number[],
+  settings: SamplingSettings,
+  conditionalOnly: boolean,
+): Promise<{ logits: Float32Array; headCond: Tensor }> {
   const { ort, manifest, sessions } = run.model;
   const { width, heads, ropeTheta, vocabSize, patchNums } = manifest.model;
   const window = manifest.textEncoder.contextTokens;
-  const context = run.own(await run.time('textEncoder', () => encodeContext(ort, sessions.textEncoder, manifest.textEncoder, promptIds, IMAGES, run.signal)));
+  const context = run.own(
+    await run.time('textEncoder', () => encodeContext(ort, sessions.textEncoder, manifest.textEncoder, promptIds, IMAGES, run.signal, !conditionalOnly)),
+  );
   if (run.model.freeTextEncoderAfterUse) await run.time('textEncoder', () => sessions.textEncoder.suspend());
   if (run.options.trace) run.options.trace({ kind: 'context', data: await readFloats(context) });
   const conditioned = await run.time('textEncoder', () => sessions.condition.run({ context }, ['x', 'head_cond'], run.signal));
   run.free(context);
   const x = run.own(conditioned.x);
-  const headCond = run.own(conditioned.head_cond);
+  let headCond = run.own(conditioned.head_cond);
+  if (conditionalOnly) headCond = await run.time('head', () => pairedHeadCond(run, headCond));
 
-  const rope = textRope(IMAGES, window, promptIds.length, width / heads, ropeTheta);
+  const allRows = textRope(IMAGES, window, promptIds.length, width / heads, ropeTheta);
+  const rope = conditionalOnly ? leadingRopeRows(allRows, IMAGES) : allRows;
   const hidden = run.own(await run.time('transformer', () => transformerStep(ort, sessions.transformer, cache, x, rope, true, run.signal)));
   run.free(x);
-  const guided = await run.time('head', () => guidedLogits(ort, sessions.head, hidden, headCond, guidanceWeight(settings.cfg, 0, patchNums.length, settings.guidedScales), run.signal));
+  const guidance = guidanceWeight(settings.cfg, 0, patchNums.length, settings.guidedScales);
+  const logits = await stepLogits(run, hidden, headCond, guidance, conditionalOnly);
   run.free(hidden);
-  return { logits: lastTextLogits(guided.data, IMAGES, window, vocabSize), headCond };
+  return { logits: lastTextLogits(logits, IMAGES, window, vocabSize), headCond };
 }
 
 /**
@@ -225,6 +268,8 @@ async function reportScale(run: Run, k: number, fHat: Float32Array, previews: bo
 /**
  * Scale k < K−1 → k+1: f_hat += φ(Up(vectors)), the next input, transformer step k+1 and its
  * guided logits. The last scale's hidden states are returned (the diffusion head needs them).
+ * `conditionalOnly`: step k+1 runs on the conditional rows alone (`headCond` paired, see
+ * stepLogits); the cache keeps only those rows from then on.
  */
 async function nextScale(
   run: Run,
@@ -234,27 +279,33 @@ async function nextScale(
   fHat: Float32Array,
   vectors: Float32Array,
   request: { settings: SamplingSettings; promptTokens: number; previews: boolean },
+  conditionalOnly: boolean,
 ): Promise<{ fHat: Float32Array; logits: Float32Array; hidden?: Tensor }> {
   const { ort, sessions, manifest, scaleTables } = run.model;
   const { patchNums, width, heads, ropeTheta } = manifest.model;
   const K = patchNums.length;
   const update = await run.time('scaleUpdate', () => updateScale(ort, sessions.scaleUpdate, manifest.model, scaleTables, k, fHat, vectors, IMAGES, run.signal));
-  const x = run.own(update.xNext);
+  const xBoth = run.own(update.xNext);
   run.options.trace?.({ kind: 'fHat', scale: k, data: update.fHat });
   await reportScale(run, k, update.fHat, request.previews);
 
   const toLast = k + 1 === K - 1;
-  const rope = scaleRope(IMAGES, patchNums[k + 1], patchNums[K - 1], request.promptTokens, width / heads, ropeTheta);
+  const ropeBoth = scaleRope(IMAGES, patchNums[k + 1], patchNums[K - 1], request.promptTokens, width / heads, ropeTheta);
+  // scaleUpdate writes both halves of x (the same rows twice): a view of the first is enough.
+  const x = conditionalOnly ? leadingRows(ort, xBoth, IMAGES) : xBoth;
+  const rope = conditionalOnly ? leadingRopeRows(ropeBoth, IMAGES) : ropeBoth;
+  if (conditionalOnly) cache.keepLeadingRows(IMAGES);
   // The last scale's keys and values are never read again: the cache is not extended then,
   // and the cache itself is freed as soon as the last step has read it, so the diffusion head
   // and the decoder run without it.
   const hidden = run.own(await run.time('transformer', () => transformerStep(ort, sessions.transformer, cache, x, rope, !toLast, run.signal)));
-  run.free(x);
+  run.free(xBoth);
   if (toLast) cache.dispose();
-  const guided = await run.time('head', () => guidedLogits(ort, sessions.head, hidden, headCond, guidanceWeight(request.settings.cfg, k + 1, K, request.settings.guidedScales), run.signal));
-  if (toLast) return { fHat: update.fHat, logits: guided.data, hidden };
+  const guidance = guidanceWeight(request.settings.cfg, k + 1, K, request.settings.guidedScales);
+  const logits = await stepLogits(run, hidden, headCond, guidance, conditionalOnly);
+  if (toLast) return { fHat: update.fHat, logits, hidden };
   run.free(hidden);
-  return { fHat: update.fHat, logits: guided.data };
+  return { fHat: update.fHat, logits };
 }
 
 /** The last scale: f_hat += vectors (+ the diffusion residual, conditioned on the hard vectors). */
@@ -280,6 +331,9 @@ async function lastScale(
   const { steps, scale } = manifest.model.diffusion;
   const count = IMAGES * side * side * cv;
   const noise = Array.from({ length: steps }, (_, s) => draws.noise(s, count));
+  // After conditional-only steps `hidden` holds the conditional rows alone: the graph adds it to
+  // the tokens' embedding of both halves, so broadcasting gives both halves the conditional
+  // rows, and with guidance 0 eps is the conditional half's.
   const inputs = { hidden, tokens: sampled.hard, images: IMAGES, positions: side * side, channels: cv, guidance: guidanceWeight(settings.cfg, K - 1, K, settings.guidedScales), scale, noise };
   const onStep = (step: number, total: number) => run.emit({ type: 'diffusion', step, steps: total, elapsedMs: run.elapsed() });
   const residual = await run.time('diffusion', () => sampleResidual(ort, sessions.diffusionHead, diffusion, inputs, onStep, run.signal));
@@ -305,16 +359,22 @@ export async function generate(model: LoadedModel, request: GenerateRequest, opt
   const draws = new Draws(new Rng(request.seed), options.draws);
   run.emit({ type: 'start', scales: K, width: imageSize, height: imageSize, warnings });
 
-  const cache = new KvCache(model.ort, depth, 2 * IMAGES, heads, width / heads, kvCacheDtype(model.sessions.transformer));
+  // From this scale on guidance is 0 everywhere (the diffusion head included): the unconditional
+  // rows influence nothing, so those steps run on the conditional rows alone.
+  const conditionalFrom = options.bothRows ? K : firstUnguidedScale(settings.cfg, K, settings.guidedScales);
+  const rows = conditionalFrom === 0 ? IMAGES : 2 * IMAGES;
+  const cache = new KvCache(model.ort, depth, rows, heads, width / heads, kvCacheDtype(model.sessions.transformer));
   try {
-    const text = await textStep(run, cache, promptIds, settings);
-    let logits = text.logits;
+    const text = await textStep(run, cache, promptIds, settings, conditionalFrom === 0);
+    let { logits, headCond } = text;
     let hidden: Tensor | undefined;
     let fHat: Float32Array = new Float32Array(IMAGES * cv * side * side);
     for (let k = 0; k < K - 1; k++) {
       throwIfCancelled(options.signal);
       const { vectors } = await sampleTokens(run, draws, settings, k, logits);
-      ({ fHat, logits, hidden } = await nextScale(run, cache, text.headCond, k, fHat, vectors, { settings, promptTokens: promptIds.length, previews }));
+      const conditionalOnly = k + 1 >= conditionalFrom;
+      if (k + 1 === conditionalFrom) headCond = await run.time('head', () => pairedHeadCond(run, headCond));
+      ({ fHat, logits, hidden } = await nextScale(run, cache, headCond, k, fHat, vectors, { settings, promptTokens: promptIds.length, previews }, conditionalOnly));
     }
     throwIfCancelled(options.signal);
     const sampled = await sampleTokens(run, draws, settings, K - 1, logits);

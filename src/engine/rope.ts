@@ -85,3 +85,9 @@ export function scaleRope(
   }
   return tables;
 }
+
+/** The first `rows` rows of the tables (the conditional ones), sharing their storage. */
+export function leadingRopeRows(tables: RopeTables, rows: number): RopeTables {
+  const size = rows * tables.length * tables.headDim;
+  return { ...tables, rows, cos: tables.cos.subarray(0, size), sin: tables.sin.subarray(0, size) };
+}

@@ -12,6 +12,19 @@ export function guidanceWeight(cfg: number, k: number, scales: number, guidedSca
   return (cfg * Math.min(k, last - 1)) / last;
 }
 
+/**
+ * The first scale from which on guidance is 0 on every scale and in the diffusion head (which
+ * takes the last scale's weight): `scales` when the last scale is guided. From there on the
+ * unconditional rows influence nothing, so the engine runs those steps on the conditional rows
+ * alone. The ramp gives 0 at scale 0 as well, but a guided scale after it still needs the
+ * unconditional rows' cache: only a suffix of unguided scales counts.
+ */
+export function firstUnguidedScale(cfg: number, scales: number, guidedScales = 0): number {
+  let first = scales;
+  while (first > 0 && guidanceWeight(cfg, first - 1, scales, guidedScales) === 0) first--;
+  return first;
+}
+
 /** The ratio `k/(K−1)` that drives Gumbel smoothing at scale `k`. */
 export function smoothingRatio(k: number, scales: number): number {
   return scales > 1 ? k / (scales - 1) : 0;

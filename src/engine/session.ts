@@ -239,6 +239,33 @@ export async function readFloats(tensor: Tensor): Promise<Float32Array> {
   return data;
 }
 
+/**
+ * The first `rows` rows of a tensor (along its first dimension) as a tensor that shares its
+ * storage: a typed-array view on the CPU, the same buffer on WebGPU (leading rows are a prefix of
+ * a row-major buffer). Valid only while `tensor` lives; disposing the view frees nothing.
+ */
+export function leadingRows(ort: Ort, tensor: Tensor, rows: number): Tensor {
+  const dims = [rows, ...tensor.dims.slice(1)];
+  if (tensor.location === 'gpu-buffer') {
+    return ort.Tensor.fromGpuBuffer(tensor.gpuBuffer, { dataType: tensor.type as 'float32' | 'float16', dims });
+  }
+  const size = dims.reduce((a, b) => a * b, 1);
+  const data = tensor.data as Float32Array | Uint16Array;
+  return new ort.Tensor(tensor.type as 'float32' | 'float16', data.subarray(0, size), dims);
+}
+
+/**
+ * A float32 CPU tensor holding the first `rows` rows of `tensor` `times` times over
+ * (downloading GPU tensors).
+ */
+export async function repeatRows(ort: Ort, tensor: Tensor, rows: number, times: number): Promise<Tensor> {
+  const rowSize = tensor.dims.slice(1).reduce((a, b) => a * b, 1);
+  const block = (await readFloats(tensor)).subarray(0, rows * rowSize);
+  const out = new Float32Array(times * block.length);
+  for (let i = 0; i < times; i++) out.set(block, i * block.length);
+  return floatTensor(ort, out, [times * rows, ...tensor.dims.slice(1)]);
+}
+
 /** Frees tensors (GPU buffers on WebGPU; harmless for CPU tensors). */
 export function disposeAll(tensors: Iterable<Tensor | undefined>): void {
   for (const tensor of tensors) {

@@ -145,6 +145,7 @@ export function textEncoderInputs(spec: TextEncoderSpec, ids: number[], images: 
 /**
  * Runs the text encoder and builds the CFG context [2B, T, D]: the last T positions of the
  * hidden states for the conditional rows, zeros (HART's null condition) for the others.
+ * Without `nullRows` (no scale is guided) only the conditional rows: [B, T, D].
  */
 export async function encodeContext(
   ort: Ort,
@@ -153,6 +154,7 @@ export async function encodeContext(
   ids: number[],
   images: number,
   signal?: AbortSignal,
+  nullRows = true,
 ): Promise<Tensor> {
   const { inputIds, mask, length } = textEncoderInputs(spec, ids, images);
   const outputs = await session.run(
@@ -164,9 +166,10 @@ export async function encodeContext(
   outputs.hidden.dispose();
   const { contextTokens: T, contextDim: D } = spec;
   const skip = spec.prefixIds.length;
-  const context = new Float32Array(2 * images * T * D);
+  const rows = nullRows ? 2 * images : images;
+  const context = new Float32Array(rows * T * D);
   for (let b = 0; b < images; b++) {
     context.set(hidden.subarray((b * length + skip) * D, (b * length + skip + T) * D), b * T * D);
   }
-  return floatTensor(ort, context, [2 * images, T, D]);
+  return floatTensor(ort, context, [rows, T, D]);
 }

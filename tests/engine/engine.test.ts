@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEngine } from '../../src/engine/index';
 import { createFsIO } from '../../src/engine/node';
 import type { TraceEntry } from '../../src/engine/pipeline';
-import type { GenerateEvent } from '../../src/engine/types';
+import type { GenerateEvent, SamplingSettings } from '../../src/engine/types';
 import { FIXTURE, importOrt } from './golden';
 
 type Loaded = Awaited<ReturnType<typeof loadEngine>>;
@@ -147,6 +147,74 @@ describe('engine on the tiny package (onnxruntime-node)', () => {
   });
 });
 
+describe('conditional rows alone where guidance is 0', () => {
+  let engine: Loaded;
+  /** The rows of x of every transformer step since the last reset. */
+  let stepRows: number[] = [];
+
+  beforeAll(async () => {
+    const ort = await importOrt('onnxruntime-node');
+    const InferenceSession = {
+      create: async (...args: unknown[]) => {
+        const session = await (ort.InferenceSession.create as (...a: unknown[]) => Promise<any>)(...args);
+        return {
+          inputNames: session.inputNames,
+          outputNames: session.outputNames,
+          inputMetadata: session.inputMetadata,
+          release: () => session.release(),
+          run: (feeds: Record<string, { dims: readonly number[] }>, ...rest: unknown[]) => {
+            if (feeds.rope_cos) stepRows.push(feeds.x.dims[0]);
+            return session.run(feeds, ...rest);
+          },
+        };
+      },
+    };
+    engine = await loadEngine(FIXTURE, { ort: { ...ort, InferenceSession } as unknown as typeof ort, io: createFsIO(FIXTURE) });
+  });
+  afterAll(() => engine?.dispose());
+
+  /** Tokens per scale and the image of one run; `bothRows` forces the CFG pair on every step. */
+  async function tokensAndImage(settings: Partial<SamplingSettings>, seed: number, bothRows: boolean) {
+    stepRows = [];
+    const tokens: Int32Array[] = [];
+    const trace = (entry: TraceEntry) => {
+      if (entry.kind === 'tokens') tokens[entry.scale] = entry.data;
+    };
+    const result = await engine.generate({ prompt: PROMPT, seed, settings }, { trace, bothRows });
+    return { tokens, pixels: result.image.data, rows: stepRows };
+  }
+
+  function maxPixelDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
+    let max = 0;
+    for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
+    return max;
+  }
+
+  // The tiny package has 4 scales: guidedScales 1 or cfg 0 leave every scale unguided (the text
+  // step on one row too), 2 and 3 the last scales and the diffusion head, 0 none (scale 0 is
+  // unguided by the ramp, yet the scales after it are guided: both rows throughout).
+  const cases: [string, Partial<SamplingSettings>, number[]][] = [
+    ['guidedScales 2', { guidedScales: 2 }, [2, 2, 1, 1]],
+    ['guidedScales 3, top-k and top-p', { guidedScales: 3, topK: 16, topP: 0.9 }, [2, 2, 2, 1]],
+    ['guidedScales 1', { guidedScales: 1 }, [1, 1, 1, 1]],
+    ['cfg 0', { cfg: 0, guidedScales: 0 }, [1, 1, 1, 1]],
+    ['every scale guided', { guidedScales: 0 }, [2, 2, 2, 2]],
+    ['guidedScales 2 with smoothing, no residual', { guidedScales: 2, smooth: true, residual: false }, [2, 2, 1, 1]],
+  ];
+  for (const [name, settings, rows] of cases) {
+    it(`${name}: steps on rows ${rows.join(', ')}, the same tokens as both rows, the image within 1/255`, async () => {
+      for (const seed of [1, 7]) {
+        const pair = await tokensAndImage(settings, seed, true);
+        const alone = await tokensAndImage(settings, seed, false);
+        expect(pair.rows).toEqual([2, 2, 2, 2]);
+        expect(alone.rows).toEqual(rows);
+        expect(alone.tokens).toEqual(pair.tokens);
+        expect(maxPixelDifference(alone.pixels, pair.pixels)).toBeLessThanOrEqual(1);
+      }
+    });
+  }
+});
+
 describe('tensor lifetimes', () => {
   /** An ORT whose sessions remember every tensor they return. */
   async function trackingOrt() {
@@ -175,6 +243,9 @@ describe('tensor lifetimes', () => {
     const engine = await loadEngine(FIXTURE, { ort, io: createFsIO(FIXTURE) });
     try {
       await engine.generate({ prompt: PROMPT, seed: 1 });
+      // Conditional rows alone from scale 2 on, and from the text step on (cfg 0).
+      await engine.generate({ prompt: PROMPT, seed: 1, settings: { guidedScales: 2 } });
+      await engine.generate({ prompt: PROMPT, seed: 1, settings: { cfg: 0 } });
       const controller = new AbortController();
       const cancelled = engine.generate(
         { prompt: PROMPT, seed: 1 },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { diffusionConstants, guidanceWeight, respacedTimesteps, smoothingRatio, smoothingTau } from '../../src/engine/schedule';
+import { diffusionConstants, firstUnguidedScale, guidanceWeight, respacedTimesteps, smoothingRatio, smoothingTau } from '../../src/engine/schedule';
 
 // docs/hart.md §10.3, respaced index order 0..7 (original t = 0, 143, …, 999).
 const TABLE = {
@@ -50,6 +50,21 @@ describe('schedule', () => {
     expect(guidanceWeight(4, 6, 10, 6)).toBe(0);
     expect(guidanceWeight(4, 9, 10, 6)).toBe(0);   // the last scale and the residual head too
     expect(guidanceWeight(4, 9, 10, 10)).toBe(guidanceWeight(4, 9, 10));
+  });
+
+  it('runs conditional rows alone only on a suffix of unguided scales', () => {
+    expect(firstUnguidedScale(4, 10, 6)).toBe(6);
+    expect(firstUnguidedScale(4, 10, 0)).toBe(10);   // the last scale is guided: never
+    expect(firstUnguidedScale(4, 10, 10)).toBe(10);
+    expect(firstUnguidedScale(0, 10, 0)).toBe(0);    // cfg 0: no scale is guided
+    expect(firstUnguidedScale(4, 10, 1)).toBe(0);    // scale 0's ramp weight is 0 too
+    // Scale 0 is unguided (its ramp weight is 0) but the scales after it are: it keeps both rows.
+    expect(guidanceWeight(4, 0, 10, 2)).toBe(0);
+    expect(firstUnguidedScale(4, 10, 2)).toBe(2);
+    for (const [cfg, G] of [[4, 6], [4, 0], [0, 0], [4, 1], [4, 2], [2, 9]]) {
+      const first = firstUnguidedScale(cfg, 10, G);
+      for (let k = first; k < 10; k++) expect(guidanceWeight(cfg, k, 10, G)).toBe(0);
+    }
   });
 
   it("follows docs/hart.md's Gumbel temperatures", () => {

@@ -36,9 +36,26 @@ async function check(backend: 'webgpu' | 'wasm') {
   const a = await engine.generate({ prompt: 'a red circle', seed: 1 });
   const b = await engine.generate({ prompt: 'a red circle', seed: 1 });
   const deterministic = sameBytes(a.image.data, b.image.data);
+  // Conditional rows alone (the cache narrowed to views of its GPU buffers, from scale 2 on and
+  // from the text step on) against both rows on every step: the same tokens, pixels within 1/255.
+  const conditional = [];
+  for (const settings of [{ guidedScales: 2 }, { cfg: 0 }]) {
+    const run = async (bothRows: boolean) => {
+      const tokens: Int32Array[] = [];
+      const trace = (e: TraceEntry) => e.kind === 'tokens' && (tokens[e.scale] = e.data.slice());
+      return { tokens, image: (await engine.generate({ prompt: 'a red circle', seed: 2, settings }, { trace, bothRows })).image };
+    };
+    const pair = await run(true);
+    const alone = await run(false);
+    conditional.push({
+      settings: JSON.stringify(settings),
+      tokensSame: tokenMismatches(pair.tokens, alone.tokens).length === 0,
+      maxPixelDiff: maxPixelDiff(pair.image.data, alone.image.data),
+    });
+  }
   const info = engine.info;
   await engine.dispose();
-  return { backend: info.backend, results, cancelled, deterministic };
+  return { backend: info.backend, results, cancelled, deterministic, conditional };
 }
 
 (window as unknown as { runCheck: typeof check }).runCheck = check;

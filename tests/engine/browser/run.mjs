@@ -68,6 +68,11 @@ function pageFailures(report, backend) {
     ]),
     report.cancelled !== 'cancelled' && `cancel mid-run gave "${report.cancelled}"`,
     !report.deterministic && 'two runs with one seed differ',
+    report.conditional.length !== 2 && `${report.conditional.length} conditional-rows checks instead of 2`,
+    ...report.conditional.flatMap((r) => [
+      !r.tokensSame && `conditional rows alone, ${r.settings}: tokens differ from both rows`,
+      !(r.maxPixelDiff <= 1) && `conditional rows alone, ${r.settings}: pixels off by ${r.maxPixelDiff}`,
+    ]),
   ].filter(Boolean);
 }
 
