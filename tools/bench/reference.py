@@ -9,7 +9,6 @@ is 0 (the reference draws no previews). The wrappers only time: the trace is the
 import contextlib
 import dataclasses
 import os
-import re
 import time
 from typing import Callable, Dict, Optional, Tuple
 
@@ -21,19 +20,6 @@ from hart.config import SamplingDefaults, get_config
 from hart.model import HartModel
 
 STAGES = ("textEncoder", "transformer", "head", "sampling", "scaleUpdate", "preview", "diffusion", "decoder", "total")
-UNTRAINED = re.compile(r"Untrained random weights \(seed (\d+)\)")
-
-
-def reference_spec_of(manifest: dict, fallback: Optional[str]) -> str:
-    """How to rebuild a package's model: "random:CONFIG:SEED" for an untrained export (its
-    description says so), else `fallback` (a checkpoint path)."""
-    match = UNTRAINED.search(manifest.get("description", ""))
-    name = manifest.get("name", "")
-    if match and name.startswith("hart-"):
-        return f"random:{name[len('hart-'):]}:{match.group(1)}"
-    if not fallback:
-        raise ValueError(f"{name or 'the package'}: no checkpoint given and not an untrained export")
-    return fallback
 
 
 def decoder_weights(package: str) -> Dict[str, torch.Tensor]:
