@@ -11,7 +11,7 @@ const python = process.env.HART_PYTHON ?? '/usr/bin/python3';
 const suites = [
   { name: 'typecheck', cmd: 'npx', args: ['tsc', '--noEmit'], cwd: root },
   {
-    name: 'python (reference model, export, converter, lab)',
+    name: 'python (reference model, export, converter, lab, bench)',
     cmd: python,
     args: ['-m', 'unittest', 'discover', '-s', 'tests', '-t', '.', '-v'],
     cwd: path.join(root, 'tools'),

@@ -1,10 +1,14 @@
 // `npm run bench [-- --model DIR --backend cpu|wasm --runs N --prompt TEXT]`: loads a package,
 // makes one warm-up image, then N timed images, and prints one JSON object with the median time
 // of every stage (milliseconds).
+// `npm run bench -- --compare [--rounds N --seed S --reference CHECKPOINT|random:CONFIG:SEED
+// --torch-threads T --model DIR --prompt TEXT]`: the PyTorch reference, the engine on
+// onnxruntime-node and on WASM side by side (compare.ts), a table on stderr and one JSON line.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadEngine, type StageTimings } from '../engine/index';
 import { createFsIO, importNodeOrt } from '../engine/node';
+import { compare, median } from './compare';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -13,14 +17,24 @@ function option(name: string, fallback: string): string {
   return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1] : fallback;
 }
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
-
 async function main(): Promise<void> {
   const model = path.resolve(option('model', path.join(root, 'public/models/hart-shapes')));
+  if (process.argv.includes('--compare')) {
+    const prompt = option('prompt', '');
+    const reference = option('reference', '');
+    const result = await compare({
+      root,
+      model,
+      reference: !reference ? undefined : reference.startsWith('random:') ? reference : path.resolve(reference),
+      prompt: prompt || undefined,
+      seed: Number(option('seed', '0')),
+      rounds: Math.max(1, Number(option('rounds', '5'))),
+      torchThreads: Math.max(1, Number(option('torch-threads', '2'))),
+      log: (line) => console.error(line),
+    });
+    console.log(JSON.stringify(result));
+    return;
+  }
   const backend = option('backend', 'cpu');
   const runs = Math.max(1, Number(option('runs', '3')));
   if (backend !== 'cpu' && backend !== 'wasm') throw new Error(`--backend ${backend}: expected cpu or wasm`);

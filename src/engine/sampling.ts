@@ -19,8 +19,7 @@ export function filterLogits(logits: ArrayLike<number>, offset: number, vocab: n
 
   if (filter.topK > 0 && filter.topK < vocab) {
     // Ties with the k-th largest are all kept ("≥"), as a threshold on values does.
-    const sorted = Float64Array.from(kept).sort();
-    const threshold = sorted[vocab - filter.topK];
+    const threshold = kthLargest(kept, filter.topK);
     for (let v = 0; v < vocab; v++) if (kept[v] < threshold) kept[v] = -Infinity;
   }
 
@@ -43,6 +42,49 @@ export function filterLogits(logits: ArrayLike<number>, offset: number, vocab: n
     }
   }
   return kept;
+}
+
+let heapScratch = new Float64Array(0);
+
+/**
+ * The k-th largest of `values` (0 < k < length), counting equal values separately: the value
+ * an ascending sort puts at `length − k`, found with a min-heap of the k largest so far
+ * (O(V log k), no sort of the whole vocabulary). Only the value matters to the "≥" threshold,
+ * so the kept set is the sort's whatever order ties come in. A NaN (which the sort puts last)
+ * falls back to the sort.
+ */
+export function kthLargest(values: Float64Array, k: number): number {
+  if (heapScratch.length < k) heapScratch = new Float64Array(k);
+  const heap = heapScratch;
+  let size = 0;
+  for (let i = 0; i < values.length; i++) {
+    const x = values[i];
+    if (x !== x) return Float64Array.from(values).sort()[values.length - k];
+    if (size < k) {
+      // Sift up.
+      let c = size++;
+      while (c > 0) {
+        const p = (c - 1) >> 1;
+        if (heap[p] <= x) break;
+        heap[c] = heap[p];
+        c = p;
+      }
+      heap[c] = x;
+    } else if (x > heap[0]) {
+      // Replace the smallest, sift down.
+      let c = 0;
+      for (;;) {
+        let child = 2 * c + 1;
+        if (child >= k) break;
+        if (child + 1 < k && heap[child + 1] < heap[child]) child++;
+        if (heap[child] >= x) break;
+        heap[c] = heap[child];
+        c = child;
+      }
+      heap[c] = x;
+    }
+  }
+  return heap[0];
 }
 
 /** Softmax over float64 logits; −∞ entries get probability 0. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { drawIndex, filterLogits, lookupCodebook, sampleScale, smoothVectors, softmax } from '../../src/engine/sampling';
+import { drawIndex, filterLogits, kthLargest, lookupCodebook, sampleScale, smoothVectors, softmax } from '../../src/engine/sampling';
 import { topKAt } from '../../src/engine/samplingSettings';
 
 const off = { topK: 0, topP: 0, temperature: 1 };
@@ -92,4 +92,26 @@ describe('sampling', () => {
     const sharp = smoothVectors(logits, 1, 3, 1, 0.1, [u, u, u], codebook, 2);
     expect(sharp[1]).toBeGreaterThan(0.999);
   });
+
+  it('top-k finds the k-th largest without sorting: the value a sort gives, ties and all', () => {
+    let state = 12345;
+    const next = () => ((state = (state * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    for (const vocab of [2, 3, 17, 64, 300]) {
+      for (const coarse of [false, true]) {
+        // Coarse values make many ties (also across the k-th place); −∞, −0 and +0 mixed in.
+        const values = Float64Array.from({ length: vocab }, (_, i) =>
+          i % 29 === 7 ? -Infinity : i % 31 === 5 ? (i % 2 ? -0 : 0) : coarse ? Math.floor(next() * 5) - 2 : next() * 20 - 10);
+        const sorted = Float64Array.from(values).sort();
+        for (let k = 1; k < vocab; k++) {
+          expect(kthLargest(values, k) === sorted[vocab - k], `V=${vocab} k=${k}`).toBe(true);
+          const kept = filterLogits(values, 0, vocab, { topK: k, topP: 0, temperature: 1 });
+          expect(kept).toEqual(values.map((x) => (x < sorted[vocab - k] ? -Infinity : x)));
+        }
+      }
+    }
+    const withNaN = Float64Array.from([1, NaN, 3, 2]);
+    expect(kthLargest(withNaN, 1)).toBeNaN();
+    expect(kthLargest(withNaN, 2)).toBe(3);
+  });
 });
+

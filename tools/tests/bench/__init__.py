@@ -1,0 +1,1 @@
+"""Tests of tools/bench (see tools/bench/__init__.py)."""
