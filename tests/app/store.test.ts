@@ -234,8 +234,49 @@ describe('app store', () => {
     const { store } = createHarness({ failLoad: failure });
     await store.getState().loadModel({ kind: 'url', url: 'http://x/missing/' }, 'missing');
     expect(store.getState().modelStatus).toBe('error');
-    expect(store.getState().modelError).toEqual(failure);
+    expect(store.getState().modelError).toEqual({ code: 'fetch-failed', message: 'missing: transformer.onnx: HTTP 404 Not Found' });
     await store.getState().generate();
     expect(store.getState().runError?.message).toMatch(/not loaded/);
+  });
+
+  it('a failed load of another model keeps the loaded one usable and names the URL and the cause', async () => {
+    const harness = await loaded();
+    const { store, client } = harness;
+    const load = client.load;
+    client.load = async (source, options, onProgress) => {
+      if (source.kind === 'url' && source.url.includes('missing')) {
+        throw { code: 'fetch-failed', message: 'manifest.json: HTTP 404 Not Found' };
+      }
+      return load(source, options, onProgress);
+    };
+    const pending = store.getState().loadModel({ kind: 'url', url: 'http://localhost/missing/' }, '/missing/');
+    expect(store.getState().modelStatus).toBe('loading');
+    expect(store.getState().modelInfo).toBeDefined();
+    await pending;
+    const state = store.getState();
+    expect(state.modelStatus).toBe('ready');
+    expect(state.modelLabel).toBe('fake');
+    expect(state.modelSource).toEqual({ kind: 'url', url: 'http://localhost/models/fake/' });
+    expect(state.modelError?.message).toBe('/missing/: manifest.json: HTTP 404 Not Found');
+    expect(pageStatus(state)).not.toBe('Model not loaded');
+    state.setPrompt('a red circle');
+    await store.getState().generate();
+    expect(statusText(store.getState().run)).toMatch(/^Done in/);
+    expect(store.getState().runError).toBeUndefined();
+  });
+
+  it('a typed model address is taken like ?model=: relative paths load, javascript: is refused', async () => {
+    const harness = await loaded();
+    const { store } = harness;
+    const href = 'http://127.0.0.1:5173/?backend=wasm';
+    await store.getState().loadModelUrl('javascript:alert(1)', href);
+    expect(harness.loads).toBe(1);
+    expect(store.getState().modelStatus).toBe('ready');
+    expect(store.getState().modelError?.message).toMatch(/"javascript:alert\(1\)" is not an http\(s\) address/);
+    await store.getState().loadModelUrl('/models/hart-shapes/manifest.json', href);
+    expect(harness.loads).toBe(2);
+    expect(store.getState().modelError).toBeUndefined();
+    expect(store.getState().modelSource).toEqual({ kind: 'url', url: 'http://127.0.0.1:5173/models/hart-shapes/' });
+    expect(store.getState().modelLabel).toBe('/models/hart-shapes/');
   });
 });
