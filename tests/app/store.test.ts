@@ -4,6 +4,7 @@ import { loadPercent, pageStatus } from '../../src/app/selectors';
 import type { AppState } from '../../src/app/storeTypes';
 import type { LoadProgress } from '../../src/engine/types';
 import { fakeInfo } from '../workers/fakeEngine';
+import { createMemoryGalleryStorage } from '../../src/app/galleryStorage';
 import { createHarness, loaded } from './storeHarness';
 
 describe('app store', () => {
@@ -278,5 +279,36 @@ describe('app store', () => {
     expect(store.getState().modelError).toBeUndefined();
     expect(store.getState().modelSource).toEqual({ kind: 'url', url: 'http://127.0.0.1:5173/models/hart-shapes/' });
     expect(store.getState().modelLabel).toBe('/models/hart-shapes/');
+  });
+
+  it('says Done only after the gallery write resolved, so a reload at "Done in" finds the image', async () => {
+    const memory = createMemoryGalleryStorage();
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let stored = false;
+    const galleryStorage = {
+      ...memory,
+      async put(entry: Parameters<typeof memory.put>[0]) {
+        await held;
+        await memory.put(entry);
+        stored = true;
+      },
+    };
+    const { store } = await loaded({ galleryStorage });
+    store.getState().setPrompt('a red circle');
+    const doneWhileStored: boolean[] = [];
+    store.subscribe((s) => {
+      if (s.run.phase === 'done') doneWhileStored.push(stored);
+    });
+    const run = store.getState().generate();
+    await vi.waitFor(() => expect(store.getState().frames.some((f) => f.final)).toBe(true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(store.getState().run.phase).not.toBe('done');
+    release();
+    await run;
+    expect(store.getState().run.phase).toBe('done');
+    expect(doneWhileStored.length).toBeGreaterThan(0);
+    expect(doneWhileStored.every(Boolean)).toBe(true);
+    expect((await memory.list()).length).toBe(1);
   });
 });

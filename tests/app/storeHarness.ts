@@ -2,7 +2,7 @@
 // exercise everything but comlink and onnxruntime.
 import { createEngineHost } from '../../workers/engineHost';
 import { createAppStore } from '../../src/app/store';
-import { createMemoryGalleryStorage } from '../../src/app/galleryStorage';
+import { createMemoryGalleryStorage, type GalleryStorage } from '../../src/app/galleryStorage';
 import type { AppFailure } from '../../workers/protocol';
 import type { ImagePixels, LoadProgress, ModelInfo } from '../../src/engine/types';
 import type { GalleryEntry } from '../../src/app/galleryEntry';
@@ -26,6 +26,8 @@ export interface HarnessOptions {
   gallery?: GalleryEntry[];
   failLoad?: AppFailure;
   cache?: ModelCache;
+  /** Where kept images go (in memory by default). */
+  galleryStorage?: GalleryStorage;
   /** The load's progress reports, instead of the default download and upload ones. */
   loadProgress?: LoadProgress[];
   /** The load finishes only once this settles (to look at the page mid-load). */
@@ -67,7 +69,7 @@ export function createHarness(options: HarnessOptions = {}): Harness {
   harness.store = createAppStore(
     {
       client: harness.client,
-      gallery: createMemoryGalleryStorage(options.gallery),
+      gallery: options.galleryStorage ?? createMemoryGalleryStorage(options.gallery),
       async encodePng(pixels: ImagePixels, text: Record<string, string>) {
         harness.encoded.push(text);
         return new Uint8Array([137, 80, 78, 71, pixels.width]);
