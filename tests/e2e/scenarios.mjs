@@ -50,7 +50,7 @@ async function galleryItems(page) {
   return page.getByRole('list', { name: 'Gallery' }).getByRole('listitem').count();
 }
 
-/** The gallery saves right after "Done" (PNG encoding is asynchronous): give it a moment. */
+/** The gallery holds the image once the status says "Done"; the list may draw a moment later. */
 async function expectGalleryCount(page, count, message) {
   const deadline = Date.now() + 5000;
   let seen = await galleryItems(page);
@@ -271,6 +271,26 @@ export async function errorJourney({ browser, baseUrl, query, shots, timeouts, s
       const alert = (await page.getByRole('alert').textContent()) ?? '';
       check(/The page address/.test(alert) && /"http:\/\/\[" is not a URL/.test(alert), `the banner does not say the model option is no URL: "${alert}"`);
       check(errors.length === 0, `the page threw: ${errors.join(' | ')}`);
+    });
+    await step('error: a reload right at "Done in" keeps the image in the gallery, three times', async () => {
+      // A context of its own: an empty gallery, counted exactly.
+      const fresh = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      try {
+        const page = await fresh.newPage();
+        await page.goto(`${baseUrl}/${query}`);
+        await waitForStatus(page, /^Ready$/, timeouts.load);
+        for (let n = 1; n <= 3; n++) {
+          await page.getByRole('textbox', { name: 'Prompt' }).fill(`a red circle on a blue background ${n}`);
+          await page.getByRole('button', { name: 'Generate' }).click();
+          await waitForStatus(page, /^Done in/, timeouts.run);
+          await page.reload();
+          await waitForStatus(page, /^Ready$/, timeouts.load);
+          const count = await galleryItems(page);
+          check(count === n, `after reload ${n} right at "Done in" the gallery holds ${count} images, expected ${n}`);
+        }
+      } finally {
+        await fresh.close();
+      }
     });
     await step('error: a 40 KB prompt runs and its warning stays one short line', async () => {
       const page = await context.newPage();
