@@ -75,6 +75,10 @@ export function createEngineHost(openEngine: OpenEngine): WorkerApi {
       running?.abort();
     },
 
+    async cancelLoad() {
+      loading?.abort();
+    },
+
     async analyzePrompt(prompt: string) {
       try {
         return requireEngine().analyzePrompt(prompt);

@@ -32,7 +32,9 @@ export function createModelSlice(deps: AppDeps, backendChoice: BackendChoice): S
         });
         // The worker swapped engines even when a newer load is under way: record what it holds.
         if (id !== loadId) {
-          set({ modelSource: source, modelLabel: label, modelInfo: info });
+          // Cancelled too late to stop the swap (no newer load under way): this one is loaded.
+          const settled = get().modelStatus !== 'loading' ? { modelStatus: 'ready' as const, modelError: undefined } : {};
+          set({ modelSource: source, modelLabel: label, modelInfo: info, ...settled });
           return;
         }
         set({
@@ -55,6 +57,25 @@ export function createModelSlice(deps: AppDeps, backendChoice: BackendChoice): S
           loadPhases: {},
           loadPhase: undefined,
         });
+      }
+    },
+    async cancelLoad() {
+      if (get().modelStatus !== 'loading') return;
+      const label = get().pendingLabel ?? get().modelLabel;
+      // The load's result, whatever it is, no longer writes the status.
+      loadId++;
+      const usable = Boolean(get().modelInfo);
+      set({
+        pendingLabel: undefined,
+        modelStatus: usable ? 'ready' : 'error',
+        modelError: usable ? undefined : { code: 'cancelled', message: `${label}: loading was cancelled. Load a model to generate.` },
+        loadPhases: {},
+        loadPhase: undefined,
+      });
+      try {
+        await deps.client.cancelLoad();
+      } catch (error) {
+        set({ modelError: error as AppFailure });
       }
     },
     async loadModelUrl(input, pageHref) {

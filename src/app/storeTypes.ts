@@ -18,7 +18,7 @@ import type { RunProgress } from './runStatus';
 
 /** Everything the store needs from the outside world, injected so tests can fake it. */
 export interface AppDeps {
-  client: Pick<EngineClient, 'load' | 'generate' | 'cancel' | 'analyzePrompt' | 'onCrash'>;
+  client: Pick<EngineClient, 'load' | 'generate' | 'cancel' | 'cancelLoad' | 'analyzePrompt' | 'onCrash'>;
   gallery: GalleryStorage;
   encodePng(pixels: ImagePixels, text: Record<string, string>): Promise<Uint8Array>;
   /** Monotonic milliseconds, for durations. */
@@ -60,6 +60,8 @@ export interface ModelSlice {
    * `?model=` takes it. One that is no http(s) URL is refused in `modelError`, nothing unloaded.
    */
   loadModelUrl(input: string, pageHref: string): Promise<void>;
+  /** Stops the load under way; the model loaded before (if any) stays loaded and usable. */
+  cancelLoad(): Promise<void>;
 }
 
 export interface SettingsSlice {

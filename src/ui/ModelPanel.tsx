@@ -18,9 +18,13 @@ function LoadPhases() {
   const current = useApp((s) => s.loadPhase);
   const loading = useApp((s) => s.modelStatus === 'loading');
   const percent = useApp(loadPercent);
+  const cancelLoad = useApp((s) => s.cancelLoad);
   if (!loading) return null;
   return (
     <div className="load-phases">
+      <button type="button" aria-label="Cancel loading" title="Stop loading; the model loaded before stays" onClick={() => void cancelLoad()}>
+        Cancel
+      </button>
       <div className="progress small" role="progressbar" aria-label="Model loading" aria-valuemin={0} aria-valuemax={100} aria-valuenow={percent}>
         <div className="progress-fill" style={{ width: `${percent}%` }} />
       </div>

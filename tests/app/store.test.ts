@@ -311,4 +311,23 @@ describe('app store', () => {
     expect(doneWhileStored.every(Boolean)).toBe(true);
     expect((await memory.list()).length).toBe(1);
   });
+
+  it('cancelLoad stops loading another model and leaves the loaded one usable', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const harness = await loaded({ holdSource: (source) => (source.kind === 'url' && source.url.includes('slow') ? held : undefined) });
+    const { store } = harness;
+    const pending = store.getState().loadModel({ kind: 'url', url: 'http://localhost/slow/' }, '/slow/');
+    expect(store.getState().modelStatus).toBe('loading');
+    await store.getState().cancelLoad();
+    expect(store.getState().modelStatus).toBe('ready');
+    expect(store.getState().modelError).toBeUndefined();
+    release();
+    await pending;
+    expect(store.getState().modelStatus).toBe('ready');
+    expect(store.getState().modelLabel).toBe('fake');
+    store.getState().setPrompt('a red circle');
+    await store.getState().generate();
+    expect(statusText(store.getState().run)).toMatch(/^Done in/);
+  });
 });

@@ -3,7 +3,8 @@
 import { createEngineHost } from '../../workers/engineHost';
 import { createAppStore } from '../../src/app/store';
 import { createMemoryGalleryStorage, type GalleryStorage } from '../../src/app/galleryStorage';
-import type { AppFailure } from '../../workers/protocol';
+import type { AppFailure, ModelSource } from '../../workers/protocol';
+import { throwIfCancelled } from '../../src/engine/errors';
 import type { ImagePixels, LoadProgress, ModelInfo } from '../../src/engine/types';
 import type { GalleryEntry } from '../../src/app/galleryEntry';
 import type { AppDeps } from '../../src/app/storeTypes';
@@ -32,6 +33,8 @@ export interface HarnessOptions {
   loadProgress?: LoadProgress[];
   /** The load finishes only once this settles (to look at the page mid-load). */
   holdLoad?: Promise<unknown>;
+  /** Per source: a promise the load waits on (then stops if it was cancelled meanwhile). */
+  holdSource?: (source: ModelSource) => Promise<unknown> | undefined;
 }
 
 export function createHarness(options: HarnessOptions = {}): Harness {
@@ -57,6 +60,11 @@ export function createHarness(options: HarnessOptions = {}): Harness {
     ];
     progress.forEach((p) => opts.onProgress?.(p));
     await options.holdLoad;
+    const hold = options.holdSource?.(_source);
+    if (hold) {
+      await hold;
+      throwIfCancelled(opts.signal, 'Loading was cancelled.');
+    }
     return fake.engine;
   });
   harness.client = {

@@ -212,4 +212,23 @@ describe('persistent storage', () => {
     await waitFor(() => expect(harness.store.getState().modelSource).toEqual({ kind: 'url', url: new URL('/models/hart-shapes/', window.location.href).href }));
     expect(screen.queryByRole('alert')).toBeNull();
   });
+
+  it('"Cancel loading" in the model panel stops a load and keeps the loaded model', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const harness = createHarness({ cache: fakeCache([]), holdSource: (source) => (source.kind === 'url' && source.url.includes('slow') ? held : undefined) });
+    await load(harness);
+    renderApp(harness);
+    fireEvent.change(screen.getByRole('textbox', { name: 'Model URL' }), { target: { value: '/models/slow/' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Load' }));
+    const cancel = await screen.findByRole('button', { name: 'Cancel loading' });
+    fireEvent.click(cancel);
+    await waitFor(() => expect(screen.queryByRole('button', { name: 'Cancel loading' })).toBeNull());
+    expect(harness.store.getState().modelStatus).toBe('ready');
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a red circle' } });
+    expect((screen.getByRole('button', { name: 'Generate' }) as HTMLButtonElement).disabled).toBe(false);
+    release();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(harness.store.getState().modelSource).toEqual({ kind: 'url', url: FAKE_URL });
+  });
 });

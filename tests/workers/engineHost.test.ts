@@ -148,4 +148,26 @@ describe('engine host (the worker side)', () => {
     const analysis = await host.analyzePrompt('a purple circle');
     expect(analysis.unknown).toEqual(['purple']);
   });
+
+  it('cancelLoad stops the load under way and keeps the loaded engine', async () => {
+    const a = createFakeEngine();
+    const b = createFakeEngine(fakeInfo({ name: 'b' }));
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let calls = 0;
+    const host = createEngineHost(async (_source, options) => {
+      if (calls++ === 0) return a.engine;
+      // An opener that finishes although it was cancelled: the host must not swap it in.
+      await held;
+      return b.engine;
+    });
+    await host.load(url, { backend: 'wasm' });
+    const pending = host.load({ kind: 'url', url: 'http://localhost/b/' }, { backend: 'wasm' });
+    await host.cancelLoad();
+    release();
+    await expect(pending).rejects.toMatchObject({ code: 'cancelled' });
+    expect(a.disposed).toBe(false);
+    expect(b.disposed).toBe(true);
+    expect((await host.generate({ prompt: 'a red circle', seed: 1 })).prompt).toBe('a red circle');
+  });
 });
