@@ -221,7 +221,7 @@ export async function errorJourney({ browser, baseUrl, query, shots, timeouts, s
       await waitForStatus(page, /^Ready$/, timeouts.load);
       const panel = page.getByRole('region', { name: 'Model' });
       const box = page.getByRole('textbox', { name: 'Model URL' });
-      const loadButton = page.getByRole('button', { name: 'Load' });
+      const loadButton = page.getByRole('button', { name: 'Load', exact: true });
       const alertText = async (pattern) => {
         await page.getByRole('alert').filter({ hasText: pattern }).waitFor({ timeout: timeouts.load });
         return (await page.getByRole('alert').textContent()) ?? '';
@@ -257,6 +257,20 @@ export async function errorJourney({ browser, baseUrl, query, shots, timeouts, s
       await panel.getByText(/from \/e2e-tiny\//).waitFor({ state: 'detached', timeout: timeouts.load });
       await waitForStatus(page, /^Ready$/, timeouts.load);
       check(!(await page.getByRole('button', { name: 'Generate' }).isDisabled()), 'Generate is disabled after opening a downloaded model');
+    });
+    await step('error: "Cancel loading" stops a load that hangs and the loaded model stays usable', async () => {
+      const page = await context.newPage();
+      await page.goto(`${baseUrl}/${query}`);
+      await waitForStatus(page, /^Ready$/, timeouts.load);
+      // The test server never answers under /e2e-hang/.
+      await page.getByRole('textbox', { name: 'Model URL' }).fill('/e2e-hang/');
+      await page.getByRole('button', { name: 'Load', exact: true }).click();
+      await waitForStatus(page, /^Loading model/, timeouts.load);
+      await page.getByRole('button', { name: 'Cancel loading' }).click();
+      await waitForStatus(page, /^Ready$/, timeouts.load);
+      await page.getByRole('textbox', { name: 'Prompt' }).fill('a red circle on a blue background');
+      await page.getByRole('button', { name: 'Generate' }).click();
+      await waitForStatus(page, /^Done in/, timeouts.run);
     });
     await step('error: a ?model= that is no URL is reported and the default model opens', async () => {
       const page = await context.newPage();
