@@ -1,6 +1,6 @@
 // The worker's state: one engine, one queue, one AbortController per run.
 // Kept free of comlink and onnxruntime so it can be tested in Node with a fake engine.
-import { BadInputError, RunQueue, throwIfCancelled, type Engine, type GenerateEvent, type GenerateRequest, type LoadProgress } from '../src/engine/index';
+import { BadInputError, LOADING_CANCELLED, RunQueue, throwIfCancelled, type Engine, type GenerateEvent, type GenerateRequest, type LoadProgress } from '../src/engine/index';
 import { toAppFailure, type ModelSource, type WorkerLoadOptions, type WorkerApi } from './protocol';
 
 export type OpenEngine = (
@@ -44,7 +44,7 @@ export function createEngineHost(openEngine: OpenEngine): WorkerApi {
           const next = await openEngine(source, { ...options, onProgress, signal: controller.signal });
           if (controller.signal.aborted) {
             await next.dispose();
-            throwIfCancelled(controller.signal);
+            throwIfCancelled(controller.signal, LOADING_CANCELLED);
           }
           const previous = engine;
           engine = next;
