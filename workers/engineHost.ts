@@ -1,6 +1,6 @@
 // The worker's state: one engine, one queue, one AbortController per run.
 // Kept free of comlink and onnxruntime so it can be tested in Node with a fake engine.
-import { BadInputError, RunQueue, throwIfCancelled, type Engine, type GenerateEvent, type GenerateRequest, type LoadProgress } from '../src/engine/index';
+import { BadInputError, LOADING_CANCELLED, RunQueue, throwIfCancelled, type Engine, type GenerateEvent, type GenerateRequest, type LoadProgress } from '../src/engine/index';
 import { toAppFailure, type ModelSource, type WorkerLoadOptions, type WorkerApi } from './protocol';
 
 export type OpenEngine = (
@@ -32,18 +32,24 @@ export function createEngineHost(openEngine: OpenEngine): WorkerApi {
 
   return {
     load(source, options, onProgress) {
-      // A new model replaces the old one: stop whatever the old one (or an older load) does.
+      // A new model replaces the old one: stop its run (the load waits for it) and any older load.
       running?.abort();
       loading?.abort();
       const controller = new AbortController();
       loading = controller;
       return rethrowAsFailure(
         jobs.enqueue(async () => {
+          // The new engine loads beside the old one; the old one is dropped only once the new
+          // one is ready, so a load that fails (or is replaced) leaves the old one usable.
+          const next = await openEngine(source, { ...options, onProgress, signal: controller.signal });
+          if (controller.signal.aborted) {
+            await next.dispose();
+            throwIfCancelled(controller.signal, LOADING_CANCELLED);
+          }
           const previous = engine;
-          engine = undefined;
+          engine = next;
           await previous?.dispose();
-          engine = await openEngine(source, { ...options, onProgress, signal: controller.signal });
-          return engine.info;
+          return next.info;
         }).finally(() => {
           if (loading === controller) loading = undefined;
         }),
@@ -67,6 +73,10 @@ export function createEngineHost(openEngine: OpenEngine): WorkerApi {
 
     async cancel() {
       running?.abort();
+    },
+
+    async cancelLoad() {
+      loading?.abort();
     },
 
     async analyzePrompt(prompt: string) {

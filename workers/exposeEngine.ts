@@ -44,6 +44,7 @@ export function exposeEngine({ wrapEngine }: ExposeOptions = {}): void {
     load: (source, options, onProgress) => relay(onProgress, (forward) => host.load(source, options, forward)),
     generate: (request, onEvent) => relay(onEvent, (forward) => host.generate(request, forward)),
     cancel: () => host.cancel(),
+    cancelLoad: () => host.cancelLoad(),
     analyzePrompt: (prompt) => host.analyzePrompt(prompt),
   };
 

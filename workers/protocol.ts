@@ -42,6 +42,8 @@ export interface WorkerApi {
   generate(request: GenerateRequest, onEvent?: (event: GenerateEvent) => void): Promise<GenerateResult>;
   /** Stops the running generation, if any; resolves at once. */
   cancel(): Promise<void>;
+  /** Stops the model load under way, if any (the loaded model stays); resolves at once. */
+  cancelLoad(): Promise<void>;
   analyzePrompt(prompt: string): Promise<PromptAnalysis>;
 }
 

@@ -53,8 +53,8 @@ export function createCacheSlice(deps: AppDeps): Slice<CacheSlice> {
 }
 
 /** The cache folder of the model loaded from a URL, if one is loaded. */
-export function loadedBaseUrl(state: Pick<AppState, 'modelSource' | 'modelStatus'>): string | undefined {
+export function loadedBaseUrl(state: Pick<AppState, 'modelSource' | 'modelInfo'>): string | undefined {
   const source = state.modelSource;
-  if (state.modelStatus !== 'ready' || source?.kind !== 'url') return undefined;
+  if (!state.modelInfo || source?.kind !== 'url') return undefined;
   return cacheBaseUrl(source.url);
 }

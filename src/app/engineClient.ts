@@ -82,6 +82,7 @@ export function createEngineClient(
       call((api) => api.load(source, options, onProgress && Comlink.proxy(onProgress))),
     generate: (request, onEvent) => call((api) => api.generate(request, onEvent && Comlink.proxy(onEvent))),
     cancel: () => call((api) => api.cancel()),
+    cancelLoad: () => call((api) => api.cancelLoad()),
     analyzePrompt: (prompt) => call((api) => api.analyzePrompt(prompt)),
     onCrash(listener) {
       listeners.add(listener);

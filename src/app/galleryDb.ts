@@ -39,7 +39,9 @@ export function createIndexedDbGalleryStorage(factory: IDBFactory = indexedDB): 
       return all.sort((a, b) => b.createdAt - a.createdAt);
     },
     async put(entry) {
-      const tx = (await database()).transaction(STORE, 'readwrite');
+      // Strict: the write is on disk when the transaction completes, so an image the page calls
+      // done survives a reload or a crash right after.
+      const tx = (await database()).transaction(STORE, 'readwrite', { durability: 'strict' });
       tx.objectStore(STORE).put(entry);
       await done(tx);
     },

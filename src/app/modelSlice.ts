@@ -1,9 +1,12 @@
-// Which model is loaded, how far its loading got, and on which backend it runs.
+// Which model is loaded, how far the loading of another got, and on which backend it runs.
+// A new model is loaded beside the current one: the current one stays usable until the new one
+// is ready, and stays loaded when the new one fails.
 import type { AppDeps, ModelSlice, Slice } from './storeTypes';
-import type { BackendChoice } from '../../workers/protocol';
+import type { AppFailure, BackendChoice } from '../../workers/protocol';
+import { resolveModelUrl, shownModelUrl } from './pageOptions';
 
 export function createModelSlice(deps: AppDeps, backendChoice: BackendChoice): Slice<ModelSlice> {
-  // Only the newest load may write its result; an older one finishing late is ignored.
+  // Only the newest load may write its status; an older one finishing late is ignored.
   let loadId = 0;
 
   return (set, get) => ({
@@ -14,11 +17,8 @@ export function createModelSlice(deps: AppDeps, backendChoice: BackendChoice): S
     async loadModel(source, label) {
       const id = ++loadId;
       set({
-        modelSource: source,
-        modelLabel: label,
+        pendingLabel: label,
         modelStatus: 'loading',
-        // The worker drops the old engine before loading the new one: nothing is loaded now.
-        modelInfo: undefined,
         modelError: undefined,
         loadPhases: {},
         loadPhase: undefined,
@@ -30,13 +30,63 @@ export function createModelSlice(deps: AppDeps, backendChoice: BackendChoice): S
           const loadPhase = progress.skipped ? get().loadPhase : progress.phase;
           set({ loadPhase, loadPhases: { ...get().loadPhases, [progress.phase]: progress } });
         });
-        if (id !== loadId) return;
-        set({ modelStatus: 'ready', modelInfo: info, settings: { ...info.defaults } });
+        // The worker swapped engines even when a newer load is under way: record what it holds.
+        if (id !== loadId) {
+          // Cancelled too late to stop the swap (no newer load under way): this one is loaded.
+          const settled = get().modelStatus !== 'loading' ? { modelStatus: 'ready' as const, modelError: undefined } : {};
+          set({ modelSource: source, modelLabel: label, modelInfo: info, ...settled });
+          return;
+        }
+        set({
+          modelSource: source,
+          modelLabel: label,
+          modelInfo: info,
+          pendingLabel: undefined,
+          modelStatus: 'ready',
+          settings: { ...info.defaults },
+        });
         void get().analyzePrompt();
-      } catch (failure) {
+      } catch (error) {
         if (id !== loadId) return;
-        set({ modelStatus: 'error', modelError: failure as ModelSlice['modelError'] });
+        const failure = error as AppFailure;
+        // The model loaded before (if any) is still in the worker and still usable.
+        set({
+          pendingLabel: undefined,
+          modelStatus: get().modelInfo ? 'ready' : 'error',
+          modelError: { code: failure.code, message: `${label}: ${failure.message}` },
+          loadPhases: {},
+          loadPhase: undefined,
+        });
       }
+    },
+    async cancelLoad() {
+      if (get().modelStatus !== 'loading') return;
+      const label = get().pendingLabel ?? get().modelLabel;
+      // The load's result, whatever it is, no longer writes the status.
+      loadId++;
+      const usable = Boolean(get().modelInfo);
+      set({
+        pendingLabel: undefined,
+        modelStatus: usable ? 'ready' : 'error',
+        modelError: usable ? undefined : { code: 'cancelled', message: `${label}: loading was cancelled. Load a model to generate.` },
+        loadPhases: {},
+        loadPhase: undefined,
+      });
+      try {
+        await deps.client.cancelLoad();
+      } catch (error) {
+        set({ modelError: error as AppFailure });
+      }
+    },
+    async loadModelUrl(input, pageHref) {
+      let url: string;
+      try {
+        url = resolveModelUrl(input, pageHref);
+      } catch (error) {
+        set({ modelError: { code: 'bad-input', message: `${(error as Error).message}` } });
+        return;
+      }
+      await get().loadModel({ kind: 'url', url }, shownModelUrl(url, pageHref));
     },
   });
 }

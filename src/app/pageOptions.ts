@@ -23,6 +23,32 @@ export function normalizeModelUrl(url: string, base: string): string {
   return absolute.href;
 }
 
+/** A model URL as people see it: relative to the page's origin when it is on the same site. */
+export function shownModelUrl(url: string, href: string): string {
+  const origin = new URL(href).origin;
+  return url.startsWith(`${origin}/`) ? url.slice(origin.length) : url;
+}
+
+/**
+ * Resolves a model address typed by a person or given as `?model=`: absolute or relative to the
+ * page, the folder or its manifest.json. Throws a sentence when it is no URL or not http(s)
+ * (`javascript:`, `data:`, `file:` … are refused).
+ */
+export function resolveModelUrl(input: string, href: string): string {
+  const asked = input.trim();
+  let url: string;
+  try {
+    url = normalizeModelUrl(asked, href);
+  } catch {
+    throw new Error(`"${asked}" is not a URL.`);
+  }
+  const scheme = new URL(url).protocol;
+  if (scheme !== 'http:' && scheme !== 'https:') {
+    throw new Error(`"${asked}" is not an http(s) address (${scheme} is not allowed); give a model folder's URL or a path like /models/<name>/.`);
+  }
+  return url;
+}
+
 /** The model a page opens: its URL and how it is shown, or why the address's `?model=` cannot be used. */
 export interface PageModel {
   url: string;
@@ -31,16 +57,14 @@ export interface PageModel {
   error?: string;
 }
 
-/** Reads `?model=` without throwing: a value that is no URL falls back to `fallback`, with a message. */
+/** Reads `?model=` without throwing: a value that is no http(s) URL falls back to `fallback`, with a message. */
 export function pageModelFromLocation(search: string, href: string, fallback: string): PageModel {
-  const origin = new URL(href).origin;
-  const shown = (url: string) => (url.startsWith(`${origin}/`) ? url.slice(origin.length) : url);
   const asked = modelUrlFromSearch(search, fallback);
   try {
-    const url = normalizeModelUrl(asked, href);
-    return { url, label: shown(url) };
-  } catch {
+    const url = resolveModelUrl(asked, href);
+    return { url, label: shownModelUrl(url, href) };
+  } catch (error) {
     const url = normalizeModelUrl(fallback, href);
-    return { url, label: shown(url), error: `The address's model "${asked}" is not a URL; the default model is open instead.` };
+    return { url, label: shownModelUrl(url, href), error: `The address's model: ${(error as Error).message} The default model is open instead.` };
   }
 }

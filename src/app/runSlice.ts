@@ -159,9 +159,12 @@ export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
           set({
             frames: [...get().frames, { label: 'Final', pixels: result.image, final: true }],
             warnings: [...new Set([...get().warnings, ...result.warnings])],
-            run: last ? { ...get().run, phase: 'done', decoded: true, elapsedMs } : get().run,
           });
+          // "Done" only once the image is stored: a reload right at "Done in" must find it in
+          // the gallery. (A failed write is reported by the gallery and the run still ends.)
           await get().keep(result, elapsedMs);
+          if (id !== runId) return;
+          if (last) set({ run: { ...get().run, phase: 'done', decoded: true, elapsedMs } });
         }
       },
 

@@ -39,6 +39,8 @@ export function createAppStore(deps: AppDeps, backendChoice: BackendChoice = 'au
       store.setState({ modelStatus: 'error', modelInfo: undefined });
       return;
     }
+    // The fresh worker holds no model: nothing is usable until the reload is done.
+    store.setState({ modelInfo: undefined });
     if (modelSource) void store.getState().loadModel(modelSource, modelLabel);
   });
 

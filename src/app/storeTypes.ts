@@ -18,7 +18,7 @@ import type { RunProgress } from './runStatus';
 
 /** Everything the store needs from the outside world, injected so tests can fake it. */
 export interface AppDeps {
-  client: Pick<EngineClient, 'load' | 'generate' | 'cancel' | 'analyzePrompt' | 'onCrash'>;
+  client: Pick<EngineClient, 'load' | 'generate' | 'cancel' | 'cancelLoad' | 'analyzePrompt' | 'onCrash'>;
   gallery: GalleryStorage;
   encodePng(pixels: ImagePixels, text: Record<string, string>): Promise<Uint8Array>;
   /** Monotonic milliseconds, for durations. */
@@ -40,8 +40,14 @@ export interface ModelSlice {
   modelSource?: ModelSource;
   /** How the source is shown to people: a URL or a folder name. */
   modelLabel: string;
+  /**
+   * 'loading' while another model loads; the one loaded before (source, label, info) stays
+   * usable until the new one is ready, and after it failed.
+   */
   modelStatus: ModelStatus;
   modelInfo?: ModelInfo;
+  /** How the model being loaded now is shown. */
+  pendingLabel?: string;
   /** The latest progress report of each phase seen during the current load. */
   loadPhases: Partial<Record<LoadPhase, LoadProgress>>;
   loadPhase?: LoadPhase;
@@ -49,6 +55,13 @@ export interface ModelSlice {
   /** An option of the page's address that could not be used (a `?model=` that is no URL). */
   pageError?: AppFailure;
   loadModel(source: ModelSource, label: string): Promise<void>;
+  /**
+   * Loads the package at an address typed by a person: absolute, or relative to `pageHref`, as
+   * `?model=` takes it. One that is no http(s) URL is refused in `modelError`, nothing unloaded.
+   */
+  loadModelUrl(input: string, pageHref: string): Promise<void>;
+  /** Stops the load under way; the model loaded before (if any) stays loaded and usable. */
+  cancelLoad(): Promise<void>;
 }
 
 export interface SettingsSlice {

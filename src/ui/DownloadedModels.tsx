@@ -1,7 +1,8 @@
-// The model panel's list of packages this browser keeps, each with a Delete button, and how
+// The model panel's list of packages this browser keeps, each with Open and Delete buttons, and how
 // much of the browser's storage is used.
 import { loadedBaseUrl } from '../app/cacheSlice';
 import { formatBytes } from '../app/selectors';
+import { shownModelUrl } from '../app/pageOptions';
 import type { StorageEstimate } from '../app/modelCache';
 import { useApp } from './storeContext';
 
@@ -21,6 +22,8 @@ export function DownloadedModels() {
   const error = useApp((s) => s.cacheError);
   const loaded = useApp(loadedBaseUrl);
   const deleteModel = useApp((s) => s.deleteCachedModel);
+  const loadModel = useApp((s) => s.loadModel);
+  const loading = useApp((s) => s.modelStatus === 'loading');
   const storage = storageLine(estimate);
 
   return (
@@ -42,6 +45,14 @@ export function DownloadedModels() {
                     {model.baseUrl === loaded ? ' · loaded now' : ''}
                   </span>
                 </div>
+                <button
+                  type="button"
+                  disabled={loading}
+                  aria-label={`Open ${name}`}
+                  onClick={() => void loadModel({ kind: 'url', url: model.baseUrl }, shownModelUrl(model.baseUrl, window.location.href))}
+                >
+                  Open
+                </button>
                 <button
                   type="button"
                   className="danger"

@@ -18,9 +18,13 @@ function LoadPhases() {
   const current = useApp((s) => s.loadPhase);
   const loading = useApp((s) => s.modelStatus === 'loading');
   const percent = useApp(loadPercent);
+  const cancelLoad = useApp((s) => s.cancelLoad);
   if (!loading) return null;
   return (
     <div className="load-phases">
+      <button type="button" aria-label="Cancel loading" title="Stop loading; the model loaded before stays" onClick={() => void cancelLoad()}>
+        Cancel
+      </button>
       <div className="progress small" role="progressbar" aria-label="Model loading" aria-valuemin={0} aria-valuemax={100} aria-valuenow={percent}>
         <div className="progress-fill" style={{ width: `${percent}%` }} />
       </div>
@@ -44,13 +48,16 @@ export function ModelPanel() {
   const info = useApp((s) => s.modelInfo);
   const label = useApp((s) => s.modelLabel);
   const status = useApp((s) => s.modelStatus);
+  const pendingLabel = useApp((s) => s.pendingLabel);
   const loadModel = useApp((s) => s.loadModel);
+  const loadModelUrl = useApp((s) => s.loadModelUrl);
   const [url, setUrl] = useState('');
   const folderInput = useRef<HTMLInputElement>(null);
 
   const loadUrl = (event: FormEvent) => {
     event.preventDefault();
-    if (url.trim()) void loadModel({ kind: 'url', url: new URL(url.trim(), window.location.href).href }, url.trim());
+    // Absolute or relative to the page, as `?model=` takes it; the store refuses what is no http(s) URL.
+    if (url.trim()) void loadModelUrl(url, window.location.href);
   };
 
   const openFolder = async () => {
@@ -81,17 +88,18 @@ export function ModelPanel() {
           <p className="muted small">
             {info.imageSize}×{info.imageSize} px · {info.scales.length} scales ({info.scales.join(', ')}) · from {label}
           </p>
+          {status === 'loading' && <p className="muted">Loading {pendingLabel}… (this model stays usable until it is ready)</p>}
         </div>
       ) : (
         <p className="muted">
-          {status === 'loading' ? `Loading ${label}…` : status === 'error' ? `${label} could not be loaded (see the message above).` : 'No model loaded.'}
+          {status === 'loading' ? `Loading ${pendingLabel ?? label}…` : status === 'error' ? `${label} could not be loaded (see the message above).` : 'No model loaded.'}
         </p>
       )}
       <LoadPhases />
       <form className="model-url" onSubmit={loadUrl}>
         <label htmlFor="model-url">Model URL</label>
         <div className="row">
-          <input id="model-url" type="url" placeholder="https://…/model-folder/" value={url} onChange={(e) => setUrl(e.target.value)} />
+          <input id="model-url" type="text" inputMode="url" autoComplete="off" spellCheck={false} placeholder="https://…/model-folder/ or /models/<name>/" value={url} onChange={(e) => setUrl(e.target.value)} />
           <button type="submit" disabled={!url.trim()}>
             Load
           </button>

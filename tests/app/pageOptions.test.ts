@@ -19,4 +19,10 @@ describe('the page model option', () => {
     expect(model.url).toBe('http://127.0.0.1:4173/models/hart-shapes/');
     expect(model.error).toMatch(/"http:\/\/\[" is not a URL/);
   });
+
+  it('refuses a ?model= that is not http(s), such as javascript:, and opens the default model', () => {
+    const model = pageModelFromLocation('?model=javascript%3Aalert(1)', HREF, DEFAULT);
+    expect(model.url).toBe('http://127.0.0.1:4173/models/hart-shapes/');
+    expect(model.error).toMatch(/"javascript:alert\(1\)" is not an http\(s\) address/);
+  });
 });

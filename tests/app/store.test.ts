@@ -4,6 +4,7 @@ import { loadPercent, pageStatus } from '../../src/app/selectors';
 import type { AppState } from '../../src/app/storeTypes';
 import type { LoadProgress } from '../../src/engine/types';
 import { fakeInfo } from '../workers/fakeEngine';
+import { createMemoryGalleryStorage } from '../../src/app/galleryStorage';
 import { createHarness, loaded } from './storeHarness';
 
 describe('app store', () => {
@@ -234,8 +235,99 @@ describe('app store', () => {
     const { store } = createHarness({ failLoad: failure });
     await store.getState().loadModel({ kind: 'url', url: 'http://x/missing/' }, 'missing');
     expect(store.getState().modelStatus).toBe('error');
-    expect(store.getState().modelError).toEqual(failure);
+    expect(store.getState().modelError).toEqual({ code: 'fetch-failed', message: 'missing: transformer.onnx: HTTP 404 Not Found' });
     await store.getState().generate();
     expect(store.getState().runError?.message).toMatch(/not loaded/);
+  });
+
+  it('a failed load of another model keeps the loaded one usable and names the URL and the cause', async () => {
+    const harness = await loaded();
+    const { store, client } = harness;
+    const load = client.load;
+    client.load = async (source, options, onProgress) => {
+      if (source.kind === 'url' && source.url.includes('missing')) {
+        throw { code: 'fetch-failed', message: 'manifest.json: HTTP 404 Not Found' };
+      }
+      return load(source, options, onProgress);
+    };
+    const pending = store.getState().loadModel({ kind: 'url', url: 'http://localhost/missing/' }, '/missing/');
+    expect(store.getState().modelStatus).toBe('loading');
+    expect(store.getState().modelInfo).toBeDefined();
+    await pending;
+    const state = store.getState();
+    expect(state.modelStatus).toBe('ready');
+    expect(state.modelLabel).toBe('fake');
+    expect(state.modelSource).toEqual({ kind: 'url', url: 'http://localhost/models/fake/' });
+    expect(state.modelError?.message).toBe('/missing/: manifest.json: HTTP 404 Not Found');
+    expect(pageStatus(state)).not.toBe('Model not loaded');
+    state.setPrompt('a red circle');
+    await store.getState().generate();
+    expect(statusText(store.getState().run)).toMatch(/^Done in/);
+    expect(store.getState().runError).toBeUndefined();
+  });
+
+  it('a typed model address is taken like ?model=: relative paths load, javascript: is refused', async () => {
+    const harness = await loaded();
+    const { store } = harness;
+    const href = 'http://127.0.0.1:5173/?backend=wasm';
+    await store.getState().loadModelUrl('javascript:alert(1)', href);
+    expect(harness.loads).toBe(1);
+    expect(store.getState().modelStatus).toBe('ready');
+    expect(store.getState().modelError?.message).toMatch(/"javascript:alert\(1\)" is not an http\(s\) address/);
+    await store.getState().loadModelUrl('/models/hart-shapes/manifest.json', href);
+    expect(harness.loads).toBe(2);
+    expect(store.getState().modelError).toBeUndefined();
+    expect(store.getState().modelSource).toEqual({ kind: 'url', url: 'http://127.0.0.1:5173/models/hart-shapes/' });
+    expect(store.getState().modelLabel).toBe('/models/hart-shapes/');
+  });
+
+  it('says Done only after the gallery write resolved, so a reload at "Done in" finds the image', async () => {
+    const memory = createMemoryGalleryStorage();
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let stored = false;
+    const galleryStorage = {
+      ...memory,
+      async put(entry: Parameters<typeof memory.put>[0]) {
+        await held;
+        await memory.put(entry);
+        stored = true;
+      },
+    };
+    const { store } = await loaded({ galleryStorage });
+    store.getState().setPrompt('a red circle');
+    const doneWhileStored: boolean[] = [];
+    store.subscribe((s) => {
+      if (s.run.phase === 'done') doneWhileStored.push(stored);
+    });
+    const run = store.getState().generate();
+    await vi.waitFor(() => expect(store.getState().frames.some((f) => f.final)).toBe(true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(store.getState().run.phase).not.toBe('done');
+    release();
+    await run;
+    expect(store.getState().run.phase).toBe('done');
+    expect(doneWhileStored.length).toBeGreaterThan(0);
+    expect(doneWhileStored.every(Boolean)).toBe(true);
+    expect((await memory.list()).length).toBe(1);
+  });
+
+  it('cancelLoad stops loading another model and leaves the loaded one usable', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const harness = await loaded({ holdSource: (source) => (source.kind === 'url' && source.url.includes('slow') ? held : undefined) });
+    const { store } = harness;
+    const pending = store.getState().loadModel({ kind: 'url', url: 'http://localhost/slow/' }, '/slow/');
+    expect(store.getState().modelStatus).toBe('loading');
+    await store.getState().cancelLoad();
+    expect(store.getState().modelStatus).toBe('ready');
+    expect(store.getState().modelError).toBeUndefined();
+    release();
+    await pending;
+    expect(store.getState().modelStatus).toBe('ready');
+    expect(store.getState().modelLabel).toBe('fake');
+    store.getState().setPrompt('a red circle');
+    await store.getState().generate();
+    expect(statusText(store.getState().run)).toMatch(/^Done in/);
   });
 });

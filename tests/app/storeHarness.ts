@@ -2,8 +2,9 @@
 // exercise everything but comlink and onnxruntime.
 import { createEngineHost } from '../../workers/engineHost';
 import { createAppStore } from '../../src/app/store';
-import { createMemoryGalleryStorage } from '../../src/app/galleryStorage';
-import type { AppFailure } from '../../workers/protocol';
+import { createMemoryGalleryStorage, type GalleryStorage } from '../../src/app/galleryStorage';
+import type { AppFailure, ModelSource } from '../../workers/protocol';
+import { throwIfCancelled } from '../../src/engine/errors';
 import type { ImagePixels, LoadProgress, ModelInfo } from '../../src/engine/types';
 import type { GalleryEntry } from '../../src/app/galleryEntry';
 import type { AppDeps } from '../../src/app/storeTypes';
@@ -26,10 +27,14 @@ export interface HarnessOptions {
   gallery?: GalleryEntry[];
   failLoad?: AppFailure;
   cache?: ModelCache;
+  /** Where kept images go (in memory by default). */
+  galleryStorage?: GalleryStorage;
   /** The load's progress reports, instead of the default download and upload ones. */
   loadProgress?: LoadProgress[];
   /** The load finishes only once this settles (to look at the page mid-load). */
   holdLoad?: Promise<unknown>;
+  /** Per source: a promise the load waits on (then stops if it was cancelled meanwhile). */
+  holdSource?: (source: ModelSource) => Promise<unknown> | undefined;
 }
 
 export function createHarness(options: HarnessOptions = {}): Harness {
@@ -55,6 +60,11 @@ export function createHarness(options: HarnessOptions = {}): Harness {
     ];
     progress.forEach((p) => opts.onProgress?.(p));
     await options.holdLoad;
+    const hold = options.holdSource?.(_source);
+    if (hold) {
+      await hold;
+      throwIfCancelled(opts.signal, 'Loading was cancelled.');
+    }
     return fake.engine;
   });
   harness.client = {
@@ -67,7 +77,7 @@ export function createHarness(options: HarnessOptions = {}): Harness {
   harness.store = createAppStore(
     {
       client: harness.client,
-      gallery: createMemoryGalleryStorage(options.gallery),
+      gallery: options.galleryStorage ?? createMemoryGalleryStorage(options.gallery),
       async encodePng(pixels: ImagePixels, text: Record<string, string>) {
         harness.encoded.push(text);
         return new Uint8Array([137, 80, 78, 71, pixels.width]);

@@ -29,10 +29,14 @@ async function resolveFile(root, urlPath) {
   }
 }
 
-/** mounts: { '/prefix/': '/abs/folder' }; everything else comes from root. */
+/**
+ * mounts: { '/prefix/': '/abs/folder' }; everything else comes from root. Requests under
+ * /e2e-hang/ are never answered (a server that stalls, to cancel a load).
+ */
 export async function startServer(root, mounts = {}) {
   const server = createServer(async (req, res) => {
     const { pathname } = new URL(req.url, 'http://localhost');
+    if (pathname.startsWith('/e2e-hang/')) return;
     const mount = Object.keys(mounts).find((prefix) => pathname.startsWith(prefix));
     const found = mount
       ? await resolveFile(mounts[mount], `/${pathname.slice(mount.length)}`)

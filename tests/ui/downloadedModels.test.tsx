@@ -166,4 +166,69 @@ describe('persistent storage', () => {
     await waitFor(() => expect(harness.store.getState().cacheListed).toBe(true));
     expect(cache.persist).not.toHaveBeenCalled();
   });
+
+  it('Open loads a downloaded model; a failed one leaves the loaded model and Generate usable', async () => {
+    const cache = fakeCache([big, shapes, fake]);
+    const harness = createHarness({ cache });
+    await load(harness);
+    const load_ = harness.client.load;
+    harness.client.load = async (source, options, onProgress) => {
+      if (source.kind === 'url' && source.url === big.baseUrl) throw { code: 'fetch-failed', message: 'manifest.json: HTTP 404 Not Found' };
+      return load_(source, options, onProgress);
+    };
+    renderApp(harness);
+    await waitFor(() => expect(downloaded().getAllByRole('listitem')).toHaveLength(3));
+    for (const name of ['hart-1024', 'hart-shapes-128', 'fake-model']) {
+      expect(downloaded().getByRole('button', { name: `Open ${name}` })).toBeTruthy();
+    }
+
+    fireEvent.click(downloaded().getByRole('button', { name: 'Open hart-1024' }));
+    await waitFor(() => expect(screen.getByRole('alert').textContent).toContain('/models/hart-1024/: manifest.json: HTTP 404 Not Found'));
+    expect(harness.store.getState().modelStatus).toBe('ready');
+    screen.getByRole('textbox', { name: 'Prompt' });
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a red circle' } });
+    expect((screen.getByRole('button', { name: 'Generate' }) as HTMLButtonElement).disabled).toBe(false);
+
+    fireEvent.click(downloaded().getByRole('button', { name: 'Open hart-shapes-128' }));
+    await waitFor(() => expect(harness.store.getState().modelSource).toEqual({ kind: 'url', url: shapes.baseUrl }));
+    expect(harness.store.getState().modelStatus).toBe('ready');
+    expect(harness.store.getState().modelError).toBeUndefined();
+  });
+
+  it('the Model URL box takes a relative path and refuses javascript: in words, keeping the model', async () => {
+    const harness = createHarness({ cache: fakeCache([]) });
+    await load(harness);
+    renderApp(harness);
+    const box = screen.getByRole('textbox', { name: 'Model URL' });
+    fireEvent.change(box, { target: { value: 'javascript:alert(1)' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Load' }));
+    await waitFor(() => expect(screen.getByRole('alert').textContent).toMatch(/not an http\(s\) address/));
+    expect(harness.loads).toBe(1);
+    expect(harness.store.getState().modelStatus).toBe('ready');
+
+    fireEvent.change(box, { target: { value: '/models/hart-shapes/' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Load' }));
+    await waitFor(() => expect(harness.loads).toBe(2));
+    await waitFor(() => expect(harness.store.getState().modelSource).toEqual({ kind: 'url', url: new URL('/models/hart-shapes/', window.location.href).href }));
+    expect(screen.queryByRole('alert')).toBeNull();
+  });
+
+  it('"Cancel loading" in the model panel stops a load and keeps the loaded model', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const harness = createHarness({ cache: fakeCache([]), holdSource: (source) => (source.kind === 'url' && source.url.includes('slow') ? held : undefined) });
+    await load(harness);
+    renderApp(harness);
+    fireEvent.change(screen.getByRole('textbox', { name: 'Model URL' }), { target: { value: '/models/slow/' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Load' }));
+    const cancel = await screen.findByRole('button', { name: 'Cancel loading' });
+    fireEvent.click(cancel);
+    await waitFor(() => expect(screen.queryByRole('button', { name: 'Cancel loading' })).toBeNull());
+    expect(harness.store.getState().modelStatus).toBe('ready');
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a red circle' } });
+    expect((screen.getByRole('button', { name: 'Generate' }) as HTMLButtonElement).disabled).toBe(false);
+    release();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(harness.store.getState().modelSource).toEqual({ kind: 'url', url: FAKE_URL });
+  });
 });

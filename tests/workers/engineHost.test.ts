@@ -110,11 +110,64 @@ describe('engine host (the worker side)', () => {
     expect(b.disposed).toBe(false);
   });
 
+  it('a failed load of another model leaves the loaded engine in place and usable', async () => {
+    const a = createFakeEngine();
+    let fail = false;
+    const host = createEngineHost(async () => {
+      if (fail) throw Object.assign(new Error('manifest.json: HTTP 404 Not Found'), { code: 'fetch-failed' });
+      return a.engine;
+    });
+    await host.load(url, { backend: 'wasm' });
+    fail = true;
+    await expect(host.load({ kind: 'url', url: 'http://localhost/missing/' }, { backend: 'wasm' })).rejects.toMatchObject({ code: 'fetch-failed' });
+    expect(a.disposed).toBe(false);
+    const result = await host.generate({ prompt: 'a red circle', seed: 1 });
+    expect(result.prompt).toBe('a red circle');
+  });
+
+  it('a load replaced by a newer one never becomes the engine; the newer one does', async () => {
+    const a = createFakeEngine();
+    const b = createFakeEngine(fakeInfo({ name: 'b' }));
+    const c = createFakeEngine(fakeInfo({ name: 'c' }));
+    const engines = [a, b, c];
+    const host = createEngineHost(async () => engines.shift()!.engine);
+    await host.load(url, { backend: 'wasm' });
+    const first = host.load({ kind: 'url', url: 'http://localhost/b/' }, { backend: 'wasm' });
+    const second = host.load({ kind: 'url', url: 'http://localhost/c/' }, { backend: 'wasm' });
+    await expect(first).rejects.toEqual({ code: 'cancelled', message: 'Loading was cancelled.' });
+    expect((await second).name).toBe('c');
+    expect(b.disposed).toBe(true);
+    expect(a.disposed).toBe(true);
+    expect(c.disposed).toBe(false);
+  });
+
   it('analyzePrompt reports unknown words', async () => {
     const fake = createFakeEngine();
     const { host } = hostWith(fake);
     await host.load(url, { backend: 'wasm' });
     const analysis = await host.analyzePrompt('a purple circle');
     expect(analysis.unknown).toEqual(['purple']);
+  });
+
+  it('cancelLoad stops the load under way and keeps the loaded engine', async () => {
+    const a = createFakeEngine();
+    const b = createFakeEngine(fakeInfo({ name: 'b' }));
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let calls = 0;
+    const host = createEngineHost(async (_source, options) => {
+      if (calls++ === 0) return a.engine;
+      // An opener that finishes although it was cancelled: the host must not swap it in.
+      await held;
+      return b.engine;
+    });
+    await host.load(url, { backend: 'wasm' });
+    const pending = host.load({ kind: 'url', url: 'http://localhost/b/' }, { backend: 'wasm' });
+    await host.cancelLoad();
+    release();
+    await expect(pending).rejects.toMatchObject({ code: 'cancelled' });
+    expect(a.disposed).toBe(false);
+    expect(b.disposed).toBe(true);
+    expect((await host.generate({ prompt: 'a red circle', seed: 1 })).prompt).toBe('a red circle');
   });
 });
