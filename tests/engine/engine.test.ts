@@ -147,29 +147,41 @@ describe('engine on the tiny package (onnxruntime-node)', () => {
   });
 });
 
+type Feeds = Record<string, { dims: readonly number[] }>;
+
+/** onnxruntime-node whose session runs show their feeds and outputs to the test first. */
+async function watchedOrt(onFeeds?: (feeds: Feeds) => void, onOutputs?: (outputs: Record<string, unknown>) => void) {
+  const ort = await importOrt('onnxruntime-node');
+  const InferenceSession = {
+    create: async (...args: unknown[]) => {
+      const session = await (ort.InferenceSession.create as (...a: unknown[]) => Promise<any>)(...args);
+      return {
+        inputNames: session.inputNames,
+        outputNames: session.outputNames,
+        inputMetadata: session.inputMetadata,
+        release: () => session.release(),
+        run: async (feeds: Feeds, ...rest: unknown[]) => {
+          onFeeds?.(feeds);
+          const outputs = await session.run(feeds, ...rest);
+          onOutputs?.(outputs);
+          return outputs;
+        },
+      };
+    },
+  };
+  return { ...ort, InferenceSession } as unknown as typeof ort;
+}
+
 describe('conditional rows alone where guidance is 0', () => {
   let engine: Loaded;
   /** The rows of x of every transformer step since the last reset. */
   let stepRows: number[] = [];
 
   beforeAll(async () => {
-    const ort = await importOrt('onnxruntime-node');
-    const InferenceSession = {
-      create: async (...args: unknown[]) => {
-        const session = await (ort.InferenceSession.create as (...a: unknown[]) => Promise<any>)(...args);
-        return {
-          inputNames: session.inputNames,
-          outputNames: session.outputNames,
-          inputMetadata: session.inputMetadata,
-          release: () => session.release(),
-          run: (feeds: Record<string, { dims: readonly number[] }>, ...rest: unknown[]) => {
-            if (feeds.rope_cos) stepRows.push(feeds.x.dims[0]);
-            return session.run(feeds, ...rest);
-          },
-        };
-      },
-    };
-    engine = await loadEngine(FIXTURE, { ort: { ...ort, InferenceSession } as unknown as typeof ort, io: createFsIO(FIXTURE) });
+    const ort = await watchedOrt((feeds) => {
+      if (feeds.rope_cos) stepRows.push(feeds.x.dims[0]);
+    });
+    engine = await loadEngine(FIXTURE, { ort, io: createFsIO(FIXTURE) });
   });
   afterAll(() => engine?.dispose());
 
@@ -218,24 +230,11 @@ describe('conditional rows alone where guidance is 0', () => {
 describe('tensor lifetimes', () => {
   /** An ORT whose sessions remember every tensor they return. */
   async function trackingOrt() {
-    const ort = await importOrt('onnxruntime-node');
     const returned: { name: string; tensor: { location: string } }[] = [];
-    const InferenceSession = {
-      create: async (...args: unknown[]) => {
-        const session = await (ort.InferenceSession.create as (...a: unknown[]) => Promise<any>)(...args);
-        return {
-          inputNames: session.inputNames,
-          outputNames: session.outputNames,
-          release: () => session.release(),
-          run: async (...runArgs: unknown[]) => {
-            const outputs = await session.run(...runArgs);
-            for (const [name, tensor] of Object.entries(outputs)) returned.push({ name, tensor: tensor as { location: string } });
-            return outputs;
-          },
-        };
-      },
-    };
-    return { ort: { ...ort, InferenceSession } as typeof ort, returned };
+    const ort = await watchedOrt(undefined, (outputs) => {
+      for (const [name, tensor] of Object.entries(outputs)) returned.push({ name, tensor: tensor as { location: string } });
+    });
+    return { ort, returned };
   }
 
   it('frees every tensor the graphs returned, after a run and after a cancelled run', async () => {
