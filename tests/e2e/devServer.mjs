@@ -24,10 +24,17 @@ export function startPreviewServer(root) {
   return startVite(root, ['preview'], /Local:/i);
 }
 
+/** Terminal colour and style codes removed. */
+function withoutAnsi(text) {
+  return text.replace(/\x1b\[[0-9;]*m/g, '');
+}
+
 async function startVite(root, command, ready) {
   const port = await freePort();
   const vite = spawn(path.join(root, 'node_modules/.bin/vite'), [...command, '--host', '127.0.0.1', '--port', String(port), '--strictPort'], {
     cwd: root,
+    // Plain text to match against: vite colours its banner when CI is set, splitting "Local:".
+    env: { ...process.env, NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -36,7 +43,7 @@ async function startVite(root, command, ready) {
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`vite ${command[0] ?? 'dev server'} did not start: ${output}`)), 30_000);
     const onData = () => {
-      if (ready.test(output)) {
+      if (ready.test(withoutAnsi(output))) {
         clearTimeout(timer);
         resolve();
       }
