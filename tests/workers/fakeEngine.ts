@@ -94,7 +94,7 @@ export function createFakeEngine(info: ModelInfo = fakeInfo(), stepMs = 1, diffu
           }
           await step();
           onEvent?.({ type: 'decode', elapsedMs: Date.now() - started });
-          const zero = { textEncoder: 0, transformer: 0, head: 0, sampling: 0, scaleUpdate: 0, preview: 0, diffusion: 0, decoder: 0 };
+          const zero = { textEncoder: 0, transformer: 0, head: 0, sampling: 0, scaleUpdate: 0, preview: 0, diffusion: 0, decoder: 0, prefix: 0, reusedScales: 0 };
           return {
             image: solid(info.imageSize, request.seed % 256),
             prompt: request.prompt,
@@ -104,6 +104,7 @@ export function createFakeEngine(info: ModelInfo = fakeInfo(), stepMs = 1, diffu
             backend: info.backend.backend,
             timings: { ...zero, total: Date.now() - started },
             warnings: [],
+            tokens: { maps: info.scales.map((side) => new Int32Array(side * side)), seeds: info.scales.map(() => request.seed) },
           };
         } finally {
           active--;
