@@ -1,6 +1,7 @@
 // The shape of the app store, split by concern; each slice lives in its own file.
 import type { StateCreator } from 'zustand/vanilla';
 import type {
+  GenerateRequest,
   GenerateResult,
   ImagePixels,
   LoadPhase,
@@ -8,6 +9,7 @@ import type {
   ModelInfo,
   PromptAnalysis,
   SamplingSettings,
+  ScaleTokens,
 } from '../engine/index';
 import type { EngineClient } from './engineClient';
 import type { GalleryEntry } from './galleryEntry';
@@ -87,8 +89,22 @@ export interface Frame {
   final: boolean;
 }
 
+/** A finished image that can be varied: the request that made it and its token maps. */
+export interface VarySource {
+  model: string;
+  request: Omit<GenerateRequest, 'seed' | 'vary'>;
+  tokens: ScaleTokens;
+}
+
 export interface RunSlice {
   prompt: string;
+  /** Guidance steers away from it (empty: the model's empty condition). */
+  negativePrompt: string;
+  /** A second prompt for the scales from `detailFrom` (1-based) on; empty: none. */
+  detailPrompt: string;
+  detailFrom: number;
+  /** The last finished image, which "Vary from scale k" re-samples from scale k on. */
+  varySource?: VarySource;
   analysis?: PromptAnalysis;
   run: RunProgress;
   frames: Frame[];
@@ -99,8 +115,13 @@ export interface RunSlice {
   warnings: string[];
   runError?: AppFailure;
   setPrompt(prompt: string): void;
+  setNegativePrompt(text: string): void;
+  setDetailPrompt(text: string): void;
+  setDetailFrom(scale: number): void;
   analyzePrompt(): Promise<void>;
   generate(): Promise<void>;
+  /** Keeps the scales before `fromScale` of the last image and draws the rest with a new seed. */
+  vary(fromScale: number): Promise<void>;
   cancel(): Promise<void>;
   selectFrame(index: number | null): void;
 }
