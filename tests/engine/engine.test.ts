@@ -245,6 +245,18 @@ describe('tensor lifetimes', () => {
       // Conditional rows alone from scale 2 on, and from the text step on (cfg 0).
       await engine.generate({ prompt: PROMPT, seed: 1, settings: { guidedScales: 2 } });
       await engine.generate({ prompt: PROMPT, seed: 1, settings: { cfg: 0 } });
+      // A negative prompt, a detail prompt's second cache, a vary's prefix (smoothing needs its
+      // logits), and the same after the switch to the conditional rows alone.
+      const edited = { prompt: PROMPT, negativePrompt: 'a green square', detailPrompt: 'a blue circle', detailFrom: 3 };
+      const source = await engine.generate({ ...edited, seed: 1 });
+      await engine.generate({ ...edited, seed: 2, vary: { fromScale: 4, tokens: source.tokens } });
+      await engine.generate({ ...edited, seed: 2, settings: { smooth: true, guidedScales: 2 }, vary: { fromScale: 4, tokens: source.tokens } });
+      const detailCancel = new AbortController();
+      const cancelledAtSwitch = engine.generate(
+        { ...edited, seed: 3 },
+        { signal: detailCancel.signal, onEvent: (e) => e.type === 'scale' && e.index === 1 && detailCancel.abort() },
+      );
+      await expect(cancelledAtSwitch).rejects.toMatchObject({ code: 'cancelled' });
       const controller = new AbortController();
       const cancelled = engine.generate(
         { prompt: PROMPT, seed: 1 },
