@@ -71,5 +71,24 @@ export function createGallerySlice(deps: AppDeps): Slice<GallerySlice> {
       });
       await get().generate();
     },
+
+    async varyEntry(id, fromScale) {
+      const entry = get().gallery.find((e) => e.id === id);
+      if (!entry?.tokens) return;
+      set({
+        varySource: {
+          model: entry.model,
+          tokens: entry.tokens,
+          request: {
+            prompt: entry.prompt,
+            settings: { ...entry.settings },
+            previews: true,
+            ...(entry.negativePrompt !== undefined ? { negativePrompt: entry.negativePrompt } : {}),
+            ...(entry.detailPrompt !== undefined ? { detailPrompt: entry.detailPrompt, detailFrom: entry.detailFrom } : {}),
+          },
+        },
+      });
+      await get().vary(fromScale);
+    },
   });
 }

@@ -134,6 +134,8 @@ export interface GallerySlice {
   deleteEntry(id: string): Promise<void>;
   /** Puts an entry's prompt, seed and settings back and generates again. */
   rerun(id: string): Promise<void>;
+  /** Varies a kept image from `fromScale` on (its prompts, settings and token maps; a new seed). */
+  varyEntry(id: string, fromScale: number): Promise<void>;
 }
 
 export interface CacheSlice {

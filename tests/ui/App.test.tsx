@@ -301,4 +301,22 @@ describe('the app page', () => {
     await waitFor(() => expect(harness.fake.requests).toHaveLength(3));
     expect(harness.fake.requests[2].vary).toMatchObject({ fromScale: 3, tokens: entry.tokens });
   });
+
+  it('a gallery image is varied from a chosen scale with its own prompts and token maps', async () => {
+    const harness = await loaded();
+    renderApp(harness);
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a red circle' } });
+    fireEvent.change(screen.getByRole('textbox', { name: 'Detail prompt' }), { target: { value: 'a blue square' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
+    const source = harness.store.getState().gallery[0];
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'something else' } });
+    fireEvent.change(screen.getByRole('spinbutton', { name: 'Scale to vary “a red circle” from' }), { target: { value: '3' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Vary “a red circle” from scale 3' }));
+    await waitFor(() => expect(harness.fake.requests).toHaveLength(2));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
+    expect(harness.fake.requests[1]).toMatchObject({ prompt: 'a red circle', detailPrompt: 'a blue square', detailFrom: 2, vary: { fromScale: 3, tokens: source.tokens } });
+    expect(harness.fake.requests[1].seed).not.toBe(source.seed);
+    expect(within(screen.getByRole('list', { name: 'Gallery' })).getByText(/varied from scale 3/)).toBeTruthy();
+  });
 });
