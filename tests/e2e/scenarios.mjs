@@ -203,6 +203,27 @@ export async function journey({ browser, baseUrl, query, label, expectBadge, sho
       await screenshotState(page, shots, `${label}-gallery`, { texts: ['Gallery', prompts[1]], canvasShown: true });
     });
 
+    await step(`${label}: "Vary from scale k" keeps the previews of scales 1…k−1 and draws a new image from scale k`, async () => {
+      const k = Math.max(2, K - 2);
+      const canvas = page.locator(CANVAS);
+      const frame = async (name) => {
+        await page.getByRole('button', { name }).click();
+        return canvas.evaluate((c) => c.toDataURL());
+      };
+      const kept = [];
+      for (let j = 1; j < k; j++) kept.push(await frame(new RegExp(`^Show scale ${j} `)));
+      const finalBefore = await frame('Show the final image');
+      await markStart(page);
+      await page.getByRole('button', { name: `Vary from scale ${k}` }).click();
+      await waitForStatus(page, /^Done in \d+\.\d s$/, timeouts.run);
+      checkScales(await recorded(page), K, true);
+      await expectGalleryCount(page, 4, 'the varied image did not reach the gallery');
+      const items = page.getByRole('list', { name: 'Gallery' }).getByRole('listitem');
+      check((await items.first().textContent()).includes(`varied from scale ${k}`), 'the newest gallery image does not say it was varied');
+      for (let j = 1; j < k; j++) check((await frame(new RegExp(`^Show scale ${j} `))) === kept[j - 1], `the preview of kept scale ${j} changed`);
+      check((await frame('Show the final image')) !== finalBefore, 'the varied image is the image it was varied from');
+    });
+
     check(problems.length === 0, `the page logged errors: ${problems.join(' | ')}`);
     await page.close();
   } finally {
