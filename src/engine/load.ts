@@ -5,7 +5,8 @@ import { estimateStorage, type StorageManagerLike } from './cache';
 import { createFetchIO, type PackageIO } from './readers';
 import { GRAPH_NAMES, MANIFEST_FILE, type GraphName, type Manifest } from './manifest';
 import { fileEntries, graphVariant, neededFiles, readManifest, readTables, readVerified, verifiedOrReread } from './modelPackage';
-import { checkModelFits, type GpuLimits, type PreflightResult } from './preflight';
+import { checkModelFits, checkNeedsFit, type GpuLimits, type PreflightResult } from './preflight';
+import type { CatalogNeeds } from './catalog';
 import { generate, type LoadedModel, type PipelineOptions } from './pipeline';
 import { SCALE_UPDATE_GPU_OUTPUTS, scaleTables } from './quantizer';
 import { sharedQueue, type RunQueue } from './queue';
@@ -120,6 +121,30 @@ export async function checkPackage(source: string, options: Pick<LoadOptions, 'o
     const backend = await chooseBackend({ ort: options.ort, requested: options.backend ?? 'auto', gpu: options.gpu });
     const fits = await preflight(manifest, io, backend, options);
     return { ...fits, backend, name: manifest.name };
+  } catch (error) {
+    throw toEngineError(error);
+  }
+}
+
+export interface NeedsCheck extends PreflightResult {
+  backend: BackendInfo;
+}
+
+/**
+ * Says whether this machine can run a model of the catalog that is not downloaded yet (one to
+ * import): the backend it would get, the adapter's shader-f16 and limits, and the storage left.
+ */
+export async function checkNeeds(
+  needs: CatalogNeeds,
+  diskBytes: number,
+  options: Pick<LoadOptions, 'ort' | 'backend' | 'gpu' | 'storage'>,
+): Promise<NeedsCheck> {
+  try {
+    const backend = await chooseBackend({ ort: options.ort, requested: options.backend ?? 'auto', gpu: options.gpu });
+    const gpu = backend.backend === 'webgpu' ? await adapterFacts(options.gpu) : {};
+    const storage = options.storage === null ? undefined : await estimateStorage(options.storage);
+    const fits = checkNeedsFit(needs, diskBytes, { backend: backend.backend, shaderF16: gpu.shaderF16, gpuLimits: gpu.limits, storage });
+    return { ...fits, backend };
   } catch (error) {
     throw toEngineError(error);
   }

@@ -7,6 +7,9 @@ import { describeNeeds, parseCatalog, type CatalogEntry } from '../../src/engine
 import { parseManifest } from '../../src/engine/manifest';
 import { neededFiles } from '../../src/engine/modelPackage';
 import { checkNeedsFit } from '../../src/engine/preflight';
+import { checkNeeds } from '../../src/engine/load';
+import type { AdapterLike, Ort } from '../../src/engine/backend';
+import { importOrt } from './golden';
 
 const BASE = 'http://127.0.0.1:5173/models/catalog.json';
 const shipped = () => JSON.parse(readFileSync('public/models/catalog.json', 'utf8'));
@@ -90,5 +93,25 @@ describe('checkNeedsFit', () => {
     expect(small.problems.join('\n')).toMatch(/adapter with shader-f16; this adapter does not have it/);
     expect(small.problems.join('\n')).toMatch(/GPU buffer of 640\.0 MB \(its largest GPU buffer\) but this GPU allows at most 256\.0 MB/);
     expect(small.problems.join('\n')).toMatch(/binds 640\.0 MB at once .* at most 128\.0 MB per binding/);
+  });
+});
+
+describe('checkNeeds', () => {
+  const hart = parseCatalog(shipped(), BASE).find((e) => e.id === 'hart-0.7b-1024px') as CatalogEntry;
+  const adapter = (f16: boolean): AdapterLike & { limits: { maxBufferSize: number; maxStorageBufferBindingSize: number } } => ({
+    features: new Set(f16 ? ['shader-f16'] : []),
+    info: { vendor: 'test', architecture: 'gpu', isFallbackAdapter: false },
+    limits: { maxBufferSize: 2 * GiB, maxStorageBufferBindingSize: 1 * GiB },
+  });
+
+  it('asks the adapter and the storage of this machine', async () => {
+    const ort = (await importOrt('onnxruntime-web')) as Ort;
+    const storage = { estimate: async () => ({ quota: 100 * GiB, usage: 0 }) };
+    const good = await checkNeeds(hart.needs, hart.diskBytes, { ort, gpu: { requestAdapter: async () => adapter(true) }, storage });
+    expect(good).toMatchObject({ ok: true, backend: { backend: 'webgpu' } });
+    const noF16 = await checkNeeds(hart.needs, hart.diskBytes, { ort, gpu: { requestAdapter: async () => adapter(false) }, storage });
+    expect(noF16.problems).toEqual(["The model's graphs compute in float16, which needs a WebGPU adapter with shader-f16; this adapter does not have it."]);
+    const none = await checkNeeds(hart.needs, hart.diskBytes, { ort, gpu: null, storage });
+    expect(none).toMatchObject({ ok: false, backend: { backend: 'wasm' } });
   });
 });
