@@ -2,7 +2,8 @@
 // downloads and keeps, what a device needs for it, and the action that gets it. A model served
 // as a package loads; one to import is first checked against this device, so a person learns
 // why a device cannot run it before any byte is fetched.
-import { describeNeeds, formatBytes, type CatalogEntry } from '../engine/index';
+import type { CatalogEntry } from '../engine/index';
+import { describeNeeds, formatBytes } from '../app/selectors';
 import { shownModelUrl } from '../app/pageOptions';
 import type { CatalogCheck } from '../app/storeTypes';
 import { useApp } from './storeContext';
