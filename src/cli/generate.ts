@@ -9,7 +9,6 @@ import {
   checkSettings,
   createFetchIO,
   encodePng,
-  EngineError,
   isTopKSchedule,
   loadEngine,
   MAX_SEED,
@@ -21,6 +20,7 @@ import {
   type TopK,
 } from '../engine/index';
 import { createFsIO, importNodeOrt } from '../engine/node';
+import { describeFailure, UsageError } from './failure';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const DEFAULT_MODEL = path.join(ROOT, 'public/models/hart-shapes');
@@ -46,9 +46,6 @@ Options:
   --json                print one JSON line per image with the timings per stage
   --backend cpu|wasm    onnxruntime-node (cpu, default) or onnxruntime-web's wasm build
   --help`;
-
-/** A problem with the command line or its input: exit status 2. */
-class UsageError extends Error {}
 
 export interface CliOptions {
   prompt?: string;
@@ -301,14 +298,6 @@ export async function main(argv: string[]): Promise<number> {
     await engine.dispose();
   }
   return 0;
-}
-
-/** Maps a failure to its exit status and one line for stderr. */
-export function describeFailure(error: unknown): { status: number; line: string } {
-  if (error instanceof UsageError) return { status: 2, line: `error: ${error.message}` };
-  if (error instanceof EngineError && error.code === 'bad-input') return { status: 2, line: `error: ${error.message}` };
-  const message = error instanceof Error ? error.message : String(error);
-  return { status: 1, line: `error: ${message.split('\n')[0]}` };
 }
 
 /**
