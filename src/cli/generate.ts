@@ -1,5 +1,5 @@
 // `npm run generate`: text → PNG from the command line, with the same engine as the browser.
-// Exit status: 0 success, 2 bad arguments or input (one line on stderr), 1 anything else.
+// Exit status: 0 success, 2 when what the user gave is wrong, 1 otherwise (src/cli/failure.ts).
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -179,7 +179,13 @@ function isUrl(source: string): boolean {
 }
 
 function modelIO(source: string) {
-  if (isUrl(source)) return createFetchIO(source, { cacheName: null });
+  if (isUrl(source)) {
+    try {
+      return createFetchIO(source, { cacheName: null });
+    } catch {
+      throw new UsageError(`--model ${source}: not a valid URL.`);
+    }
+  }
   const folder = source.endsWith('manifest.json') ? path.dirname(source) : source;
   if (!existsSync(folder) || !statSync(folder).isDirectory()) throw new UsageError(`--model ${source}: no such folder.`);
   if (!existsSync(path.join(folder, 'manifest.json'))) throw new UsageError(`--model ${source}: the folder has no manifest.json.`);

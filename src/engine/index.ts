@@ -6,7 +6,7 @@
 // HART's sampling loop over the graph stages, samplingSettings.ts and errors.ts own the rules a
 // request and a failure follow.
 export type * from './types';
-export { BadInputError, CancelledError, EngineError, ENGINE_ERROR_CODES, isEngineErrorCode, LOADING_CANCELLED, throwIfCancelled, toEngineError } from './errors';
+export { BadInputError, CancelledError, EngineError, ENGINE_ERROR_CODES, EXIT_STATUS, isEngineErrorCode, LOADING_CANCELLED, throwIfCancelled, toEngineError } from './errors';
 export { RunQueue } from './queue';
 export { checkSeed, checkSettings, describeRange, HART_DEFAULTS, isTopKSchedule, MAX_SEED, seedAfter, SETTING_RANGES, topKAt } from './samplingSettings';
 export type { NumericSetting, SettingRange } from './samplingSettings';
