@@ -2,6 +2,7 @@
 import { chooseBackend, watchDeviceLoss, type AdapterLike, type BackendRequest, type GpuLike, type Ort } from './backend';
 import { BadPackageError, EngineError, LOADING_CANCELLED, NoBackendError, throwIfCancelled, toEngineError } from './errors';
 import { estimateStorage, type StorageManagerLike } from './cache';
+import { platformLocks, withPackageLock, type LockManagerLike } from './locks';
 import { createFetchIO, type FetchPolicy, type PackageIO } from './readers';
 import { GRAPH_NAMES, MANIFEST_FILE, type GraphName, type Manifest } from './manifest';
 import { fileEntries, graphVariant, neededFiles, readManifest, readTables, readVerified, verifiedOrReread } from './modelPackage';
@@ -38,6 +39,11 @@ export interface LoadOptions {
   warmup?: boolean;
   /** `navigator.storage` by default (tests inject a fake; null: no storage check). */
   storage?: StorageManagerLike | null;
+  /**
+   * The Web Locks API that makes tabs loading the same package take turns at downloading it
+   * (locks.ts): `navigator.locks` by default; null or absent (Node): no lock.
+   */
+  locks?: LockManagerLike | null;
   /** Check storage and GPU limits before downloading (default true); see preflight.ts. */
   preflight?: boolean;
   /**
@@ -216,7 +222,9 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
     const where = backend.backend === 'wasm' ? 'WASM' : 'the CPU';
     onProgress?.({ phase: 'warmup', loaded: 0, total: 0, skipped: `no shaders to compile on ${where}` });
   }
-  const files = await downloadFiles(io, manifest, neededFiles(manifest, backend.fp16), onProgress, signal);
+  // Only a reader that caches can hand another tab's download over: the others need no lock.
+  const locks = io.isCached ? (options.locks === undefined ? platformLocks() : (options.locks ?? undefined)) : undefined;
+  const files = await withPackageLock(locks, io.location, signal, () => downloadFiles(io, manifest, neededFiles(manifest, backend.fp16), onProgress, signal));
 
   const tables = readTables(manifest, files);
   let tokenizerJson: unknown;
