@@ -13,6 +13,7 @@ import {
   loadEngine,
   MAX_SEED,
   provenanceText,
+  quotePrompt,
   type GenerateEvent,
   type ImagePixels,
   type LoadOptions,
@@ -297,7 +298,9 @@ export async function main(argv: string[]): Promise<number> {
           }),
         );
       } else {
-        console.log(`${out}: ${result.image.width}×${result.image.height}, ${(result.timings.total / 1000).toFixed(2)} s on ${result.backend} — "${prompt}"`);
+        // A long prompt is quoted as the warning quotes it, not repeated in full.
+        const quoted = quotePrompt(prompt, engine.analyzePrompt(prompt));
+        console.log(`${out}: ${result.image.width}×${result.image.height}, ${(result.timings.total / 1000).toFixed(2)} s on ${result.backend} — ${quoted}`);
       }
     }
   } finally {

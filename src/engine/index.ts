@@ -21,4 +21,5 @@ export type { CatalogEntry, CatalogNeeds, ImportSource, PackageSource } from './
 export type { PreflightEnv, PreflightResult, GpuLimits } from './preflight';
 export type { PackageRequirements } from './manifest';
 export { encodePng, provenanceText, readPngText } from './png';
+export { quotePrompt } from './textEncoder';
 export * from './load';

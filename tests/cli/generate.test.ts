@@ -88,7 +88,7 @@ describe('npm run generate', () => {
     expect(readPngText(new Uint8Array(readFileSync(path.join(dir, '001.png')))).prompt).toBe('two green squares on a white background');
   });
 
-  it('a 40 KB --prompt runs to the end on onnxruntime-node (a long command line must not reach it)', () => {
+  it('a 40 KB --prompt runs to the end on onnxruntime-node (a long command line must not reach it), and is not repeated in full', () => {
     const prompt = 'red circle '.repeat(4000);
     expect(Buffer.byteLength(prompt)).toBeGreaterThan(40_000);
     const out = path.join(work, 'long.png');
@@ -100,6 +100,9 @@ describe('npm run generate', () => {
     const warning = run.stderr.split('\n').find((line) => line.startsWith('warning:')) ?? '';
     expect(warning).toMatch(/the model reads the first \d+, up to ".*red circle", and the other \d+ tokens were cut\.$/);
     expect(warning.length).toBeLessThan(300);
+    // So does the summary on stdout: the end of the kept part and a count, not 40 KB.
+    expect(run.stdout.trim()).toMatch(/ — "….*red circle" \(the first \d+ of 8000 tokens; the other \d+ tokens were cut\)$/);
+    expect(run.stdout.length).toBeLessThan(300);
   });
 
   it('exits 2 with one clear line on bad arguments or input', () => {
