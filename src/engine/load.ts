@@ -2,7 +2,8 @@
 import { chooseBackend, watchDeviceLoss, type AdapterLike, type BackendRequest, type GpuLike, type Ort } from './backend';
 import { BadPackageError, EngineError, LOADING_CANCELLED, NoBackendError, throwIfCancelled, toEngineError } from './errors';
 import { estimateStorage, type StorageManagerLike } from './cache';
-import { createFetchIO, type PackageIO } from './readers';
+import { platformLocks, withPackageLock, type LockManagerLike } from './locks';
+import { createFetchIO, type FetchPolicy, type PackageIO } from './readers';
 import { GRAPH_NAMES, MANIFEST_FILE, type GraphName, type Manifest } from './manifest';
 import { fileEntries, graphVariant, neededFiles, readManifest, readTables, readVerified, verifiedOrReread } from './modelPackage';
 import { checkModelFits, checkNeedsFit, type GpuLimits, type PreflightResult } from './preflight';
@@ -21,6 +22,8 @@ export interface LoadOptions {
   ort: Ort;
   /** How to read the package; a fetch-based reader of `source` (with Cache Storage) by default. */
   io?: PackageIO;
+  /** Stall timeout and retries of that default reader (readers.ts FETCH_POLICY for the rest). */
+  fetchPolicy?: Partial<FetchPolicy>;
   backend?: BackendRequest;
   /** `navigator.gpu` by default (tests inject a fake). */
   gpu?: GpuLike | null;
@@ -36,6 +39,11 @@ export interface LoadOptions {
   warmup?: boolean;
   /** `navigator.storage` by default (tests inject a fake; null: no storage check). */
   storage?: StorageManagerLike | null;
+  /**
+   * The Web Locks API that makes tabs loading the same package take turns at downloading it
+   * (locks.ts): `navigator.locks` by default; null or absent (Node): no lock.
+   */
+  locks?: LockManagerLike | null;
   /** Check storage and GPU limits before downloading (default true); see preflight.ts. */
   preflight?: boolean;
   /**
@@ -114,9 +122,9 @@ export interface PackageCheck extends PreflightResult {
  * Reads only the manifest of the package at `source` and says whether this machine can run it,
  * and how much is left to download: what a UI shows before the user starts a large download.
  */
-export async function checkPackage(source: string, options: Pick<LoadOptions, 'ort' | 'io' | 'backend' | 'gpu' | 'storage' | 'signal'>): Promise<PackageCheck> {
+export async function checkPackage(source: string, options: Pick<LoadOptions, 'ort' | 'io' | 'fetchPolicy' | 'backend' | 'gpu' | 'storage' | 'signal'>): Promise<PackageCheck> {
   try {
-    const io = options.io ?? createFetchIO(source);
+    const io = options.io ?? createFetchIO(source, { policy: options.fetchPolicy });
     const manifest = await readManifest(io, options.signal);
     const backend = await chooseBackend({ ort: options.ort, requested: options.backend ?? 'auto', gpu: options.gpu });
     const fits = await preflight(manifest, io, backend, options);
@@ -197,7 +205,7 @@ async function downloadFiles(
 /** Loads and verifies a package and creates its sessions: what the pipeline runs on. */
 export async function loadModel(source: string, options: LoadOptions): Promise<LoadedModel> {
   const { ort, signal, onProgress } = options;
-  const io = options.io ?? createFetchIO(source);
+  const io = options.io ?? createFetchIO(source, { policy: options.fetchPolicy });
   const queue = options.queue ?? sharedQueue;
 
   onProgress?.({ phase: 'manifest', file: MANIFEST_FILE, loaded: 0, total: 1 });
@@ -214,7 +222,9 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
     const where = backend.backend === 'wasm' ? 'WASM' : 'the CPU';
     onProgress?.({ phase: 'warmup', loaded: 0, total: 0, skipped: `no shaders to compile on ${where}` });
   }
-  const files = await downloadFiles(io, manifest, neededFiles(manifest, backend.fp16), onProgress, signal);
+  // Only a reader that caches can hand another tab's download over: the others need no lock.
+  const locks = io.isCached ? (options.locks === undefined ? platformLocks() : (options.locks ?? undefined)) : undefined;
+  const files = await withPackageLock(locks, io.location, signal, () => downloadFiles(io, manifest, neededFiles(manifest, backend.fp16), onProgress, signal));
 
   const tables = readTables(manifest, files);
   let tokenizerJson: unknown;
