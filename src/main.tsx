@@ -27,6 +27,14 @@ const store = createAppStore(
     clock: () => Date.now(),
     randomSeed: () => crypto.getRandomValues(new Uint32Array(1))[0] >>> 1,
     newId: () => crypto.randomUUID(),
+    catalog: {
+      url: new URL(`${import.meta.env.BASE_URL}models/catalog.json`, location.href).href,
+      async fetch(url) {
+        const response = await fetch(url);
+        if (!response.ok) throw new Error(`${url} answered HTTP ${response.status}`);
+        return response.json();
+      },
+    },
   },
   backendFromSearch(location.search),
 );

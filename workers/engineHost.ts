@@ -1,6 +1,6 @@
 // The worker's state: one engine, one queue, one AbortController per run.
 // Kept free of comlink and onnxruntime so it can be tested in Node with a fake engine.
-import { BadInputError, LOADING_CANCELLED, RunQueue, throwIfCancelled, type Engine, type GenerateEvent, type GenerateRequest, type LoadProgress } from '../src/engine/index';
+import { BadInputError, EngineError, LOADING_CANCELLED, RunQueue, throwIfCancelled, type Engine, type GenerateEvent, type GenerateRequest, type LoadProgress } from '../src/engine/index';
 import { toAppFailure, type ModelSource, type WorkerLoadOptions, type WorkerApi } from './protocol';
 
 export type OpenEngine = (
@@ -8,7 +8,14 @@ export type OpenEngine = (
   options: WorkerLoadOptions & { onProgress?: (progress: LoadProgress) => void; signal: AbortSignal },
 ) => Promise<Engine>;
 
-export function createEngineHost(openEngine: OpenEngine): WorkerApi {
+export type CheckNeeds = WorkerApi['checkNeeds'];
+
+/** Hosts without the runtime facts (tests of loading and running) cannot answer checkNeeds. */
+const noNeedsCheck: CheckNeeds = async () => {
+  throw new EngineError('internal', 'This engine host cannot check a device.');
+};
+
+export function createEngineHost(openEngine: OpenEngine, checkNeeds: CheckNeeds = noNeedsCheck): WorkerApi {
   let engine: Engine | undefined;
   // Every load and generate runs after the previous one settled: onnxruntime's WebGPU EP
   // corrupts its state when two session runs overlap. Its own queue, not the engine's shared one
@@ -77,6 +84,11 @@ export function createEngineHost(openEngine: OpenEngine): WorkerApi {
 
     async cancelLoad() {
       loading?.abort();
+    },
+
+    checkNeeds(needs, diskBytes, options) {
+      // Reads only this machine's facts: it needs no model and waits for no run.
+      return rethrowAsFailure(checkNeeds(needs, diskBytes, options));
     },
 
     async analyzePrompt(prompt: string) {

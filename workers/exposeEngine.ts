@@ -5,7 +5,7 @@
 import * as Comlink from 'comlink';
 import * as ort from 'onnxruntime-web/webgpu';
 import wasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.asyncify.wasm?url';
-import { createDirectoryHandleIO, createFileListIO, loadEngine, type Engine, type LoadedEngine } from '../src/engine/index';
+import { checkNeeds, createDirectoryHandleIO, createFileListIO, loadEngine, type Engine, type LoadedEngine } from '../src/engine/index';
 import { createEngineHost } from './engineHost';
 import type { ModelSource, WorkerApi } from './protocol';
 import { relay } from './relay';
@@ -38,7 +38,7 @@ export function exposeEngine({ wrapEngine }: ExposeOptions = {}): void {
       warmup: true,
     });
     return wrapEngine ? wrapEngine(engine) : engine;
-  });
+  }, (needs, diskBytes, { backend }) => checkNeeds(needs, diskBytes, { ort, backend }));
 
   const api: WorkerApi = {
     load: (source, options, onProgress) => relay(onProgress, (forward) => host.load(source, options, forward)),
@@ -46,6 +46,7 @@ export function exposeEngine({ wrapEngine }: ExposeOptions = {}): void {
     cancel: () => host.cancel(),
     cancelLoad: () => host.cancelLoad(),
     analyzePrompt: (prompt) => host.analyzePrompt(prompt),
+    checkNeeds: (needs, diskBytes, options) => host.checkNeeds(needs, diskBytes, options),
   };
 
   Comlink.expose(api);

@@ -1,12 +1,14 @@
 // The contract between the page and the engine worker. Both sides import these types;
 // the worker implements WorkerApi, the page calls it through comlink.
 import type {
+  CatalogNeeds,
   EngineErrorCode,
   GenerateEvent,
   GenerateRequest,
   GenerateResult,
   LoadProgress,
   ModelInfo,
+  NeedsCheck,
   PromptAnalysis,
 } from '../src/engine/index';
 import { isEngineErrorCode, toEngineError } from '../src/engine/index';
@@ -45,6 +47,8 @@ export interface WorkerApi {
   /** Stops the model load under way, if any (the loaded model stays); resolves at once. */
   cancelLoad(): Promise<void>;
   analyzePrompt(prompt: string): Promise<PromptAnalysis>;
+  /** Whether this machine can run a model of the catalog, asked before anything is downloaded. */
+  checkNeeds(needs: CatalogNeeds, diskBytes: number, options: WorkerLoadOptions): Promise<NeedsCheck>;
 }
 
 export function isAppFailure(value: unknown): value is AppFailure {

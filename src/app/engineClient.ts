@@ -84,6 +84,7 @@ export function createEngineClient(
     cancel: () => call((api) => api.cancel()),
     cancelLoad: () => call((api) => api.cancelLoad()),
     analyzePrompt: (prompt) => call((api) => api.analyzePrompt(prompt)),
+    checkNeeds: (needs, diskBytes, options) => call((api) => api.checkNeeds(needs, diskBytes, options)),
     onCrash(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

@@ -5,7 +5,7 @@ import { isRunning } from './runSlice';
 import type { AppState, Frame } from './storeTypes';
 
 /** The engine's, so the page writes sizes one way (its preflight messages included). */
-export { formatBytes } from '../engine/index';
+export { describeNeeds, formatBytes } from '../engine/index';
 
 export const PHASE_NAMES: Record<LoadPhase, string> = {
   manifest: 'Manifest',

@@ -2,6 +2,7 @@
 // into the fresh one, and say so).
 import { createStore, type StoreApi } from 'zustand/vanilla';
 import { createCacheSlice } from './cacheSlice';
+import { createCatalogSlice } from './catalogSlice';
 import { createGallerySlice } from './gallerySlice';
 import { createModelSlice } from './modelSlice';
 import type { BackendChoice } from '../../workers/protocol';
@@ -18,6 +19,7 @@ export function createAppStore(deps: AppDeps, backendChoice: BackendChoice = 'au
     ...createRunSlice(deps)(...args),
     ...createGallerySlice(deps)(...args),
     ...createCacheSlice(deps)(...args),
+    ...createCatalogSlice(deps)(...args),
   }));
 
   // A model that just loaded was just downloaded: list it, and ask that it be kept.
@@ -27,6 +29,7 @@ export function createAppStore(deps: AppDeps, backendChoice: BackendChoice = 'au
     void state.refreshCachedModels();
   });
   void store.getState().refreshCachedModels();
+  void store.getState().loadCatalog();
 
   deps.client.onCrash((failure, restarted) => {
     const { modelSource, modelLabel, run } = store.getState();

@@ -1,12 +1,14 @@
 // The shape of the app store, split by concern; each slice lives in its own file.
 import type { StateCreator } from 'zustand/vanilla';
 import type {
+  CatalogEntry,
   GenerateRequest,
   GenerateResult,
   ImagePixels,
   LoadPhase,
   LoadProgress,
   ModelInfo,
+  NeedsCheck,
   PromptAnalysis,
   SamplingSettings,
   ScaleTokens,
@@ -20,7 +22,9 @@ import type { RunProgress } from './runStatus';
 
 /** Everything the store needs from the outside world, injected so tests can fake it. */
 export interface AppDeps {
-  client: Pick<EngineClient, 'load' | 'generate' | 'cancel' | 'cancelLoad' | 'analyzePrompt' | 'onCrash'>;
+  client: Pick<EngineClient, 'load' | 'generate' | 'cancel' | 'cancelLoad' | 'analyzePrompt' | 'checkNeeds' | 'onCrash'>;
+  /** The model list (public/models/catalog.json): its address and a way to read it. */
+  catalog?: { url: string; fetch(url: string): Promise<unknown> };
   gallery: GalleryStorage;
   encodePng(pixels: ImagePixels, text: Record<string, string>): Promise<Uint8Array>;
   /** Monotonic milliseconds, for durations. */
@@ -157,6 +161,20 @@ export interface CacheSlice {
   persistStorage(): Promise<void>;
 }
 
-export type AppState = ModelSlice & SettingsSlice & RunSlice & GallerySlice & CacheSlice;
+/** What a device check of a catalog model found, or why it could not be made. */
+export type CatalogCheck = { status: 'checking' } | { status: 'done'; result: NeedsCheck } | { status: 'failed'; message: string };
+
+export interface CatalogSlice {
+  /** The models the app offers (public/models/catalog.json), in its order. */
+  catalog: CatalogEntry[];
+  /** Why the list could not be read (e.g. offline on a first visit). */
+  catalogError?: string;
+  catalogChecks: Record<string, CatalogCheck>;
+  loadCatalog(): Promise<void>;
+  /** Checks this device against a model's needs, before any byte of it is downloaded. */
+  checkCatalogEntry(id: string): Promise<void>;
+}
+
+export type AppState = ModelSlice & SettingsSlice & RunSlice & GallerySlice & CacheSlice & CatalogSlice;
 
 export type Slice<T> = StateCreator<AppState, [], [], T>;

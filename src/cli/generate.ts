@@ -1,5 +1,5 @@
 // `npm run generate`: text → PNG from the command line, with the same engine as the browser.
-// Exit status: 0 success, 2 bad arguments or input (one line on stderr), 1 anything else.
+// Exit status: 0 success, 2 when what the user gave is wrong, 1 otherwise (src/cli/failure.ts).
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -10,11 +10,11 @@ import {
   createFetchIO,
   describeRange,
   encodePng,
-  EngineError,
   isTopKSchedule,
   loadEngine,
   MAX_SEED,
   provenanceText,
+  quotePrompt,
   scaleFromRange,
   type GenerateEvent,
   type ImagePixels,
@@ -23,6 +23,7 @@ import {
   type TopK,
 } from '../engine/index';
 import { createFsIO, importNodeOrt } from '../engine/node';
+import { describeFailure, UsageError } from './failure';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const DEFAULT_MODEL = path.join(ROOT, 'public/models/hart-shapes');
@@ -52,9 +53,6 @@ Options:
   --json                print one JSON line per image with the timings per stage
   --backend cpu|wasm    onnxruntime-node (cpu, default) or onnxruntime-web's wasm build
   --help`;
-
-/** A problem with the command line or its input: exit status 2. */
-class UsageError extends Error {}
 
 export interface CliOptions {
   prompt?: string;
@@ -199,7 +197,13 @@ function isUrl(source: string): boolean {
 }
 
 function modelIO(source: string) {
-  if (isUrl(source)) return createFetchIO(source, { cacheName: null });
+  if (isUrl(source)) {
+    try {
+      return createFetchIO(source, { cacheName: null });
+    } catch {
+      throw new UsageError(`--model ${source}: not a valid URL.`);
+    }
+  }
   const folder = source.endsWith('manifest.json') ? path.dirname(source) : source;
   if (!existsSync(folder) || !statSync(folder).isDirectory()) throw new UsageError(`--model ${source}: no such folder.`);
   if (!existsSync(path.join(folder, 'manifest.json'))) throw new UsageError(`--model ${source}: the folder has no manifest.json.`);
@@ -321,21 +325,15 @@ export async function main(argv: string[]): Promise<number> {
           }),
         );
       } else {
-        console.log(`${out}: ${result.image.width}×${result.image.height}, ${(result.timings.total / 1000).toFixed(2)} s on ${result.backend} — "${prompt}"`);
+        // A long prompt is quoted as the warning quotes it, not repeated in full.
+        const quoted = quotePrompt(prompt, engine.analyzePrompt(prompt));
+        console.log(`${out}: ${result.image.width}×${result.image.height}, ${(result.timings.total / 1000).toFixed(2)} s on ${result.backend} — ${quoted}`);
       }
     }
   } finally {
     await engine.dispose();
   }
   return 0;
-}
-
-/** Maps a failure to its exit status and one line for stderr. */
-export function describeFailure(error: unknown): { status: number; line: string } {
-  if (error instanceof UsageError) return { status: 2, line: `error: ${error.message}` };
-  if (error instanceof EngineError && error.code === 'bad-input') return { status: 2, line: `error: ${error.message}` };
-  const message = error instanceof Error ? error.message : String(error);
-  return { status: 1, line: `error: ${message.split('\n')[0]}` };
 }
 
 /**

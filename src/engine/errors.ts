@@ -7,6 +7,21 @@ export const ENGINE_ERROR_CODES = ['bad-input', 'bad-package', 'fetch-failed', '
 /** Errors that cross the worker boundary carry a code and a message meant for people. */
 export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number];
 
+/**
+ * The exit status a command-line tool gives for each failure: 2 when what the user gave is
+ * wrong (arguments, prompt, settings, a model folder or URL that holds no valid package), 1 when
+ * the cause lies outside it (the network, the machine, a fault while running).
+ */
+export const EXIT_STATUS: Readonly<Record<EngineErrorCode, 1 | 2>> = {
+  'bad-input': 2,
+  'bad-package': 2,
+  'fetch-failed': 1,
+  'no-backend': 1,
+  cancelled: 1,
+  'device-lost': 1,
+  internal: 1,
+};
+
 /** An engine failure as plain data: what crosses the worker boundary. */
 export interface EngineFailure {
   code: EngineErrorCode;

@@ -6,17 +6,20 @@
 // HART's sampling loop over the graph stages, samplingSettings.ts and errors.ts own the rules a
 // request and a failure follow.
 export type * from './types';
-export { BadInputError, CancelledError, EngineError, ENGINE_ERROR_CODES, isEngineErrorCode, LOADING_CANCELLED, throwIfCancelled, toEngineError } from './errors';
+export { BadInputError, CancelledError, EngineError, ENGINE_ERROR_CODES, EXIT_STATUS, isEngineErrorCode, LOADING_CANCELLED, throwIfCancelled, toEngineError } from './errors';
 export { RunQueue } from './queue';
 export { checkScaleFrom, checkSeed, checkSettings, describeRange, HART_DEFAULTS, isTopKSchedule, MAX_SEED, scaleFromRange, seedAfter, SETTING_RANGES, topKAt } from './samplingSettings';
 export type { NumericSetting, SettingRange } from './samplingSettings';
 export type { BackendRequest, GpuLike, Ort } from './backend';
-export type { PackageIO } from './readers';
-export { createFetchIO, createFileListIO, createDirectoryHandleIO, createFileMapIO, MODEL_CACHE_NAME, packageBaseUrl } from './readers';
+export type { FetchPolicy, PackageIO } from './readers';
+export { createFetchIO, FETCH_POLICY, createFileListIO, createDirectoryHandleIO, createFileMapIO, MODEL_CACHE_NAME, packageBaseUrl } from './readers';
 export { listCachedModels, deleteCachedModel, persistStorage, estimateStorage } from './cache';
 export type { CachedModel, CacheOptions, StorageManagerLike } from './cache';
-export { checkModelFits, formatBytes } from './preflight';
+export { checkModelFits, checkNeedsFit, formatBytes } from './preflight';
+export { CATALOG_FORMAT, describeNeeds, parseCatalog } from './catalog';
+export type { CatalogEntry, CatalogNeeds, ImportSource, PackageSource } from './catalog';
 export type { PreflightEnv, PreflightResult, GpuLimits } from './preflight';
 export type { PackageRequirements } from './manifest';
 export { encodePng, provenanceText, readPngText } from './png';
+export { quotePrompt } from './textEncoder';
 export * from './load';

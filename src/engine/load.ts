@@ -2,10 +2,12 @@
 import { chooseBackend, watchDeviceLoss, type AdapterLike, type BackendRequest, type GpuLike, type Ort } from './backend';
 import { BadPackageError, EngineError, LOADING_CANCELLED, NoBackendError, throwIfCancelled, toEngineError } from './errors';
 import { estimateStorage, type StorageManagerLike } from './cache';
-import { createFetchIO, type PackageIO } from './readers';
+import { platformLocks, withPackageLock, type LockManagerLike } from './locks';
+import { createFetchIO, type FetchPolicy, type PackageIO } from './readers';
 import { GRAPH_NAMES, MANIFEST_FILE, type GraphName, type Manifest } from './manifest';
 import { fileEntries, graphVariant, neededFiles, readManifest, readTables, readVerified, verifiedOrReread } from './modelPackage';
-import { checkModelFits, type GpuLimits, type PreflightResult } from './preflight';
+import { checkModelFits, checkNeedsFit, type GpuLimits, type PreflightResult } from './preflight';
+import type { CatalogNeeds } from './catalog';
 import { generate, type LoadedModel, type PipelineOptions } from './pipeline';
 import { SCALE_UPDATE_GPU_OUTPUTS, scaleTables } from './quantizer';
 import { sharedQueue, type RunQueue } from './queue';
@@ -20,6 +22,8 @@ export interface LoadOptions {
   ort: Ort;
   /** How to read the package; a fetch-based reader of `source` (with Cache Storage) by default. */
   io?: PackageIO;
+  /** Stall timeout and retries of that default reader (readers.ts FETCH_POLICY for the rest). */
+  fetchPolicy?: Partial<FetchPolicy>;
   backend?: BackendRequest;
   /** `navigator.gpu` by default (tests inject a fake). */
   gpu?: GpuLike | null;
@@ -35,6 +39,11 @@ export interface LoadOptions {
   warmup?: boolean;
   /** `navigator.storage` by default (tests inject a fake; null: no storage check). */
   storage?: StorageManagerLike | null;
+  /**
+   * The Web Locks API that makes tabs loading the same package take turns at downloading it
+   * (locks.ts): `navigator.locks` by default; null or absent (Node): no lock.
+   */
+  locks?: LockManagerLike | null;
   /** Check storage and GPU limits before downloading (default true); see preflight.ts. */
   preflight?: boolean;
   /**
@@ -113,13 +122,37 @@ export interface PackageCheck extends PreflightResult {
  * Reads only the manifest of the package at `source` and says whether this machine can run it,
  * and how much is left to download: what a UI shows before the user starts a large download.
  */
-export async function checkPackage(source: string, options: Pick<LoadOptions, 'ort' | 'io' | 'backend' | 'gpu' | 'storage' | 'signal'>): Promise<PackageCheck> {
+export async function checkPackage(source: string, options: Pick<LoadOptions, 'ort' | 'io' | 'fetchPolicy' | 'backend' | 'gpu' | 'storage' | 'signal'>): Promise<PackageCheck> {
   try {
-    const io = options.io ?? createFetchIO(source);
+    const io = options.io ?? createFetchIO(source, { policy: options.fetchPolicy });
     const manifest = await readManifest(io, options.signal);
     const backend = await chooseBackend({ ort: options.ort, requested: options.backend ?? 'auto', gpu: options.gpu });
     const fits = await preflight(manifest, io, backend, options);
     return { ...fits, backend, name: manifest.name };
+  } catch (error) {
+    throw toEngineError(error);
+  }
+}
+
+export interface NeedsCheck extends PreflightResult {
+  backend: BackendInfo;
+}
+
+/**
+ * Says whether this machine can run a model of the catalog that is not downloaded yet (one to
+ * import): the backend it would get, the adapter's shader-f16 and limits, and the storage left.
+ */
+export async function checkNeeds(
+  needs: CatalogNeeds,
+  diskBytes: number,
+  options: Pick<LoadOptions, 'ort' | 'backend' | 'gpu' | 'storage'>,
+): Promise<NeedsCheck> {
+  try {
+    const backend = await chooseBackend({ ort: options.ort, requested: options.backend ?? 'auto', gpu: options.gpu });
+    const gpu = backend.backend === 'webgpu' ? await adapterFacts(options.gpu) : {};
+    const storage = options.storage === null ? undefined : await estimateStorage(options.storage);
+    const fits = checkNeedsFit(needs, diskBytes, { backend: backend.backend, shaderF16: gpu.shaderF16, gpuLimits: gpu.limits, storage });
+    return { ...fits, backend };
   } catch (error) {
     throw toEngineError(error);
   }
@@ -172,7 +205,7 @@ async function downloadFiles(
 /** Loads and verifies a package and creates its sessions: what the pipeline runs on. */
 export async function loadModel(source: string, options: LoadOptions): Promise<LoadedModel> {
   const { ort, signal, onProgress } = options;
-  const io = options.io ?? createFetchIO(source);
+  const io = options.io ?? createFetchIO(source, { policy: options.fetchPolicy });
   const queue = options.queue ?? sharedQueue;
 
   onProgress?.({ phase: 'manifest', file: MANIFEST_FILE, loaded: 0, total: 1 });
@@ -189,7 +222,9 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
     const where = backend.backend === 'wasm' ? 'WASM' : 'the CPU';
     onProgress?.({ phase: 'warmup', loaded: 0, total: 0, skipped: `no shaders to compile on ${where}` });
   }
-  const files = await downloadFiles(io, manifest, neededFiles(manifest, backend.fp16), onProgress, signal);
+  // Only a reader that caches can hand another tab's download over: the others need no lock.
+  const locks = io.isCached ? (options.locks === undefined ? platformLocks() : (options.locks ?? undefined)) : undefined;
+  const files = await withPackageLock(locks, io.location, signal, () => downloadFiles(io, manifest, neededFiles(manifest, backend.fp16), onProgress, signal));
 
   const tables = readTables(manifest, files);
   let tokenizerJson: unknown;

@@ -5,6 +5,7 @@
 import { GRAPH_NAMES, type Manifest } from './manifest';
 import { graphVariant, neededFiles } from './modelPackage';
 import type { BackendName } from './types';
+import type { CatalogNeeds } from './catalog';
 
 export interface GpuLimits {
   maxBufferSize: number;
@@ -89,6 +90,45 @@ function needsShaderF16(manifest: Manifest, env: PreflightEnv): boolean {
   return weightFiles(manifest, false).some((path) => manifest.files.find((f) => f.path === path)?.dtype === 'float16');
 }
 
+/** The storage check: `bytes` to store against what the browser has left. */
+function storageProblem(bytes: number, storage: PreflightEnv['storage']): string | undefined {
+  const { quota, usage } = storage ?? {};
+  if (quota === undefined || bytes <= 0) return undefined;
+  const free = Math.max(0, quota - (usage ?? 0));
+  if (bytes <= free) return undefined;
+  return (
+    `The model needs ${formatBytes(bytes)} of browser storage but only ${formatBytes(free)} is free ` +
+    `(quota ${formatBytes(quota)}, used ${formatBytes(usage ?? 0)}). Free disk space or delete cached models.`
+  );
+}
+
+function shaderF16Problem(env: PreflightEnv): string | undefined {
+  if (env.backend === 'webgpu' && env.shaderF16) return undefined;
+  return env.backend === 'webgpu'
+    ? "The model's graphs compute in float16, which needs a WebGPU adapter with shader-f16; this adapter does not have it."
+    : `The model's graphs compute in float16, which needs WebGPU with shader-f16; the ${env.backend} backend cannot run them.`;
+}
+
+function bufferProblems(need: { bytes: number; binding: number; what: string }, env: PreflightEnv): string[] {
+  if (env.backend !== 'webgpu' || !env.gpuLimits) return [];
+  const problems: string[] = [];
+  const { maxBufferSize, maxStorageBufferBindingSize } = env.gpuLimits;
+  if (need.bytes > maxBufferSize) {
+    problems.push(`The model needs a GPU buffer of ${formatBytes(need.bytes)} (${need.what}) but this GPU allows at most ${formatBytes(maxBufferSize)} (maxBufferSize).`);
+  }
+  if (need.binding > maxStorageBufferBindingSize) {
+    problems.push(
+      `The model binds ${formatBytes(need.binding)} at once (${need.what}) but this GPU allows at most ` +
+        `${formatBytes(maxStorageBufferBindingSize)} per binding (maxStorageBufferBindingSize).`,
+    );
+  }
+  return problems;
+}
+
+function wasmHeapProblem(weights: number): string {
+  return `The model's weights take ${formatBytes(weights)}, more than the ${formatBytes(WASM_HEAP_BYTES)} WASM memory; it needs WebGPU.`;
+}
+
 /** Checks a package against this machine; see PreflightEnv for what the caller supplies. */
 export function checkModelFits(manifest: Manifest, env: PreflightEnv): PreflightResult {
   const problems: string[] = [];
@@ -97,16 +137,8 @@ export function checkModelFits(manifest: Manifest, env: PreflightEnv): Preflight
   const downloadBytes = needed.filter((path) => !env.cached?.has(path)).reduce((n, path) => n + fileBytes(manifest, path), 0);
   const browser = env.backend !== 'cpu';
 
-  const { quota, usage } = env.storage ?? {};
-  if (browser && quota !== undefined && downloadBytes > 0) {
-    const free = Math.max(0, quota - (usage ?? 0));
-    if (downloadBytes > free) {
-      problems.push(
-        `The model needs ${formatBytes(downloadBytes)} of browser storage but only ${formatBytes(free)} is free ` +
-          `(quota ${formatBytes(quota)}, used ${formatBytes(usage ?? 0)}). Free disk space or delete cached models.`,
-      );
-    }
-  }
+  const storage = browser ? storageProblem(downloadBytes, env.storage) : undefined;
+  if (storage) problems.push(storage);
 
   if (browser) {
     for (const path of needed) {
@@ -117,34 +149,34 @@ export function checkModelFits(manifest: Manifest, env: PreflightEnv): Preflight
     }
   }
 
-  if (needsShaderF16(manifest, env) && !(env.backend === 'webgpu' && env.shaderF16)) {
-    problems.push(
-      env.backend === 'webgpu'
-        ? "The model's graphs compute in float16, which needs a WebGPU adapter with shader-f16; this adapter does not have it."
-        : `The model's graphs compute in float16, which needs WebGPU with shader-f16; the ${env.backend} backend cannot run them.`,
-    );
-  }
-
-  if (env.backend === 'webgpu' && env.gpuLimits) {
-    const need = largestBuffer(manifest, env);
-    const { maxBufferSize, maxStorageBufferBindingSize } = env.gpuLimits;
-    if (need.bytes > maxBufferSize) {
-      problems.push(`The model needs a GPU buffer of ${formatBytes(need.bytes)} (${need.what}) but this GPU allows at most ${formatBytes(maxBufferSize)} (maxBufferSize).`);
-    }
-    if (need.binding > maxStorageBufferBindingSize) {
-      problems.push(
-        `The model binds ${formatBytes(need.binding)} at once (${need.what}) but this GPU allows at most ` +
-          `${formatBytes(maxStorageBufferBindingSize)} per binding (maxStorageBufferBindingSize).`,
-      );
-    }
-  }
+  const f16 = needsShaderF16(manifest, env) ? shaderF16Problem(env) : undefined;
+  if (f16) problems.push(f16);
+  problems.push(...bufferProblems(largestBuffer(manifest, env), env));
 
   if (env.backend === 'wasm') {
     const weights = weightFiles(manifest, env.fp16).reduce((n, path) => n + fileBytes(manifest, path), 0);
-    if (weights > WASM_HEAP_BYTES) {
-      problems.push(`The model's weights take ${formatBytes(weights)}, more than the ${formatBytes(WASM_HEAP_BYTES)} WASM memory; it needs WebGPU.`);
-    }
+    if (weights > WASM_HEAP_BYTES) problems.push(wasmHeapProblem(weights));
   }
 
   return { ok: problems.length === 0, problems, downloadBytes, totalBytes };
+}
+
+/**
+ * Checks a model of the catalog against this machine before anything is fetched: what it keeps
+ * against the storage left, and what it needs of the backend and the GPU.
+ */
+export function checkNeedsFit(needs: CatalogNeeds, diskBytes: number, env: Omit<PreflightEnv, 'fp16' | 'cached'>): PreflightResult {
+  const full: PreflightEnv = { ...env, fp16: Boolean(needs.shaderF16 && env.shaderF16) };
+  const problems: string[] = [];
+  const storage = env.backend !== 'cpu' ? storageProblem(diskBytes, env.storage) : undefined;
+  if (storage) problems.push(storage);
+  if (needs.webgpu && env.backend !== 'webgpu') {
+    problems.push(`The model needs WebGPU; this ${env.backend === 'cpu' ? 'runtime runs on the CPU' : 'browser runs it on WASM'}, which cannot hold it.`);
+  }
+  if (needs.shaderF16) {
+    const f16 = shaderF16Problem(full);
+    if (f16) problems.push(f16);
+  }
+  problems.push(...bufferProblems({ bytes: needs.gpuBufferBytes, binding: needs.gpuBufferBytes, what: 'its largest GPU buffer' }, full));
+  return { ok: problems.length === 0, problems, downloadBytes: diskBytes, totalBytes: diskBytes };
 }

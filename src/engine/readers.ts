@@ -1,7 +1,7 @@
 // How the engine reads a model package: one small interface, with implementations for URLs
 // (fetch, with Cache Storage for offline use and byte progress), for a folder the user picked in
 // the browser, and (in node.ts) for a folder on disk.
-import { BadPackageError, CancelledError, FetchFailedError, LOADING_CANCELLED, throwIfCancelled } from './errors';
+import { BadPackageError, CancelledError, EngineError, FetchFailedError, LOADING_CANCELLED, throwIfCancelled } from './errors';
 
 export interface ReadOptions {
   /** Expected sha256 (lowercase hex): also the key under which a cached copy is kept. */
@@ -28,7 +28,7 @@ export interface PackageIO {
 /** The Cache Storage store that holds downloaded package files. */
 export const MODEL_CACHE_NAME = 'hart-web-models';
 
-/** Reads a response body in chunks, reporting progress. */
+/** Reads a cached response body, reporting progress. */
 async function readBody(response: Response, path: string, options: ReadOptions): Promise<Uint8Array> {
   const header = Number(response.headers.get('content-length'));
   const total = Number.isFinite(header) && header > 0 ? header : (options.bytes ?? 0);
@@ -55,7 +55,11 @@ async function readBody(response: Response, path: string, options: ReadOptions):
   } finally {
     reader.releaseLock();
   }
-  const bytes = new Uint8Array(loaded);
+  return concat(chunks, loaded);
+}
+
+function concat(chunks: Uint8Array[], length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
   let offset = 0;
   for (const chunk of chunks) {
     bytes.set(chunk, offset);
@@ -64,10 +68,230 @@ async function readBody(response: Response, path: string, options: ReadOptions):
   return bytes;
 }
 
+/** How every model fetch waits and retries: the one owner of these numbers. */
+export interface FetchPolicy {
+  /** An attempt that receives no byte (no answer, or no more of the body) for this long is dropped. */
+  stallTimeoutMs: number;
+  /** Attempts in all for one file, the first included. */
+  tries: number;
+  /** The wait before the second attempt; it doubles before each later one. */
+  retryDelayMs: number;
+}
+
+export const FETCH_POLICY: Readonly<FetchPolicy> = { stallTimeoutMs: 30_000, tries: 3, retryDelayMs: 1_000 };
+
+/** The longest wait a server's Retry-After may ask for between two attempts. */
+const MAX_RETRY_AFTER_MS = 60_000;
+
+/** Answers worth another try: the server or the way to it is having a bad moment. */
+function isTransientStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+/** A failure of one attempt that another attempt may not have. */
+class TransientFailure extends Error {
+  constructor(
+    message: string,
+    /** Milliseconds the server asked to wait (Retry-After), if it did. */
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Node's fetch says only "fetch failed"; the system's code in its cause says why, put in words. */
+function networkReason(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string } })?.cause;
+  const words: Record<string, string> = {
+    ECONNREFUSED: 'the connection was refused',
+    ECONNRESET: 'the connection was reset',
+    ENOTFOUND: 'no such host',
+    EAI_AGAIN: 'the host name could not be looked up',
+    ETIMEDOUT: 'the connection timed out',
+    EHOSTUNREACH: 'the host is unreachable',
+    ENETUNREACH: 'the network is unreachable',
+    UND_ERR_SOCKET: 'the connection closed',
+  };
+  const code = cause?.code;
+  if (code && words[code]) return words[code];
+  const message = (error as Error)?.message ?? String(error);
+  return cause?.message && cause.message !== message ? `${message}: ${cause.message}` : message;
+}
+
+function retryAfterMs(header: string | null): number | undefined {
+  if (!header) return undefined;
+  const seconds = Number(header);
+  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(header) - Date.now();
+  return Number.isFinite(ms) && ms > 0 ? Math.min(ms, MAX_RETRY_AFTER_MS) : undefined;
+}
+
+/** Waits `ms`, or stops at once with a CancelledError when `signal` aborts. */
+function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new CancelledError(LOADING_CANCELLED));
+    const done = () => {
+      signal?.removeEventListener('abort', stop);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    const stop = () => {
+      clearTimeout(timer);
+      reject(new CancelledError(LOADING_CANCELLED));
+    };
+    signal?.addEventListener('abort', stop, { once: true });
+  });
+}
+
+/** The validator a resumed request may name in If-Range: a strong ETag, else Last-Modified. */
+function validatorOf(response: Response): string | undefined {
+  const etag = response.headers.get('etag');
+  if (etag && !etag.startsWith('W/')) return etag;
+  return response.headers.get('last-modified') ?? undefined;
+}
+
+/** The start and total of a 206 answer's `Content-Range: bytes start-end/total`. */
+function contentRange(response: Response): { start: number; total?: number } | undefined {
+  const match = /^bytes\s+(\d+)-\d+\/(\d+|\*)$/i.exec(response.headers.get('content-range') ?? '');
+  if (!match) return undefined;
+  return { start: Number(match[1]), total: match[2] === '*' ? undefined : Number(match[2]) };
+}
+
+/**
+ * Fetches one file, with a stall timeout on every attempt and retries with exponential back-off
+ * for transient failures (no connection, a stall, 408, 429, 5xx). A retry after part of the body
+ * arrived asks only for the rest (`Range`, with `If-Range` so a file changed meanwhile comes back
+ * whole) when the server said it takes ranges and named a validator. Other 4xx answers are not
+ * retried: the package at that address lacks the file. Aborting `options.signal` stops at once.
+ */
+async function fetchFile(
+  doFetch: typeof fetch,
+  url: URL,
+  path: string,
+  init: { cache: RequestCache },
+  policy: FetchPolicy,
+  options: ReadOptions,
+  fallback?: () => Promise<Uint8Array | undefined>,
+): Promise<Uint8Array> {
+  const { signal } = options;
+  let chunks: Uint8Array[] = [];
+  let received = 0;
+  let total = options.bytes ?? 0;
+  // Set from the answer the bytes in `chunks` came from: how to ask for the rest of the same file.
+  let resume: { validator: string } | undefined;
+  let lastFailure: TransientFailure | undefined;
+
+  for (let attempt = 1; attempt <= policy.tries; attempt++) {
+    if (attempt > 1) {
+      const backoff = policy.retryDelayMs * 2 ** (attempt - 2);
+      await pause(Math.max(backoff, lastFailure?.retryAfterMs ?? 0), signal);
+    }
+    throwIfCancelled(signal, LOADING_CANCELLED);
+    const controller = new AbortController();
+    const cancel = () => controller.abort();
+    signal?.addEventListener('abort', cancel, { once: true });
+    let stalled = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const watch = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        stalled = true;
+        controller.abort();
+      }, policy.stallTimeoutMs);
+    };
+    let answered = false;
+    const resuming = received > 0 && resume !== undefined;
+    try {
+      watch();
+      const headers: Record<string, string> = resuming ? { range: `bytes=${received}-`, 'if-range': resume!.validator } : {};
+      const response = await doFetch(url.href, { ...init, headers, signal: controller.signal });
+      answered = true;
+      watch();
+      if (!response.ok) {
+        await response.body?.cancel().catch(() => undefined);
+        const status = response.statusText ? `${response.status} ${response.statusText}` : String(response.status);
+        const answer = `the server answered ${status} for ${url.href}`;
+        if (response.status === 416 && resuming) {
+          // The range asked for is not there (the file changed size): start again from the top.
+          chunks = [];
+          received = 0;
+          resume = undefined;
+          throw new TransientFailure(answer);
+        }
+        if (isTransientStatus(response.status)) throw new TransientFailure(answer, retryAfterMs(response.headers.get('retry-after')));
+        throw new BadPackageError(answer, path);
+      }
+      const range = response.status === 206 ? contentRange(response) : undefined;
+      if (resuming && range?.start === received && validatorOf(response) === resume!.validator) {
+        total = range.total ?? total;
+      } else {
+        // A whole file (the first answer, or a server that sent it all again): start over.
+        chunks = [];
+        received = 0;
+        const length = Number(response.headers.get('content-length'));
+        if (!options.bytes && Number.isFinite(length) && length > 0) total = length;
+        const validator = validatorOf(response);
+        resume = /\bbytes\b/i.test(response.headers.get('accept-ranges') ?? '') && validator ? { validator } : undefined;
+        if (response.status === 206) {
+          await response.body?.cancel().catch(() => undefined);
+          resume = undefined;
+          throw new TransientFailure(`the server sent part of ${url.href} when the whole file was asked for`);
+        }
+      }
+      if (!response.body) {
+        const rest = new Uint8Array(await response.arrayBuffer());
+        chunks.push(rest);
+        received += rest.length;
+        options.onProgress?.(received, Math.max(total, received));
+        return concat(chunks, received);
+      }
+      const reader = response.body.getReader();
+      try {
+        for (;;) {
+          // A fetch that ignores the signal (a body already in memory) still stops between chunks.
+          throwIfCancelled(signal, LOADING_CANCELLED);
+          const { done, value } = await reader.read();
+          if (done) break;
+          watch();
+          chunks.push(value);
+          received += value.length;
+          options.onProgress?.(received, Math.max(total, received));
+        }
+      } finally {
+        reader.releaseLock();
+      }
+      return concat(chunks, received);
+    } catch (error) {
+      throwIfCancelled(signal, LOADING_CANCELLED);
+      if (error instanceof EngineError) throw error;
+      if (!answered && !stalled && fallback) {
+        // No connection at all: a cached copy (offline use) beats waiting for retries.
+        const cached = await fallback();
+        if (cached) return cached;
+      }
+      const seconds = Math.round(policy.stallTimeoutMs / 100) / 10;
+      lastFailure =
+        error instanceof TransientFailure
+          ? error
+          : stalled
+            ? new TransientFailure(answered ? `the download from ${url.href} stalled after ${received} bytes: no data for ${seconds} s` : `no answer from ${url.href} for ${seconds} s`)
+            : answered
+              ? new TransientFailure(`the download from ${url.href} broke off after ${received} bytes (${networkReason(error)})`)
+              : new TransientFailure(`could not be fetched from ${url.href} (${networkReason(error)})`);
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', cancel);
+    }
+  }
+  const tries = policy.tries === 1 ? '1 try' : `${policy.tries} tries`;
+  throw new FetchFailedError(path, `${lastFailure!.message}; gave up after ${tries}`, { cause: lastFailure });
+}
+
 export interface FetchIOOptions {
   /** Cache Storage name; null turns caching off. Default 'hart-web-models'. */
   cacheName?: string | null;
   fetch?: typeof fetch;
+  /** Stall timeout and retries; FETCH_POLICY for what is not given. */
+  policy?: Partial<FetchPolicy>;
 }
 
 /** Resolves a package URL (absolute, or relative to the page/worker location) to a folder URL. */
@@ -88,6 +312,7 @@ export function createFetchIO(source: string, options: FetchIOOptions = {}): Pac
   const base = packageBaseUrl(source);
   const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
   const cacheName = options.cacheName === undefined ? MODEL_CACHE_NAME : options.cacheName;
+  const policy: FetchPolicy = { ...FETCH_POLICY, ...options.policy };
   const storage = (globalThis as { caches?: CacheStorage }).caches;
   const openCache = async (): Promise<Cache | undefined> => {
     if (!storage || cacheName === null) return undefined;
@@ -115,19 +340,13 @@ export function createFetchIO(source: string, options: FetchIOOptions = {}): Pac
         const hit = await cache.match(key);
         if (hit) return readBody(hit, path, readOptions);
       }
-      let response: Response;
-      try {
-        response = await doFetch(url.href, { signal: readOptions.signal, cache: readOptions.sha256 ? 'default' : 'no-cache' });
-      } catch (error) {
-        throwIfCancelled(readOptions.signal, LOADING_CANCELLED);
-        const offline = cache && !readOptions.sha256 ? await cache.match(key) : undefined;
-        if (offline) return readBody(offline, path, readOptions);
-        throw new FetchFailedError(path, `could not be fetched from ${url.href} (${(error as Error).message})`, { cause: error });
-      }
-      if (!response.ok) {
-        throw new FetchFailedError(path, `the server answered ${response.status} ${response.statusText} for ${url.href}`);
-      }
-      const bytes = await readBody(response, path, readOptions);
+      // Without a sha256 (the manifest) the network comes first and a cached copy serves offline.
+      const offline = cache && !readOptions.sha256 ? async () => {
+        const hit = await cache.match(key);
+        return hit ? readBody(hit, path, readOptions) : undefined;
+      } : undefined;
+      const init = { cache: (readOptions.sha256 ? 'default' : 'no-cache') as RequestCache };
+      const bytes = await fetchFile(doFetch, url, path, init, policy, readOptions, offline);
       if (cache) {
         // Explicit length: the Cache API may drop Content-Length, which progress needs.
         const headers = { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) };

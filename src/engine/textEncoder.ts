@@ -7,7 +7,7 @@ import type { Ort } from './backend';
 import { BadInputError, BadPackageError } from './errors';
 import type { TextEncoderSpec } from './manifest';
 import { floatTensor, int32Tensor, readFloats, type GraphSession } from './session';
-import type { PromptAnalysis } from './types';
+import type { PromptAnalysis, PromptCut } from './types';
 
 export interface TokenizedPrompt {
   /** Token ids of the prompt, cut to the text window. */
@@ -68,7 +68,7 @@ export class PromptTokenizer {
     const truncated = ids.length > window;
     const warnings: string[] = [];
     if (unknown.size) warnings.push(unknownWordsWarning([...unknown], what));
-    if (truncated) warnings.push(truncationWarning(encoding.tokens, window, what));
+    if (truncated) warnings.push(truncationWarning(promptCut(encoding.tokens, window)!, what));
     return {
       ids: ids.slice(0, window),
       tokens: encoding.tokens.slice(0, window),
@@ -85,7 +85,8 @@ export class PromptTokenizer {
     encoding.ids.forEach((id, i) => {
       if (id === undefined || id === null || id === this.spec.unkId) unknown.add(encoding.tokens[i]);
     });
-    return { tokens: encoding.tokens, unknown: [...unknown], truncated: encoding.ids.length > this.spec.contextTokens };
+    const cut = promptCut(encoding.tokens, this.spec.contextTokens);
+    return { tokens: encoding.tokens, unknown: [...unknown], truncated: cut !== undefined, ...(cut && { cut }) };
   }
 }
 
@@ -103,15 +104,32 @@ function unknownWordsWarning(words: string[], what: string): string {
 }
 
 /**
- * A prompt longer than the text window: the warning quotes the end of what the model reads and
- * counts what was cut, never repeating the cut text (a prompt may be thousands of words long).
+ * Where a prompt longer than the text window (`window` tokens) was cut, as every message shows it:
+ * the end of what the model reads, quoted, and counts, never the cut text (a prompt may be
+ * thousands of words long). Undefined when nothing was cut.
  */
-function truncationWarning(tokens: string[], window: number, what: string): string {
+export function promptCut(tokens: string[], window: number): PromptCut | undefined {
+  if (tokens.length <= window) return undefined;
   const kept = tokens.slice(Math.max(0, window - KEPT_TOKENS_SHOWN), window).join(' ');
   const end = kept.length > KEPT_CHARS_SHOWN ? kept.slice(-KEPT_CHARS_SHOWN) : kept;
   const ellipsis = window > KEPT_TOKENS_SHOWN || end !== kept ? '…' : '';
-  const cut = tokens.length - window;
-  return `The ${what} has ${tokens.length} tokens; the model reads the first ${window}, up to "${ellipsis}${end}", and the other ${cut} ${cut === 1 ? 'token was' : 'tokens were'} cut.`;
+  return { keptEnd: `${ellipsis}${end}`, read: window, cut: tokens.length - window };
+}
+
+const tokensWere = (n: number) => `${n} ${n === 1 ? 'token was' : 'tokens were'}`;
+
+function truncationWarning(cut: PromptCut, what: string): string {
+  return `The ${what} has ${cut.read + cut.cut} tokens; the model reads the first ${cut.read}, up to "${cut.keptEnd}", and the other ${tokensWere(cut.cut)} cut.`;
+}
+
+/**
+ * A prompt as a one-line summary quotes it: whole when the model reads all of it, else as the
+ * truncation warning does (the end of the kept part and how much was cut).
+ */
+export function quotePrompt(prompt: string, analysis: Pick<PromptAnalysis, 'cut'>): string {
+  const { cut } = analysis;
+  if (!cut) return `"${prompt}"`;
+  return `"${cut.keptEnd}" (the first ${cut.read} of ${cut.read + cut.cut} tokens; the other ${tokensWere(cut.cut)} cut)`;
 }
 
 /**

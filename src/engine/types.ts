@@ -177,6 +177,18 @@ export interface PromptAnalysis {
   unknown: string[];
   /** True when the prompt is longer than the text window and will be cut. */
   truncated: boolean;
+  /** Where it will be cut, when it will (textEncoder.ts promptCut). */
+  cut?: PromptCut;
+}
+
+/** Where a prompt longer than the text window is cut, as messages show it. */
+export interface PromptCut {
+  /** The end of the part the model reads, as quoted ("…" first when more comes before it). */
+  keptEnd: string;
+  /** Tokens the model reads (the text window). */
+  read: number;
+  /** Tokens cut after them. */
+  cut: number;
 }
 
 export interface GenerateOptions {

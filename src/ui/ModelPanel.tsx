@@ -2,6 +2,7 @@ import { useRef, useState, type FormEvent } from 'react';
 import { formatBytes, loadPercent, PHASE_NAMES, PHASE_ORDER } from '../app/selectors';
 import type { LoadProgress } from '../engine/index';
 import { DownloadedModels } from './DownloadedModels';
+import { ModelList } from './ModelList';
 import { useApp } from './storeContext';
 
 type DirectoryPicker = (options?: { mode?: 'read' }) => Promise<FileSystemDirectoryHandle>;
@@ -126,6 +127,7 @@ export function ModelPanel() {
           }}
         />
       </div>
+      <ModelList />
       <DownloadedModels />
     </section>
   );

@@ -6,6 +6,7 @@ import { createMemoryGalleryStorage, type GalleryStorage } from '../../src/app/g
 import type { AppFailure, ModelSource } from '../../workers/protocol';
 import { throwIfCancelled } from '../../src/engine/errors';
 import type { ImagePixels, LoadProgress, ModelInfo } from '../../src/engine/types';
+import { checkNeedsFit, type PreflightEnv } from '../../src/engine/preflight';
 import type { GalleryEntry } from '../../src/app/galleryEntry';
 import type { AppDeps } from '../../src/app/storeTypes';
 import type { ModelCache } from '../../src/app/modelCache';
@@ -35,6 +36,9 @@ export interface HarnessOptions {
   holdLoad?: Promise<unknown>;
   /** Per source: a promise the load waits on (then stops if it was cancelled meanwhile). */
   holdSource?: (source: ModelSource) => Promise<unknown> | undefined;
+  /** The model list the page reads (none by default), and the device the worker reports. */
+  catalog?: unknown;
+  device?: Omit<PreflightEnv, 'fp16' | 'cached' | 'backend'>;
 }
 
 export function createHarness(options: HarnessOptions = {}): Harness {
@@ -66,7 +70,10 @@ export function createHarness(options: HarnessOptions = {}): Harness {
       throwIfCancelled(opts.signal, 'Loading was cancelled.');
     }
     return fake.engine;
-  });
+  }, async (needs, diskBytes) => ({
+    ...checkNeedsFit(needs, diskBytes, { backend: 'wasm', ...options.device }),
+    backend: { backend: 'wasm', fp16: false, reason: 'the harness runs WASM' },
+  }));
   harness.client = {
     ...host,
     onCrash(listener) {
@@ -88,6 +95,16 @@ export function createHarness(options: HarnessOptions = {}): Harness {
       newId: () => `img-${++ids}`,
       analyzeDelayMs: 0,
       cache: options.cache,
+      catalog:
+        options.catalog === undefined
+          ? undefined
+          : {
+              url: 'http://localhost/models/catalog.json',
+              fetch: async () => {
+                if (options.catalog instanceof Error) throw options.catalog;
+                return options.catalog;
+              },
+            },
     },
     'wasm',
   );

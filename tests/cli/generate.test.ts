@@ -1,5 +1,7 @@
 // The CLI as a user runs it: a child process, exit codes, PNG files with their metadata.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,6 +19,18 @@ function textFile(name: string, content: string | Buffer): string {
   const file = path.join(work, name);
   writeFileSync(file, content);
   return file;
+}
+
+/** The CLI without blocking this process, so a server in it can answer the CLI's requests. */
+function cliAsync(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/generate.ts', ...args], { cwd: ROOT });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
 }
 
 function cli(...args: string[]) {
@@ -74,7 +88,7 @@ describe('npm run generate', () => {
     expect(readPngText(new Uint8Array(readFileSync(path.join(dir, '001.png')))).prompt).toBe('two green squares on a white background');
   });
 
-  it('a 40 KB --prompt runs to the end on onnxruntime-node (a long command line must not reach it)', () => {
+  it('a 40 KB --prompt runs to the end on onnxruntime-node (a long command line must not reach it), and is not repeated in full', () => {
     const prompt = 'red circle '.repeat(4000);
     expect(Buffer.byteLength(prompt)).toBeGreaterThan(40_000);
     const out = path.join(work, 'long.png');
@@ -86,6 +100,9 @@ describe('npm run generate', () => {
     const warning = run.stderr.split('\n').find((line) => line.startsWith('warning:')) ?? '';
     expect(warning).toMatch(/the model reads the first \d+, up to ".*red circle", and the other \d+ tokens were cut\.$/);
     expect(warning.length).toBeLessThan(300);
+    // So does the summary on stdout: the end of the kept part and a count, not 40 KB.
+    expect(run.stdout.trim()).toMatch(/ — "….*red circle" \(the first \d+ of 8000 tokens; the other \d+ tokens were cut\)$/);
+    expect(run.stdout.length).toBeLessThan(300);
   });
 
   it('exits 2 with one clear line on bad arguments or input', () => {
@@ -159,15 +176,57 @@ describe('npm run generate', () => {
     expect(direct.stderr + direct.stdout).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f]/);
   });
 
-  it('exits 1 naming the file when the package is corrupt', () => {
-    const broken = path.join(work, 'broken');
-    cpSync(FIXTURE, broken, { recursive: true });
-    const file = path.join(broken, 'decoder.onnx');
-    const bytes = readFileSync(file);
-    bytes[100] ^= 0xff;
-    writeFileSync(file, bytes);
-    const run = cli('--model', broken, '--prompt', 'a red circle', '--out', path.join(work, 'never.png'));
-    expect(run.status).toBe(1);
-    expect(run.stderr.trim()).toMatch(/^error: decoder\.onnx: sha256 is [0-9a-f]+ but the manifest says/);
+  it('exits 2 naming the file when the model folder holds no valid package: corrupt, truncated, another version, a manifest that is no JSON, a missing file', () => {
+    const variant = (name: string, change: (folder: string) => void) => {
+      const folder = path.join(work, name);
+      cpSync(FIXTURE, folder, { recursive: true });
+      change(folder);
+      return folder;
+    };
+    const edit = (file: string, change: (bytes: Buffer) => Buffer) => writeFileSync(file, change(readFileSync(file)));
+    const cases: [string, RegExp][] = [
+      [variant('corrupt', (f) => edit(path.join(f, 'decoder.onnx'), (b) => ((b[100] ^= 0xff), b))), /^error: decoder\.onnx: sha256 is [0-9a-f]+ but the manifest says/],
+      [variant('truncated', (f) => edit(path.join(f, 'tables.bin'), (b) => b.subarray(0, 100))), /^error: tables\.bin: is 100 bytes but the manifest says \d+ \(the file is truncated\)$/],
+      [variant('version', (f) => edit(path.join(f, 'manifest.json'), (b) => Buffer.from(b.toString().replace('"formatVersion": 1', '"formatVersion": 99')))), /^error: manifest\.json: .*formatVersion/],
+      [variant('not-json', (f) => writeFileSync(path.join(f, 'manifest.json'), '{"format": "hart-web-package",')), /^error: manifest\.json: .*JSON/],
+      [variant('missing', (f) => rmSync(path.join(f, 'head.onnx'))), /^error: head\.onnx: is missing from /],
+    ];
+    for (const [folder, message] of cases) {
+      const run = cli('--model', folder, '--prompt', 'a red circle', '--out', path.join(work, 'never.png'));
+      expect(run.status, folder).toBe(2);
+      expect(run.stderr.trim().split('\n'), folder).toHaveLength(1);
+      expect(run.stderr.trim(), folder).toMatch(message);
+    }
+    expect(existsSync(path.join(work, 'never.png'))).toBe(false);
+  });
+
+  it('a model URL: a file the server does not have exits 2 naming it and its URL; a server that cannot be reached exits 1', async () => {
+    const served: string[] = [];
+    const server = createServer((req, res) => {
+      const file = decodeURIComponent(new URL(req.url!, 'http://x').pathname.replace(/^\/pkg\//, ''));
+      served.push(file);
+      if (file === 'decoder.onnx' || !existsSync(path.join(FIXTURE, file))) {
+        res.writeHead(404, 'Not Found');
+        res.end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.end(readFileSync(path.join(FIXTURE, file)));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/pkg/`;
+    try {
+      const missing = await cliAsync('--model', base, '--prompt', 'a red circle', '--out', path.join(work, 'never.png'));
+      expect(missing.stderr.trim()).toBe(`error: decoder.onnx: the server answered 404 Not Found for ${base}decoder.onnx`);
+      expect(missing.status).toBe(2);
+      expect(served.filter((f) => f === 'decoder.onnx')).toHaveLength(1);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+    // The same port, now closed: the network fails, not the input.
+    const down = await cliAsync('--model', base, '--prompt', 'a red circle', '--out', path.join(work, 'never.png'));
+    expect(down.stderr.trim()).toBe(`error: manifest.json: could not be fetched from ${base}manifest.json (the connection was refused); gave up after 3 tries`);
+    expect(down.status).toBe(1);
+    expect(existsSync(path.join(work, 'never.png'))).toBe(false);
   });
 });

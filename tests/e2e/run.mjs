@@ -11,8 +11,9 @@
 // Environment:
 //   E2E_MODEL_DIR         serve this package at /e2e-model/ and use it instead of the default
 //   E2E_WEBGPU_MODEL_DIR  package for the WebGPU journey (default tests/fixtures/tiny)
-//   E2E_BACKENDS          comma list of journeys: wasm,webgpu,preview (default all three; preview:
-//                         the built app served by `npm run preview`, offline reload included)
+//   E2E_BACKENDS          comma list of journeys: wasm,webgpu,preview,tabs (default all four; preview:
+//                         the built app served by `npm run preview`, offline reload included;
+//                         tabs: two tabs opening the same model at once share one download)
 //   E2E_NO_BUILD=1        reuse the existing dist/
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -21,12 +22,12 @@ import { fileURLToPath } from 'node:url';
 import { WEBGPU_FLAGS, withChromium } from '../chromium.mjs';
 import { startServer } from './server.mjs';
 import { startDevServer, startPreviewServer } from './devServer.mjs';
-import { autoPicksWasmJourney, devServerJourney, errorJourney, journey, localFolderJourney, offlineJourney } from './scenarios.mjs';
+import { autoPicksWasmJourney, devServerJourney, errorJourney, journey, localFolderJourney, offlineJourney, twoTabsJourney } from './scenarios.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const dist = path.join(root, 'dist');
 const shots = path.join(root, process.env.E2E_UPDATE_SCREENSHOTS === '1' ? 'docs/screenshots' : 'test-results/screenshots');
-const backends = (process.env.E2E_BACKENDS ?? 'wasm,webgpu,preview').split(',').map((b) => b.trim());
+const backends = (process.env.E2E_BACKENDS ?? 'wasm,webgpu,preview,tabs').split(',').map((b) => b.trim());
 const PROMPTS = ['a red circle on a blue background', 'a small yellow square on a black background'];
 
 function build() {
@@ -53,6 +54,8 @@ function models() {
   }
   const tiny = path.resolve(process.env.E2E_WEBGPU_MODEL_DIR ?? path.join(root, 'tests/fixtures/tiny'));
   mounts['/e2e-tiny/'] = requirePackage(tiny, 'E2E_WEBGPU_MODEL_DIR or tests/fixtures/tiny');
+  // The same package answered slowly (server.mjs), for two tabs whose downloads overlap.
+  mounts['/e2e-slow-tiny/'] = tiny;
   return { mounts, model, webgpuModel: '/e2e-tiny/' };
 }
 
@@ -139,6 +142,13 @@ async function main() {
         } finally {
           await preview.close();
         }
+      });
+    }
+    if (backends.includes('tabs')) {
+      await withChromium([], async (browser) => {
+        console.log('▶ two tabs (WASM, one browser profile)');
+        const common = { browser, baseUrl: server.url, timeouts, step };
+        await attempt(() => twoTabsJourney({ ...common, query: query('wasm', '/e2e-slow-tiny/'), packagePath: '/e2e-slow-tiny/', requests: server.requests }));
       });
     }
     if (backends.includes('webgpu')) {

@@ -417,6 +417,28 @@ export async function autoPicksWasmJourney({ browser, baseUrl, query, timeouts, 
   }
 }
 
+/**
+ * Two tabs open the same model at once on a first visit: both load it, and each file of the
+ * package crosses the network once (the second tab waits for the first's download, then reads
+ * the cache). `packagePath` is served slowly, so the two loads overlap.
+ */
+export async function twoTabsJourney({ browser, baseUrl, query, packagePath, requests, timeouts, step }) {
+  const context = await browser.newContext();
+  try {
+    await step('two tabs: the same model opened twice at once downloads each file once and loads in both', async () => {
+      const [first, second] = await Promise.all([0, 1].map(() => openApp(context, `${baseUrl}/${query}`, timeouts.load)));
+      const problems = [...first.problems, ...second.problems];
+      check(problems.length === 0, `the pages logged errors: ${problems.join(' | ')}`);
+      const files = requests.filter((p) => p.startsWith(packagePath) && !p.endsWith('/manifest.json'));
+      check(files.length > 0, `no file of ${packagePath} was requested`);
+      const twice = [...new Set(files.filter((p, i) => files.indexOf(p) !== i))];
+      check(twice.length === 0, `downloaded more than once: ${twice.join(', ')}`);
+    });
+  } finally {
+    await context.close();
+  }
+}
+
 /** `npm start` serves the same app from sources: load a model, generate once. */
 export async function devServerJourney({ browser, baseUrl, query, timeouts, prompts, step }) {
   const context = await browser.newContext();

@@ -29,14 +29,22 @@ async function resolveFile(root, urlPath) {
   }
 }
 
+/** How long each file under a mount named `/e2e-slow…/` waits before its answer. */
+const SLOW_MS = 300;
+
 /**
  * mounts: { '/prefix/': '/abs/folder' }; everything else comes from root. Requests under
- * /e2e-hang/ are never answered (a server that stalls, to cancel a load).
+ * /e2e-hang/ are never answered (a server that stalls, to cancel a load); files under a mount
+ * whose prefix starts with /e2e-slow are answered after SLOW_MS (a download two tabs overlap in).
+ * `requests` lists every path asked for.
  */
 export async function startServer(root, mounts = {}) {
+  const requests = [];
   const server = createServer(async (req, res) => {
     const { pathname } = new URL(req.url, 'http://localhost');
+    requests.push(pathname);
     if (pathname.startsWith('/e2e-hang/')) return;
+    if (pathname.startsWith('/e2e-slow')) await new Promise((resolve) => setTimeout(resolve, SLOW_MS));
     const mount = Object.keys(mounts).find((prefix) => pathname.startsWith(prefix));
     const found = mount
       ? await resolveFile(mounts[mount], `/${pathname.slice(mount.length)}`)
@@ -60,6 +68,7 @@ export async function startServer(root, mounts = {}) {
   const { port } = server.address();
   return {
     url: `http://127.0.0.1:${port}`,
+    requests,
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections?.();

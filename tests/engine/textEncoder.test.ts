@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { TextEncoderSpec } from '../../src/engine/manifest';
-import { PromptTokenizer, textEncoderInputs, tokenizePrompt } from '../../src/engine/textEncoder';
+import { PromptTokenizer, quotePrompt, textEncoderInputs, tokenizePrompt } from '../../src/engine/textEncoder';
 
 const WORDS = ['[PAD]', '[UNK]', 'a', 'red', 'circle', 'on', 'blue', 'background'];
 
@@ -52,10 +52,15 @@ describe('prompt tokenizer', () => {
     expect(tokenizer.analyze(long).truncated).toBe(true);
   });
 
-  it('says where a long prompt was cut and how much, without repeating the cut text', () => {
+  it('says where a long prompt was cut and how much, without repeating the cut text, in the warning and in summaries', () => {
     const tokenizer = new PromptTokenizer(tokenizerJson(), spec);
     const t = tokenizePrompt(tokenizer, 'red circle '.repeat(4000));
     expect(t.warnings).toEqual(['The prompt has 8000 tokens; the model reads the first 5, up to "red circle red circle red", and the other 7995 tokens were cut.']);
+    // Summaries quote a long prompt by the same rule; a prompt the model reads whole, in full.
+    const analysis = tokenizer.analyze('red circle '.repeat(4000));
+    expect(analysis.cut).toEqual({ keptEnd: 'red circle red circle red', read: 5, cut: 7995 });
+    expect(quotePrompt('red circle '.repeat(4000), analysis)).toBe('"red circle red circle red" (the first 5 of 8000 tokens; the other 7995 tokens were cut)');
+    expect(quotePrompt('a red circle', tokenizer.analyze('a red circle'))).toBe('"a red circle"');
     const unknown = Array.from({ length: 30 }, (_, i) => `zz${i}`).join(' ');
     const names = tokenizePrompt(tokenizer, `a ${unknown}`).warnings[0];
     expect(names).toMatch(/zz0, zz1, .*zz11 and 18 more\.$/);
