@@ -1,12 +1,19 @@
 // A kept image and the PNG text chunks that carry its provenance, so a downloaded file says
 // which prompt, seed, settings and model made it.
-import { provenanceText, type BackendName, type GenerateResult, type SamplingSettings } from '../engine/index';
+import { provenanceText, type BackendName, type GenerateResult, type SamplingSettings, type ScaleTokens } from '../engine/index';
 
 export interface GalleryEntry {
   id: string;
   prompt: string;
+  /** Set when the image had them (entries kept before they existed have none). */
+  negativePrompt?: string;
+  detailPrompt?: string;
+  detailFrom?: number;
+  variedFrom?: number;
   seed: number;
   settings: SamplingSettings;
+  /** Its token maps per scale, so it can be varied without running it again. */
+  tokens?: ScaleTokens;
   model: string;
   backend: BackendName;
   /** Epoch milliseconds when the image was finished. */

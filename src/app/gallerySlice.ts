@@ -26,6 +26,10 @@ export function createGallerySlice(deps: AppDeps): Slice<GallerySlice> {
         const entry: GalleryEntry = {
           id: deps.newId(),
           prompt: result.prompt,
+          ...(result.negativePrompt !== undefined ? { negativePrompt: result.negativePrompt } : {}),
+          ...(result.detailPrompt !== undefined ? { detailPrompt: result.detailPrompt, detailFrom: result.detailFrom } : {}),
+          ...(result.variedFrom !== undefined ? { variedFrom: result.variedFrom } : {}),
+          tokens: result.tokens,
           seed: result.seed,
           settings: result.settings,
           model: result.model,
@@ -55,8 +59,36 @@ export function createGallerySlice(deps: AppDeps): Slice<GallerySlice> {
     async rerun(id) {
       const entry = get().gallery.find((e) => e.id === id);
       if (!entry) return;
-      set({ prompt: entry.prompt, seed: entry.seed, randomSeed: false, settings: { ...entry.settings }, count: 1 });
+      set({
+        prompt: entry.prompt,
+        negativePrompt: entry.negativePrompt ?? '',
+        detailPrompt: entry.detailPrompt ?? '',
+        detailFrom: entry.detailFrom ?? get().detailFrom,
+        seed: entry.seed,
+        randomSeed: false,
+        settings: { ...entry.settings },
+        count: 1,
+      });
       await get().generate();
+    },
+
+    async varyEntry(id, fromScale) {
+      const entry = get().gallery.find((e) => e.id === id);
+      if (!entry?.tokens) return;
+      set({
+        varySource: {
+          model: entry.model,
+          tokens: entry.tokens,
+          request: {
+            prompt: entry.prompt,
+            settings: { ...entry.settings },
+            previews: true,
+            ...(entry.negativePrompt !== undefined ? { negativePrompt: entry.negativePrompt } : {}),
+            ...(entry.detailPrompt !== undefined ? { detailPrompt: entry.detailPrompt, detailFrom: entry.detailFrom } : {}),
+          },
+        },
+      });
+      await get().vary(fromScale);
     },
   });
 }

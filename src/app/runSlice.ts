@@ -1,10 +1,10 @@
 // One Generate: the prompt check, the seeds, the engine events turned into status, progress and
 // timeline frames, and the finished images handed to the gallery.
-import { seedAfter, type GenerateEvent, type GenerateResult, type ModelInfo } from '../engine/index';
+import { seedAfter, type GenerateEvent, type GenerateRequest, type GenerateResult, type ModelInfo } from '../engine/index';
 import type { AppFailure } from '../../workers/protocol';
 import { IDLE_PROGRESS, type RunProgress } from './runStatus';
-import { clampSeed } from './settingsSlice';
-import type { AppDeps, AppState, Frame, RunSlice, Slice } from './storeTypes';
+import { clampScaleFrom, clampSeed } from './settingsSlice';
+import type { AppDeps, AppState, Frame, RunSlice, Slice, VarySource } from './storeTypes';
 
 const ACTIVE: ReadonlySet<RunProgress['phase']> = new Set(['starting', 'scales', 'refining']);
 
@@ -47,6 +47,22 @@ export function applyEvent(
   }
 }
 
+/**
+ * The request the page's fields make, without its seed: the negative and detail prompts only
+ * when typed (trimmed, as the prompt is), the detail scale inside the model's scales.
+ */
+export function requestFields(state: Pick<AppState, 'prompt' | 'negativePrompt' | 'detailPrompt' | 'detailFrom' | 'settings'>, scales: number): VarySource['request'] {
+  const negativePrompt = state.negativePrompt.trim();
+  const detailPrompt = state.detailPrompt.trim();
+  return {
+    prompt: state.prompt.trim(),
+    settings: { ...state.settings },
+    previews: true,
+    ...(negativePrompt ? { negativePrompt } : {}),
+    ...(detailPrompt ? { detailPrompt, detailFrom: clampScaleFrom(state.detailFrom, scales) } : {}),
+  };
+}
+
 export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
   // Each Generate (and each Cancel) starts a new run id; results of older runs are dropped.
   let runId = 0;
@@ -58,14 +74,13 @@ export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
       set({ runError: failure });
     }
 
-    async function paint(id: number, seed: number, started: number): Promise<GenerateResult | undefined> {
-      const { prompt, settings } = get();
+    async function paint(id: number, request: GenerateRequest, started: number): Promise<GenerateResult | undefined> {
       // Events travel on their own message port, so the result may overtake the last of them;
       // once the result is in, late events must not pull the status back to "Refining".
       let settled = false;
       try {
         const result = await deps.client.generate(
-          { prompt: prompt.trim(), seed, settings: { ...settings }, previews: true },
+          request,
           (event) => {
             if (id === runId && !settled) set(applyEvent(get(), event, deps.now() - started));
           },
@@ -85,8 +100,53 @@ export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
       }
     }
 
+    /**
+     * Runs `requests` one after the other as one Generate: each image's frames, then the final
+     * image kept in the gallery and offered for Vary; "Done" after the last.
+     */
+    async function paintAll(id: number, requests: GenerateRequest[], started: number): Promise<void> {
+      for (const [index, request] of requests.entries()) {
+        if (index > 0) {
+          set({
+            frames: [],
+            run: { ...get().run, phase: 'starting', imageIndex: index, scalesDone: 0, stepsDone: 0, decoded: false },
+          });
+        }
+        const result = await paint(id, request, started);
+        if (!result) return;
+        const elapsedMs = deps.now() - started;
+        const { seed: _seed, vary: _vary, ...fields } = request;
+        set({
+          frames: [...get().frames, { label: 'Final', pixels: result.image, final: true }],
+          warnings: [...new Set([...get().warnings, ...result.warnings])],
+          varySource: { model: result.model, request: fields, tokens: result.tokens },
+        });
+        // "Done" only once the image is stored: a reload right at "Done in" must find it in
+        // the gallery. (A failed write is reported by the gallery and the run still ends.)
+        await get().keep(result, elapsedMs);
+        if (id !== runId) return;
+        if (index === requests.length - 1) set({ run: { ...get().run, phase: 'done', decoded: true, elapsedMs } });
+      }
+    }
+
+    /** Clears the last run's frames and status for a new one of `imageCount` images. */
+    function startRun(info: ModelInfo, seed: number, refine: boolean, imageCount: number): void {
+      set({
+        lastSeed: seed,
+        runError: undefined,
+        warnings: [],
+        frames: [],
+        selectedFrame: null,
+        firstPreviewMs: undefined,
+        run: { ...IDLE_PROGRESS, phase: 'starting', scaleCount: info.scales.length, refine, imageCount },
+      });
+    }
+
     return {
       prompt: '',
+      negativePrompt: '',
+      detailPrompt: '',
+      detailFrom: 2,
       run: IDLE_PROGRESS,
       frames: [],
       selectedFrame: null,
@@ -96,6 +156,18 @@ export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
         set({ prompt });
         clearTimeout(analyzeTimer);
         analyzeTimer = setTimeout(() => void get().analyzePrompt(), deps.analyzeDelayMs ?? 250);
+      },
+
+      setNegativePrompt(text) {
+        set({ negativePrompt: text });
+      },
+
+      setDetailPrompt(text) {
+        set({ detailPrompt: text });
+      },
+
+      setDetailFrom(scale) {
+        set({ detailFrom: clampScaleFrom(scale, get().modelInfo?.scales.length ?? Number.MAX_SAFE_INTEGER) });
       },
 
       async analyzePrompt() {
@@ -127,45 +199,31 @@ export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
         const id = ++runId;
         const seed = state.randomSeed ? clampSeed(deps.randomSeed()) : state.seed;
         const started = deps.now();
-        set({
-          seed,
-          lastSeed: seed,
-          runError: undefined,
-          warnings: [],
-          frames: [],
-          selectedFrame: null,
-          firstPreviewMs: undefined,
-          run: {
-            ...IDLE_PROGRESS,
-            phase: 'starting',
-            scaleCount: state.modelInfo.scales.length,
-            refine: state.settings.residual,
-            imageCount: state.count,
-          },
-        });
+        set({ seed });
+        startRun(state.modelInfo, seed, state.settings.residual, state.count);
+        const fields = requestFields(state, state.modelInfo.scales.length);
+        // Seeds of a multi-image run follow each other and wrap inside the valid range.
+        const requests = Array.from({ length: state.count }, (_, index) => ({ ...fields, seed: seedAfter(seed, index) }));
+        await paintAll(id, requests, started);
+      },
 
-        for (let index = 0; index < state.count; index++) {
-          if (index > 0) {
-            set({
-              frames: [],
-              run: { ...get().run, phase: 'starting', imageIndex: index, scalesDone: 0, stepsDone: 0, decoded: false },
-            });
-          }
-          // Seeds of a multi-image run follow each other and wrap inside the valid range.
-          const result = await paint(id, seedAfter(seed, index), started);
-          if (!result) return;
-          const elapsedMs = deps.now() - started;
-          const last = index === state.count - 1;
-          set({
-            frames: [...get().frames, { label: 'Final', pixels: result.image, final: true }],
-            warnings: [...new Set([...get().warnings, ...result.warnings])],
-          });
-          // "Done" only once the image is stored: a reload right at "Done in" must find it in
-          // the gallery. (A failed write is reported by the gallery and the run still ends.)
-          await get().keep(result, elapsedMs);
-          if (id !== runId) return;
-          if (last) set({ run: { ...get().run, phase: 'done', decoded: true, elapsedMs } });
+      async vary(fromScale) {
+        const state = get();
+        const source = state.varySource;
+        if (state.modelStatus !== 'ready' || !state.modelInfo) {
+          fail({ code: 'bad-input', message: 'The model is not loaded yet. Wait for it to finish loading.' });
+          return;
         }
+        if (!source || source.model !== state.modelInfo.name) {
+          fail({ code: 'bad-input', message: 'There is no image of this model to vary yet: generate one first.' });
+          return;
+        }
+        const id = ++runId;
+        // A vary always draws a new seed: the kept scales keep the ones that drew them.
+        const seed = clampSeed(deps.randomSeed());
+        const started = deps.now();
+        startRun(state.modelInfo, seed, source.request.settings?.residual ?? state.settings.residual, 1);
+        await paintAll(id, [{ ...source.request, seed, vary: { fromScale, tokens: source.tokens } }], started);
       },
 
       async cancel() {

@@ -1,13 +1,13 @@
 // Sampling settings, seed and image count. Inputs are held inside the engine's ranges (a typed
 // -3 becomes 0), so the page never sends a setting the engine would turn away; the ranges and the
 // seed limit are the engine's.
-import { HART_DEFAULTS, MAX_SEED, SETTING_RANGES, type SamplingSettings, type TopK } from '../engine/index';
+import { HART_DEFAULTS, MAX_SEED, scaleFromRange, SETTING_RANGES, type SamplingSettings, type TopK } from '../engine/index';
 import type { AppDeps, SettingsSlice, Slice } from './storeTypes';
 
 
 export const MAX_IMAGES = 8;
 /** The engine's ranges, for the inputs that show them. */
-export { MAX_SEED, SETTING_RANGES };
+export { MAX_SEED, scaleFromRange, SETTING_RANGES };
 
 function finiteOr(value: number, fallback: number): number {
   return Number.isFinite(value) ? value : fallback;
@@ -30,6 +30,12 @@ export function clampSetting<K extends keyof SamplingSettings>(key: K, value: Sa
 export function describeTopK(topK: TopK): string {
   if (typeof topK === 'number') return topK === 0 ? 'off' : String(topK);
   return topK.values.map((k, i) => `${k === 0 ? 'off' : k}${i === 0 ? '' : ` from scale ${topK.from[i] + 1}`}`).join(', ');
+}
+
+/** A first scale (1-based) held inside the engine's range for a model of `scales` scales. */
+export function clampScaleFrom(scale: number, scales: number): number {
+  const range = scaleFromRange(scales);
+  return Math.min(range.max!, Math.max(range.min, Math.round(finiteOr(scale, range.min))));
 }
 
 export function clampSeed(seed: number): number {

@@ -2,6 +2,7 @@
 import type { StateCreator } from 'zustand/vanilla';
 import type {
   CatalogEntry,
+  GenerateRequest,
   GenerateResult,
   ImagePixels,
   LoadPhase,
@@ -10,6 +11,7 @@ import type {
   NeedsCheck,
   PromptAnalysis,
   SamplingSettings,
+  ScaleTokens,
 } from '../engine/index';
 import type { EngineClient } from './engineClient';
 import type { GalleryEntry } from './galleryEntry';
@@ -91,8 +93,22 @@ export interface Frame {
   final: boolean;
 }
 
+/** A finished image that can be varied: the request that made it and its token maps. */
+export interface VarySource {
+  model: string;
+  request: Omit<GenerateRequest, 'seed' | 'vary'>;
+  tokens: ScaleTokens;
+}
+
 export interface RunSlice {
   prompt: string;
+  /** Guidance steers away from it (empty: the model's empty condition). */
+  negativePrompt: string;
+  /** A second prompt for the scales from `detailFrom` (1-based) on; empty: none. */
+  detailPrompt: string;
+  detailFrom: number;
+  /** The last finished image, which "Vary from scale k" re-samples from scale k on. */
+  varySource?: VarySource;
   analysis?: PromptAnalysis;
   run: RunProgress;
   frames: Frame[];
@@ -103,8 +119,13 @@ export interface RunSlice {
   warnings: string[];
   runError?: AppFailure;
   setPrompt(prompt: string): void;
+  setNegativePrompt(text: string): void;
+  setDetailPrompt(text: string): void;
+  setDetailFrom(scale: number): void;
   analyzePrompt(): Promise<void>;
   generate(): Promise<void>;
+  /** Keeps the scales before `fromScale` of the last image and draws the rest with a new seed. */
+  vary(fromScale: number): Promise<void>;
   cancel(): Promise<void>;
   selectFrame(index: number | null): void;
 }
@@ -117,6 +138,8 @@ export interface GallerySlice {
   deleteEntry(id: string): Promise<void>;
   /** Puts an entry's prompt, seed and settings back and generates again. */
   rerun(id: string): Promise<void>;
+  /** Varies a kept image from `fromScale` on (its prompts, settings and token maps; a new seed). */
+  varyEntry(id: string, fromScale: number): Promise<void>;
 }
 
 export interface CacheSlice {

@@ -8,12 +8,14 @@ import {
   checkSeed,
   checkSettings,
   createFetchIO,
+  describeRange,
   encodePng,
   isTopKSchedule,
   loadEngine,
   MAX_SEED,
   provenanceText,
   quotePrompt,
+  scaleFromRange,
   type GenerateEvent,
   type ImagePixels,
   type LoadOptions,
@@ -41,6 +43,10 @@ Options:
   --top-k K0,K1@S1,…    a top-k per scale: K0 from scale 0, K1 from scale S1 on, … (scales count
                         from 0); HART's own is 600,300@7 (600 on scales 0–6, 300 from scale 7)
   --guided-scales N     guidance on the first N scales only (0: every scale)
+  --negative TEXT       what guidance steers away from (instead of the empty condition)
+  --detail-prompt TEXT --detail-from K
+                        a second prompt for scales K…last (1-based, as "Scale k of K"); the
+                        main prompt draws scales 1…K−1
   --smooth / --no-smooth   Gumbel smoothing
   --residual / --no-residual   residual diffusion on the last scale (--no-residual: discrete only)
   --previews DIR        write one PNG per scale
@@ -56,6 +62,9 @@ export interface CliOptions {
   outDir?: string;
   model: string;
   settings: Partial<SamplingSettings>;
+  negative?: string;
+  detailPrompt?: string;
+  detailFrom?: number;
   previews?: string;
   json: boolean;
   backend: 'cpu' | 'wasm';
@@ -120,6 +129,9 @@ export function parseArgs(argv: string[]): CliOptions {
       case '--top-p': options.settings.topP = numberArg(flag, value()); break;
       case '--temperature': options.settings.temperature = numberArg(flag, value()); break;
       case '--guided-scales': options.settings.guidedScales = numberArg(flag, value(), true); break;
+      case '--negative': options.negative = value(); break;
+      case '--detail-prompt': options.detailPrompt = value(); break;
+      case '--detail-from': options.detailFrom = numberArg(flag, value(), true); break;
       case '--smooth': options.settings.smooth = true; break;
       case '--no-smooth': options.settings.smooth = false; break;
       case '--residual': options.settings.residual = true; break;
@@ -141,6 +153,11 @@ export function parseArgs(argv: string[]): CliOptions {
   if (options.prompt !== undefined && options.prompts !== undefined) throw new UsageError('Give either --prompt or --prompts, not both.');
   if (options.prompt === undefined && options.prompts === undefined) throw new UsageError('Missing --prompt TEXT (or --prompts FILE); see --help.');
   if (options.prompts !== undefined && options.outDir === undefined) throw new UsageError('--prompts needs --out-dir DIR.');
+  if (options.detailFrom !== undefined && options.detailPrompt === undefined) throw new UsageError(`--detail-from ${options.detailFrom} needs --detail-prompt TEXT.`);
+  if (options.detailPrompt !== undefined && options.detailFrom === undefined) throw new UsageError('--detail-prompt needs --detail-from K: the scale it draws from (1-based).');
+  // The upper bound is the model's scale count, checked once it is loaded.
+  const firstScale = { ...scaleFromRange(1), max: undefined };
+  if (options.detailFrom !== undefined && options.detailFrom < firstScale.min) throw new UsageError(`--detail-from ${options.detailFrom}: expected ${describeRange(firstScale)} (scales count from 1).`);
   // The engine's own checks, before the model loads: a bad seed or setting costs no load.
   checkSeed(options.seed);
   checkSettings(options.settings);
@@ -261,7 +278,15 @@ export async function main(argv: string[]): Promise<number> {
   const loadOptions: LoadOptions = { ort, io, backend: options.backend };
   const engine = await loadEngine(options.model, loadOptions);
   const loadMs = performance.now() - loadStarted;
+  // The negative and detail prompts follow the prompt's rules (the engine checks them as it does
+  // the prompt; control characters go here, as they do for --prompt).
+  const negativePrompt = options.negative === undefined ? undefined : withoutControlCharacters(options.negative);
+  const detailPrompt = options.detailPrompt === undefined ? undefined : withoutControlCharacters(options.detailPrompt);
   try {
+    const scales = engine.info.scales.length;
+    if (options.detailFrom !== undefined && options.detailFrom > scales) {
+      throw new UsageError(`--detail-from ${options.detailFrom}: expected ${describeRange(scaleFromRange(scales))}: the model has ${scales} scales.`);
+    }
     for (const [i, prompt] of prompts.entries()) {
       const out = options.prompts !== undefined ? path.join(options.outDir!, `${String(i).padStart(3, '0')}.png`) : options.out;
       const previews: { index: number; pixels: ImagePixels }[] = [];
@@ -269,7 +294,7 @@ export async function main(argv: string[]): Promise<number> {
         if (event.type === 'scale' && event.preview) previews.push({ index: event.index, pixels: event.preview });
       };
       const result = await engine.generate(
-        { prompt, seed: options.seed, settings: options.settings, previews: options.previews !== undefined },
+        { prompt, seed: options.seed, settings: options.settings, previews: options.previews !== undefined, negativePrompt, detailPrompt, detailFrom: options.detailFrom },
         { onEvent },
       );
       writeFile(out, await encodePng(result.image, provenanceText(result, 'HART Web (CLI)')));
@@ -287,6 +312,8 @@ export async function main(argv: string[]): Promise<number> {
           JSON.stringify({
             out,
             prompt,
+            ...(result.negativePrompt !== undefined ? { negativePrompt: result.negativePrompt } : {}),
+            ...(result.detailPrompt !== undefined ? { detailPrompt: result.detailPrompt, detailFrom: result.detailFrom } : {}),
             seed: result.seed,
             model: result.model,
             backend: result.backend,

@@ -8,7 +8,7 @@
 export type * from './types';
 export { BadInputError, CancelledError, EngineError, ENGINE_ERROR_CODES, EXIT_STATUS, isEngineErrorCode, LOADING_CANCELLED, throwIfCancelled, toEngineError } from './errors';
 export { RunQueue } from './queue';
-export { checkSeed, checkSettings, describeRange, HART_DEFAULTS, isTopKSchedule, MAX_SEED, seedAfter, SETTING_RANGES, topKAt } from './samplingSettings';
+export { checkScaleFrom, checkSeed, checkSettings, describeRange, HART_DEFAULTS, isTopKSchedule, MAX_SEED, scaleFromRange, seedAfter, SETTING_RANGES, topKAt } from './samplingSettings';
 export type { NumericSetting, SettingRange } from './samplingSettings';
 export type { BackendRequest, GpuLike, Ort } from './backend';
 export type { FetchPolicy, PackageIO } from './readers';

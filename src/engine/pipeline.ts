@@ -11,14 +11,14 @@ import type { GraphName, Manifest } from './manifest';
 import { previewImage } from './preview';
 import { addLastScale, updateScale, type ScaleTables } from './quantizer';
 import { Rng, Stream } from './rng';
-import { leadingRopeRows, scaleRope, textRope } from './rope';
+import { leadingRopeRows, scaleRope, textRope, type RopeTables } from './rope';
 import { lookupCodebook, sampleScale, smoothVectors } from './sampling';
 import { firstUnguidedScale, guidanceWeight, smoothingRatio, smoothingTau, type DiffusionConstants } from './schedule';
 import { disposeAll, leadingRows, readFloats, repeatRows, type GraphSession } from './session';
-import { checkSeed, resolveSettings, topKAt } from './samplingSettings';
-import { encodeContext, tokenizePrompt, type PromptTokenizer } from './textEncoder';
+import { checkScaleFrom, checkSeed, checkVary, resolveSettings, topKAt } from './samplingSettings';
+import { contextTensor, encodeTexts, tokenizePrompt, type PromptTokenizer } from './textEncoder';
 import { guidedLogits, transformerStep } from './transformer';
-import type { BackendInfo, GenerateEvent, GenerateOptions, GenerateRequest, GenerateResult, InjectedDraws, SamplingSettings, StageTimings } from './types';
+import type { BackendInfo, GenerateEvent, GenerateOptions, GenerateRequest, GenerateResult, InjectedDraws, SamplingSettings, StageTimings, VaryRequest } from './types';
 
 /** Everything a loaded package provides to the loop. */
 export interface LoadedModel {
@@ -64,15 +64,28 @@ const now = () => performance.now();
 const IMAGES = 1;
 
 function emptyTimings(): StageTimings {
-  return { textEncoder: 0, transformer: 0, head: 0, sampling: 0, scaleUpdate: 0, preview: 0, diffusion: 0, decoder: 0, total: 0 };
+  return { textEncoder: 0, transformer: 0, head: 0, sampling: 0, scaleUpdate: 0, preview: 0, diffusion: 0, decoder: 0, total: 0, prefix: 0, reusedScales: 0 };
 }
 
-/** Draws come from the request (parity tests) when given, else from the seeded RNG. */
+/**
+ * Draws come from the request (parity tests) when given, else from the seeded RNG: a scale's
+ * from the seed that sampled it (a vary keeps its source's scales and their seeds), the
+ * diffusion's from the request's seed.
+ */
 class Draws {
+  private readonly rngs = new Map<number, Rng>();
+
   constructor(
-    private readonly rng: Rng,
+    private readonly seed: number,
+    private readonly seedOf: (scale: number) => number,
     private readonly injected: InjectedDraws | undefined,
   ) {}
+
+  private rng(seed: number): Rng {
+    let rng = this.rngs.get(seed);
+    if (!rng) this.rngs.set(seed, (rng = new Rng(seed)));
+    return rng;
+  }
 
   private check<T extends { length: number }>(array: T | undefined, what: string, length: number): T | undefined {
     if (array && array.length !== length) {
@@ -82,15 +95,15 @@ class Draws {
   }
 
   token(k: number, count: number): ArrayLike<number> {
-    return this.check(this.injected?.tokenUniforms?.[k], `tokenUniforms[${k}]`, count) ?? this.rng.uniforms(Stream.Token, k, count);
+    return this.check(this.injected?.tokenUniforms?.[k], `tokenUniforms[${k}]`, count) ?? this.rng(this.seedOf(k)).uniforms(Stream.Token, k, count);
   }
 
   gumbel(k: number, count: number): ArrayLike<number> {
-    return this.check(this.injected?.gumbelUniforms?.[k], `gumbelUniforms[${k}]`, count) ?? this.rng.uniforms(Stream.Gumbel, k, count);
+    return this.check(this.injected?.gumbelUniforms?.[k], `gumbelUniforms[${k}]`, count) ?? this.rng(this.seedOf(k)).uniforms(Stream.Gumbel, k, count);
   }
 
   noise(step: number, count: number): Float32Array {
-    return this.check(this.injected?.diffusionNoise?.[step], `diffusionNoise[${step}]`, count) ?? this.rng.normals(Stream.Diffusion, step, count);
+    return this.check(this.injected?.diffusionNoise?.[step], `diffusionNoise[${step}]`, count) ?? this.rng(this.seed).normals(Stream.Diffusion, step, count);
   }
 }
 
@@ -154,18 +167,55 @@ class Run {
   }
 }
 
+/** A text that conditions the image rows: the main (structure) prompt or the detail prompt. */
+interface Condition {
+  ids: number[];
+  /** Its T text features [T, D], once encoded. */
+  features?: Float32Array;
+}
+
 interface Prepared {
   settings: SamplingSettings;
-  promptIds: number[];
+  structure: Condition;
+  /** The detail prompt and its first scale (0-based), when given. */
+  detail?: { condition: Condition; from: number };
+  /** The negative prompt's condition for the unconditional rows; HART's zeros without one. */
+  negative?: Condition;
+  vary?: VaryRequest;
   warnings: string[];
 }
 
-/** Checks the request before anything runs: settings, seed and prompt. */
+/**
+ * Checks the request before anything runs: settings, seed, prompts, the detail prompt's scale and
+ * a vary's kept tokens. The negative and detail prompts follow the main prompt's rules (the same
+ * tokenizer check, truncation and unknown-word warnings, naming which prompt).
+ */
 function prepare(model: LoadedModel, request: GenerateRequest): Prepared {
   const settings = resolveSettings(model.manifest.sampling, request.settings);
   checkSeed(request.seed);
+  const { patchNums, vocabSize } = model.manifest.model;
   const prompt = tokenizePrompt(model.tokenizer, request.prompt);
-  return { settings, promptIds: prompt.ids, warnings: [...prompt.warnings] };
+  const warnings = [...prompt.warnings];
+  const optional = (text: unknown, what: string): Condition | undefined => {
+    if (text === undefined || text === null) return undefined;
+    if (typeof text !== 'string') throw new BadInputError(`The ${what} must be text.`);
+    if (text.trim() === '') return undefined;
+    const tokenized = tokenizePrompt(model.tokenizer, text, what);
+    warnings.push(...tokenized.warnings);
+    return { ids: tokenized.ids };
+  };
+  const negative = optional(request.negativePrompt, 'negative prompt');
+  const detailCondition = optional(request.detailPrompt, 'detail prompt');
+  let detail: Prepared['detail'];
+  if (request.detailFrom !== undefined) {
+    checkScaleFrom('detailFrom', request.detailFrom, patchNums.length);
+    if (!detailCondition) throw new BadInputError(`detailFrom = ${request.detailFrom} needs a detail prompt (detailPrompt is empty).`);
+    detail = { condition: detailCondition, from: request.detailFrom - 1 };
+  } else if (detailCondition) {
+    throw new BadInputError(`A detail prompt needs detailFrom: the scale it conditions from (1 to ${patchNums.length}).`);
+  }
+  if (request.vary !== undefined) checkVary(request.vary, patchNums, vocabSize);
+  return { settings, structure: { ids: prompt.ids }, detail, negative, vary: request.vary, warnings };
 }
 
 /**
@@ -194,47 +244,123 @@ async function pairedHeadCond(run: Run, headCond: Tensor): Promise<Tensor> {
   return paired;
 }
 
+/** What every step of one request shares. */
+interface Loop {
+  settings: SamplingSettings;
+  /** From this scale on the steps run on the conditional rows alone. */
+  conditionalFrom: number;
+  negative?: Condition;
+  /** Scale j's transformer input [2B, pn_j², C] (j ≥ 1), from scaleUpdate, until no step needs it. */
+  inputs: (Tensor | undefined)[];
+}
+
 /**
- * Text → context → condition → transformer step 0 over the text window. Returns the 1×1 scale's
- * guided logits (from the last text position) and the head's AdaLN condition (paired for the
- * head when `conditionalOnly`: no scale is guided, so there are no unconditional rows at all).
+ * The transformer's state under one condition: the KV cache, the head's condition, and the
+ * steps taken (step 0 reads the text window, step j ≥ 1 the tokens of scale j). The text enters
+ * HART only here, as the cache's prefix that every image token attends to (and as the head's
+ * pooled condition), so a new condition needs a new cache, filled again from step 0.
  */
-async function textStep(
-  run: Run,
-  cache: KvCache,
-  promptIds: number[],
-  settings: SamplingSettings,
-  conditionalOnly: boolean,
-): Promise<{ logits: Float32Array; headCond: Tensor }> {
+class Attention {
+  steps = 0;
+  paired = false;
+
+  constructor(
+    readonly condition: Condition,
+    readonly cache: KvCache,
+    public headCond: Tensor,
+    /** Step 0's input (the condition graph's x), freed once step 0 has run. */
+    public text: Tensor | undefined,
+  ) {}
+
+  dispose(run: Run): void {
+    this.cache.dispose();
+    run.free(this.headCond);
+    if (this.text) run.free(this.text);
+    this.text = undefined;
+  }
+}
+
+/** Context for `condition` (and the negative prompt or zeros) → condition graph → a new cache. */
+async function openAttention(run: Run, loop: Loop, condition: Condition): Promise<Attention> {
   const { ort, manifest, sessions } = run.model;
-  const { width, heads, ropeTheta, vocabSize, patchNums } = manifest.model;
-  const window = manifest.textEncoder.contextTokens;
-  const context = run.own(
-    await run.time('textEncoder', () => encodeContext(ort, sessions.textEncoder, manifest.textEncoder, promptIds, IMAGES, run.signal, !conditionalOnly)),
-  );
-  if (run.model.freeTextEncoderAfterUse) await run.time('textEncoder', () => sessions.textEncoder.suspend());
+  const { width, heads, depth } = manifest.model;
+  const unconditional = loop.conditionalFrom === 0 ? 'none' : (loop.negative?.features ?? 'zeros');
+  const context = run.own(contextTensor(ort, manifest.textEncoder, condition.features!, unconditional, IMAGES));
   if (run.options.trace) run.options.trace({ kind: 'context', data: await readFloats(context) });
   const conditioned = await run.time('textEncoder', () => sessions.condition.run({ context }, ['x', 'head_cond'], run.signal));
   run.free(context);
   const x = run.own(conditioned.x);
-  let headCond = run.own(conditioned.head_cond);
-  if (conditionalOnly) headCond = await run.time('head', () => pairedHeadCond(run, headCond));
-
-  const allRows = textRope(IMAGES, window, promptIds.length, width / heads, ropeTheta);
-  const rope = conditionalOnly ? leadingRopeRows(allRows, IMAGES) : allRows;
-  const hidden = run.own(await run.time('transformer', () => transformerStep(ort, sessions.transformer, cache, x, rope, true, run.signal)));
-  run.free(x);
-  const guidance = guidanceWeight(settings.cfg, 0, patchNums.length, settings.guidedScales);
-  const logits = await stepLogits(run, hidden, headCond, guidance, conditionalOnly);
-  run.free(hidden);
-  return { logits: lastTextLogits(logits, IMAGES, window, vocabSize), headCond };
+  const headCond = run.own(conditioned.head_cond);
+  const rows = loop.conditionalFrom === 0 ? IMAGES : 2 * IMAGES;
+  return new Attention(condition, new KvCache(ort, depth, rows, heads, width / heads, kvCacheDtype(sessions.transformer)), headCond, x);
 }
 
 /**
- * Samples scale k from its logits: token indices (or the forced ones), their codebook vectors,
- * and the vectors f_hat receives (the Gumbel-smoothed ones when smoothing is on).
+ * Transformer step j (0: the text window; j ≥ 1: scale j's tokens) under `attention`, and with
+ * `withHead` the guided logits of scale j (for step 0 those of the last text position, the 1×1
+ * scale). Steps of scales ≥ `conditionalFrom` run on the conditional rows alone (the cache then
+ * keeps those rows, the head gets them paired, see stepLogits). The last scale's keys and values
+ * are never read again: the cache is not extended then and is freed at once, and its hidden
+ * states are returned for the diffusion head.
  */
-async function sampleTokens(run: Run, draws: Draws, settings: SamplingSettings, k: number, logits: Float32Array): Promise<{ hard: Float32Array; vectors: Float32Array }> {
+async function runStep(run: Run, loop: Loop, attention: Attention, j: number, withHead: boolean): Promise<{ logits?: Float32Array; hidden?: Tensor }> {
+  const { ort, sessions, manifest } = run.model;
+  const { patchNums, width, heads, ropeTheta, vocabSize } = manifest.model;
+  const window = manifest.textEncoder.contextTokens;
+  const K = patchNums.length;
+  const headDim = width / heads;
+  const conditionalOnly = j >= loop.conditionalFrom;
+  if (conditionalOnly && !attention.paired) {
+    attention.headCond = await run.time('head', () => pairedHeadCond(run, attention.headCond));
+    attention.paired = true;
+  }
+  const { settings } = loop;
+  const promptTokens = attention.condition.ids.length;
+  const negativeTokens = loop.negative?.ids.length;
+  let x: Tensor;
+  let rope: RopeTables;
+  if (j === 0) {
+    x = attention.text!;
+    rope = textRope(IMAGES, window, promptTokens, headDim, ropeTheta, negativeTokens);
+  } else {
+    // scaleUpdate writes both halves of x (the same rows twice): a view of the first is enough.
+    x = conditionalOnly ? leadingRows(ort, loop.inputs[j]!, IMAGES) : loop.inputs[j]!;
+    rope = scaleRope(IMAGES, patchNums[j], patchNums[K - 1], promptTokens, headDim, ropeTheta, negativeTokens);
+    if (conditionalOnly) attention.cache.keepLeadingRows(IMAGES);
+  }
+  if (conditionalOnly) rope = leadingRopeRows(rope, IMAGES);
+  const last = j === K - 1;
+  const hidden = run.own(await run.time('transformer', () => transformerStep(ort, sessions.transformer, attention.cache, x, rope, !last, run.signal)));
+  attention.steps = j + 1;
+  if (j === 0) {
+    run.free(attention.text!);
+    attention.text = undefined;
+  }
+  if (last) attention.cache.dispose();
+  let logits: Float32Array | undefined;
+  if (withHead) {
+    logits = await stepLogits(run, hidden, attention.headCond, guidanceWeight(settings.cfg, j, K, settings.guidedScales), conditionalOnly);
+    if (j === 0) logits = lastTextLogits(logits, IMAGES, window, vocabSize);
+  }
+  if (last) return { logits, hidden };
+  run.free(hidden);
+  return { logits };
+}
+
+/**
+ * Scale k's tokens: sampled from its logits (or teacher-forced), or, on a scale a vary keeps,
+ * the kept map without sampling. Returns them with their codebook vectors and the vectors f_hat
+ * receives (the Gumbel-smoothed ones when smoothing is on: for a kept scale those come from the
+ * scale's logits and its own seed's Gumbel draws, which gives back the source image's latent).
+ */
+async function sampleTokens(
+  run: Run,
+  draws: Draws,
+  settings: SamplingSettings,
+  k: number,
+  logits: Float32Array | undefined,
+  keptMap?: Int32Array,
+): Promise<{ indices: Int32Array; hard: Float32Array; vectors: Float32Array }> {
   const { manifest, codebook } = run.model;
   const { patchNums, vocabSize: vocab, latentChannels: cv } = manifest.model;
   const K = patchNums.length;
@@ -242,18 +368,18 @@ async function sampleTokens(run: Run, draws: Draws, settings: SamplingSettings, 
   const filter = { topK: topKAt(settings.topK, k), topP: settings.topP, temperature: settings.temperature };
   const trace = run.options.trace;
 
-  trace?.({ kind: 'logits', scale: k, data: logits });
-  const sampled = await run.time('sampling', () => sampleScale(logits, positions, vocab, filter, draws.token(k, positions), settings.smooth));
-  const indices = run.options.forcedTokens?.[k] ?? sampled.indices;
+  if (logits) trace?.({ kind: 'logits', scale: k, data: logits });
+  const sampled = keptMap && !settings.smooth ? undefined : await run.time('sampling', () => sampleScale(logits!, positions, vocab, filter, draws.token(k, positions), settings.smooth));
+  const indices = keptMap ?? run.options.forcedTokens?.[k] ?? sampled!.indices;
   if (indices.length !== positions) throw new BadInputError(`Forced tokens of scale ${k} have ${indices.length} values, expected ${positions}.`);
   trace?.({ kind: 'tokens', scale: k, data: indices });
   const hard = lookupCodebook(codebook, cv, indices);
-  if (!settings.smooth) return { hard, vectors: hard };
+  if (!settings.smooth) return { indices, hard, vectors: hard };
   const vectors = await run.time('sampling', () => {
     const ratio = smoothingRatio(Math.min(k, K - 2), K);
-    return smoothVectors(sampled.kept!, positions, vocab, ratio, smoothingTau(ratio), draws.gumbel(k, positions * vocab), codebook, cv);
+    return smoothVectors(sampled!.kept!, positions, vocab, ratio, smoothingTau(ratio), draws.gumbel(k, positions * vocab), codebook, cv);
   });
-  return { hard, vectors };
+  return { indices, hard, vectors };
 }
 
 /** Emits the scale's event, with a preview of f_hat unless previews are off. */
@@ -263,49 +389,6 @@ async function reportScale(run: Run, k: number, fHat: Float32Array, previews: bo
   const side = patchNums[patchNums.length - 1];
   const preview = previews ? await run.time('preview', () => previewImage(ort, sessions.preview, fHat, cv, side, run.signal)) : undefined;
   run.emit({ type: 'scale', index: k, count: patchNums.length, preview, elapsedMs: run.elapsed() });
-}
-
-/**
- * Scale k < K−1 → k+1: f_hat += φ(Up(vectors)), the next input, transformer step k+1 and its
- * guided logits. The last scale's hidden states are returned (the diffusion head needs them).
- * `conditionalOnly`: step k+1 runs on the conditional rows alone (`headCond` paired, see
- * stepLogits); the cache keeps only those rows from then on.
- */
-async function nextScale(
-  run: Run,
-  cache: KvCache,
-  headCond: Tensor,
-  k: number,
-  fHat: Float32Array,
-  vectors: Float32Array,
-  request: { settings: SamplingSettings; promptTokens: number; previews: boolean },
-  conditionalOnly: boolean,
-): Promise<{ fHat: Float32Array; logits: Float32Array; hidden?: Tensor }> {
-  const { ort, sessions, manifest, scaleTables } = run.model;
-  const { patchNums, width, heads, ropeTheta } = manifest.model;
-  const K = patchNums.length;
-  const update = await run.time('scaleUpdate', () => updateScale(ort, sessions.scaleUpdate, manifest.model, scaleTables, k, fHat, vectors, IMAGES, run.signal));
-  const xBoth = run.own(update.xNext);
-  run.options.trace?.({ kind: 'fHat', scale: k, data: update.fHat });
-  await reportScale(run, k, update.fHat, request.previews);
-
-  const toLast = k + 1 === K - 1;
-  const ropeBoth = scaleRope(IMAGES, patchNums[k + 1], patchNums[K - 1], request.promptTokens, width / heads, ropeTheta);
-  // scaleUpdate writes both halves of x (the same rows twice): a view of the first is enough.
-  const x = conditionalOnly ? leadingRows(ort, xBoth, IMAGES) : xBoth;
-  const rope = conditionalOnly ? leadingRopeRows(ropeBoth, IMAGES) : ropeBoth;
-  if (conditionalOnly) cache.keepLeadingRows(IMAGES);
-  // The last scale's keys and values are never read again: the cache is not extended then,
-  // and the cache itself is freed as soon as the last step has read it, so the diffusion head
-  // and the decoder run without it.
-  const hidden = run.own(await run.time('transformer', () => transformerStep(ort, sessions.transformer, cache, x, rope, !toLast, run.signal)));
-  run.free(xBoth);
-  if (toLast) cache.dispose();
-  const guidance = guidanceWeight(request.settings.cfg, k + 1, K, request.settings.guidedScales);
-  const logits = await stepLogits(run, hidden, headCond, guidance, conditionalOnly);
-  if (toLast) return { fHat: update.fHat, logits, hidden };
-  run.free(hidden);
-  return { fHat: update.fHat, logits };
 }
 
 /** The last scale: f_hat += vectors (+ the diffusion residual, conditioned on the hard vectors). */
@@ -349,44 +432,109 @@ async function lastScale(
 
 export async function generate(model: LoadedModel, request: GenerateRequest, options: PipelineOptions = {}): Promise<GenerateResult> {
   const run = new Run(model, options);
-  const { settings, promptIds, warnings } = prepare(model, request);
+  const { settings, structure, detail, negative, vary, warnings } = prepare(model, request);
   throwIfCancelled(options.signal);
 
-  const { patchNums, latentChannels: cv, width, heads, depth, imageSize } = model.manifest.model;
+  const { patchNums, latentChannels: cv, imageSize } = model.manifest.model;
   const K = patchNums.length;
   const side = patchNums[K - 1];
   const previews = request.previews !== false;
-  const draws = new Draws(new Rng(request.seed), options.draws);
+  // The first sampled scale: a vary keeps the scales before it (their maps and their seeds).
+  const start = vary ? vary.fromScale - 1 : 0;
+  const seedOf = (k: number) => (k < start ? vary!.tokens.seeds[k] : request.seed);
+  const draws = new Draws(request.seed, seedOf, options.draws);
   run.emit({ type: 'start', scales: K, width: imageSize, height: imageSize, warnings });
 
   // From this scale on guidance is 0 everywhere (the diffusion head included): the unconditional
   // rows influence nothing, so those steps run on the conditional rows alone.
   const conditionalFrom = options.bothRows ? K : firstUnguidedScale(settings.cfg, K, settings.guidedScales);
-  const rows = conditionalFrom === 0 ? IMAGES : 2 * IMAGES;
-  const cache = new KvCache(model.ort, depth, rows, heads, width / heads, kvCacheDtype(model.sessions.transformer));
+  const loop: Loop = { settings, conditionalFrom, negative: conditionalFrom === 0 ? undefined : negative, inputs: [] };
+  // Every text is encoded in one text-encoder run, before the transformer's cache grows.
+  const texts = [structure, ...(detail ? [detail.condition] : []), ...(loop.negative ? [loop.negative] : [])];
+  const features = await run.time('textEncoder', () => encodeTexts(model.ort, model.sessions.textEncoder, model.manifest.textEncoder, texts.map((t) => t.ids), options.signal));
+  texts.forEach((text, i) => (text.features = features[i]));
+  if (model.freeTextEncoderAfterUse) await run.time('textEncoder', () => model.sessions.textEncoder.suspend());
+
+  const conditionAt = (k: number) => (detail && k >= detail.from ? detail.condition : structure);
+  let attention: Attention | undefined;
   try {
-    const text = await textStep(run, cache, promptIds, settings, conditionalFrom === 0);
-    let { logits, headCond } = text;
-    let hidden: Tensor | undefined;
     let fHat: Float32Array = new Float32Array(IMAGES * cv * side * side);
-    for (let k = 0; k < K - 1; k++) {
+    const maps: Int32Array[] = [];
+    for (let k = 0; k < K; k++) {
       throwIfCancelled(options.signal);
-      const { vectors } = await sampleTokens(run, draws, settings, k, logits);
-      const conditionalOnly = k + 1 >= conditionalFrom;
-      if (k + 1 === conditionalFrom) headCond = await run.time('head', () => pairedHeadCond(run, headCond));
-      ({ fHat, logits, hidden } = await nextScale(run, cache, headCond, k, fHat, vectors, { settings, promptTokens: promptIds.length, previews }, conditionalOnly));
+      const keptMap = k < start ? vary!.tokens.maps[k] : undefined;
+      let logits: Float32Array | undefined;
+      let hidden: Tensor | undefined;
+      // A kept scale needs no logits (nor a transformer step of its own yet), unless smoothing
+      // turns its tokens into the latent through them.
+      if (!keptMap || settings.smooth) {
+        const condition = conditionAt(k);
+        if (attention?.condition !== condition) {
+          // A new condition (the first one, or the detail prompt's switch): its cache is filled
+          // over the text and every earlier scale's tokens, one step per scale without the head.
+          // The transformer graph takes any number of new positions, but attends unmasked over
+          // all of them; HART's scales see only earlier ones (block-causal), so the scales of a
+          // prefix cannot share one step.
+          attention?.dispose(run);
+          attention = undefined;
+          const prefixStarted = now();
+          attention = await openAttention(run, loop, condition);
+          for (let j = 0; j < k; j++) {
+            throwIfCancelled(options.signal);
+            await runStep(run, loop, attention, j, false);
+            releaseInput(run, loop, j, detail !== undefined && attention.condition !== detail.condition);
+          }
+          if (k > 0) run.timings.prefix += now() - prefixStarted;
+        }
+        ({ logits, hidden } = await runStep(run, loop, attention, k, true));
+        releaseInput(run, loop, k, detail !== undefined && attention.condition !== detail.condition);
+      }
+      const sampled = await sampleTokens(run, draws, settings, k, logits, keptMap);
+      maps[k] = Int32Array.from(sampled.indices);
+      if (k < K - 1) {
+        const update = await run.time('scaleUpdate', () => updateScale(model.ort, model.sessions.scaleUpdate, model.manifest.model, model.scaleTables, k, fHat, sampled.vectors, IMAGES, options.signal));
+        fHat = update.fHat;
+        loop.inputs[k + 1] = run.own(update.xNext);
+        options.trace?.({ kind: 'fHat', scale: k, data: fHat });
+        await reportScale(run, k, fHat, previews);
+      } else {
+        throwIfCancelled(options.signal);
+        fHat = await lastScale(run, draws, settings, fHat, sampled, hidden!, previews);
+      }
     }
-    throwIfCancelled(options.signal);
-    const sampled = await sampleTokens(run, draws, settings, K - 1, logits);
-    fHat = await lastScale(run, draws, settings, fHat, sampled, hidden!, previews);
+    run.timings.reusedScales = start;
 
     throwIfCancelled(options.signal);
     run.emit({ type: 'decode', elapsedMs: run.elapsed() });
     const [image] = await run.time('decoder', () => decodeImage(model.ort, model.sessions.decoder, fHat, IMAGES, cv, side, options.signal));
     run.timings.total = run.elapsed();
-    return { image, prompt: request.prompt, seed: request.seed, settings, model: model.manifest.name, backend: model.backend.backend, timings: run.timings, warnings };
+    return {
+      image,
+      prompt: request.prompt,
+      seed: request.seed,
+      settings,
+      model: model.manifest.name,
+      backend: model.backend.backend,
+      timings: run.timings,
+      warnings,
+      ...(negative ? { negativePrompt: request.negativePrompt } : {}),
+      ...(detail ? { detailPrompt: request.detailPrompt, detailFrom: request.detailFrom } : {}),
+      ...(vary ? { variedFrom: vary.fromScale } : {}),
+      tokens: { maps, seeds: maps.map((_, k) => seedOf(k)) },
+    };
   } finally {
-    cache.dispose();
+    attention?.dispose(run);
     run.freeAll();
   }
+}
+
+/**
+ * Frees scale j's transformer input once its step has run, unless a later condition (the detail
+ * prompt's) will step over it again.
+ */
+function releaseInput(run: Run, loop: Loop, j: number, rebuildLater: boolean): void {
+  const input = loop.inputs[j];
+  if (j === 0 || !input || rebuildLater) return;
+  run.free(input);
+  loop.inputs[j] = undefined;
 }

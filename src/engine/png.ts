@@ -153,11 +153,17 @@ export function readPngText(bytes: Uint8Array): Record<string, string> {
   return out;
 }
 
-/** The text chunks that say which prompt, seed, settings, model and backend made an image. */
+/**
+ * The text chunks that say which prompt, seed, settings, model and backend made an image, with
+ * its negative and detail prompts when it had them, and for a vary the seeds of its scales.
+ */
 export function provenanceText(result: GenerateResult, software: string): Record<string, string> {
   return {
     prompt: result.prompt,
+    ...(result.negativePrompt !== undefined ? { 'negative prompt': result.negativePrompt } : {}),
+    ...(result.detailPrompt !== undefined ? { 'detail prompt': result.detailPrompt, 'detail from scale': String(result.detailFrom) } : {}),
     seed: String(result.seed),
+    ...(result.variedFrom !== undefined ? { 'varied from scale': String(result.variedFrom), 'scale seeds': result.tokens.seeds.join(',') } : {}),
     settings: JSON.stringify(result.settings),
     model: result.model,
     backend: result.backend,

@@ -35,17 +35,19 @@ function allocate(rows: number, length: number, headDim: number): RopeTables {
 
 /**
  * Text step (1D RoPE): conditional rows use `min(j, n−1)` (HF's `cumsum(mask) − 1`),
- * unconditional rows position 0; `angle[j] = p · invFreq[j mod hd/2]`.
+ * unconditional rows position 0 (the null condition), or `min(j, m−1)` for a negative prompt of
+ * m tokens (a text like any other); `angle[j] = p · invFreq[j mod hd/2]`.
  */
-export function textRope(images: number, contextTokens: number, promptTokens: number, headDim: number, theta: number): RopeTables {
+export function textRope(images: number, contextTokens: number, promptTokens: number, headDim: number, theta: number, negativeTokens?: number): RopeTables {
   const half = headDim / 2;
   const inv = inverseFrequencies(theta, headDim, 2, half);
   const tables = allocate(2 * images, contextTokens, headDim);
   const last = Math.max(promptTokens - 1, 0);
+  const negativeLast = negativeTokens === undefined ? undefined : Math.max(negativeTokens - 1, 0);
   for (let row = 0; row < 2 * images; row++) {
-    const conditional = row < images;
+    const rowLast = row < images ? last : negativeLast;
     for (let j = 0; j < contextTokens; j++) {
-      const p = conditional ? Math.min(j, last) : 0;
+      const p = rowLast === undefined ? 0 : Math.min(j, rowLast);
       fill(tables, row, j, (d) => f32(p * inv[d % half]));
     }
   }
@@ -54,7 +56,8 @@ export function textRope(images: number, contextTokens: number, promptTokens: nu
 
 /**
  * Image scale with side `pn` (2D RoPE, HART's layout): row and column coordinates
- * `(r / pn) · h + o` in float32, with `o = n − 1` on conditional rows and 0 on unconditional rows;
+ * `(r / pn) · h + o` in float32, with `o = n − 1` on conditional rows and 0 on unconditional rows
+ * (`m − 1` there with a negative prompt of m tokens);
  * `angle = [R·f, R·f, C·f, C·f]` in four blocks of hd/4, `f[i] = θ^(−4i/hd)`.
  */
 export function scaleRope(
@@ -64,13 +67,15 @@ export function scaleRope(
   promptTokens: number,
   headDim: number,
   theta: number,
+  negativeTokens?: number,
 ): RopeTables {
   const quarter = headDim / 4;
   const inv = inverseFrequencies(theta, headDim, 4, quarter);
   const tables = allocate(2 * images, side * side, headDim);
   const conditionalOffset = Math.max(promptTokens - 1, 0);
+  const unconditionalOffset = negativeTokens === undefined ? 0 : Math.max(negativeTokens - 1, 0);
   for (let row = 0; row < 2 * images; row++) {
-    const offset = row < images ? conditionalOffset : 0;
+    const offset = row < images ? conditionalOffset : unconditionalOffset;
     for (let r = 0; r < side; r++) {
       const rowCoord = f32(f32(f32(r / side) * finalSide) + offset);
       for (let c = 0; c < side; c++) {

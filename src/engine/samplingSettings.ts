@@ -2,7 +2,7 @@
 // limit, owned here. The UI and the CLI read them; the engine checks a request against them where
 // it enters (pipeline.ts), with messages that name the setting and its range.
 import { BadInputError } from './errors';
-import type { SamplingSettings, TopK, TopKSchedule } from './types';
+import type { SamplingSettings, TopK, TopKSchedule, VaryRequest } from './types';
 
 /** HART's own sampling defaults, for when no package has given its own yet. */
 export const HART_DEFAULTS: Readonly<SamplingSettings> = {
@@ -130,4 +130,40 @@ export function resolveSettings(defaults: SamplingSettings, overrides: Partial<S
   }
   checkSettings(s);
   return s;
+}
+
+/**
+ * The range of a 1-based first scale (a detail prompt's `detailFrom`, a vary's `fromScale`) on a
+ * model of `scales` scales: scales count from 1, as the status line's "Scale k of K".
+ */
+export function scaleFromRange(scales: number): SettingRange {
+  return { min: 1, max: scales, integer: true };
+}
+
+/** Throws a BadInputError unless `value` is a first scale on a model of `scales` scales. */
+export function checkScaleFrom(name: string, value: unknown, scales: number): void {
+  if (!inRange(scaleFromRange(scales), value)) {
+    throw new BadInputError(`${name} = ${JSON.stringify(value)} is invalid: it must be ${describeRange(scaleFromRange(scales))} (scales count from 1).`);
+  }
+}
+
+/**
+ * A vary's kept token maps, checked against the model: scale k (0-based) of `sides` holds
+ * sides[k]² indices below `vocab`, drawn with a valid seed.
+ */
+export function checkVary(vary: VaryRequest, sides: readonly number[], vocab: number): void {
+  checkScaleFrom('vary.fromScale', vary?.fromScale, sides.length);
+  const kept = vary.fromScale - 1;
+  const maps = vary.tokens?.maps;
+  const seeds = vary.tokens?.seeds;
+  if (!Array.isArray(maps) || !Array.isArray(seeds) || maps.length < kept || seeds.length < kept) {
+    throw new BadInputError(`vary.tokens must hold the token maps and seeds of at least the ${kept} kept scales.`);
+  }
+  for (let k = 0; k < kept; k++) {
+    const map = maps[k];
+    if (!(map instanceof Int32Array) || map.length !== sides[k] ** 2 || map.some((i) => i < 0 || i >= vocab)) {
+      throw new BadInputError(`vary.tokens.maps[${k}] must be an Int32Array of ${sides[k] ** 2} indices from 0 to ${vocab - 1}: the tokens are not this model's.`);
+    }
+    if (!Number.isSafeInteger(seeds[k]) || seeds[k] < 0 || seeds[k] > MAX_SEED) throw new BadInputError(`vary.tokens.seeds[${k}] = ${seeds[k]} is not a seed.`);
+  }
 }

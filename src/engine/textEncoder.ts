@@ -50,7 +50,8 @@ export class PromptTokenizer {
     return [...this.tokenizer.get_vocab(true).keys()].filter((w) => !this.specialTokens.has(w));
   }
 
-  tokenize(prompt: string): TokenizedPrompt {
+  /** `what` names the prompt in warnings: 'prompt', 'negative prompt', 'detail prompt'. */
+  tokenize(prompt: string, what = 'prompt'): TokenizedPrompt {
     const text = this.spec.lowercase ? prompt.toLowerCase() : prompt;
     const encoding = this.tokenizer.encode(text, { add_special_tokens: false });
     const unknown = new Set<string>();
@@ -66,8 +67,8 @@ export class PromptTokenizer {
     const window = this.spec.contextTokens;
     const truncated = ids.length > window;
     const warnings: string[] = [];
-    if (unknown.size) warnings.push(unknownWordsWarning([...unknown]));
-    if (truncated) warnings.push(truncationWarning(promptCut(encoding.tokens, window)!));
+    if (unknown.size) warnings.push(unknownWordsWarning([...unknown], what));
+    if (truncated) warnings.push(truncationWarning(promptCut(encoding.tokens, window)!, what));
     return {
       ids: ids.slice(0, window),
       tokens: encoding.tokens.slice(0, window),
@@ -95,10 +96,11 @@ const UNKNOWN_WORDS_SHOWN = 12;
 const KEPT_TOKENS_SHOWN = 6;
 const KEPT_CHARS_SHOWN = 60;
 
-function unknownWordsWarning(words: string[]): string {
+function unknownWordsWarning(words: string[], what: string): string {
   const shown = words.slice(0, UNKNOWN_WORDS_SHOWN).join(', ');
   const more = words.length > UNKNOWN_WORDS_SHOWN ? ` and ${words.length - UNKNOWN_WORDS_SHOWN} more` : '';
-  return `Unknown to the model (read as the unknown token): ${shown}${more}.`;
+  const where = what === 'prompt' ? '' : ` in the ${what}`;
+  return `Unknown to the model${where} (read as the unknown token): ${shown}${more}.`;
 }
 
 /**
@@ -116,8 +118,8 @@ export function promptCut(tokens: string[], window: number): PromptCut | undefin
 
 const tokensWere = (n: number) => `${n} ${n === 1 ? 'token was' : 'tokens were'}`;
 
-function truncationWarning(cut: PromptCut): string {
-  return `The prompt has ${cut.read + cut.cut} tokens; the model reads the first ${cut.read}, up to "${cut.keptEnd}", and the other ${tokensWere(cut.cut)} cut.`;
+function truncationWarning(cut: PromptCut, what: string): string {
+  return `The ${what} has ${cut.read + cut.cut} tokens; the model reads the first ${cut.read}, up to "${cut.keptEnd}", and the other ${tokensWere(cut.cut)} cut.`;
 }
 
 /**
@@ -130,13 +132,17 @@ export function quotePrompt(prompt: string, analysis: Pick<PromptAnalysis, 'cut'
   return `"${cut.keptEnd}" (the first ${cut.read} of ${cut.read + cut.cut} tokens; the other ${tokensWere(cut.cut)} cut)`;
 }
 
-/** Checks the prompt and tokenizes it; an empty prompt is a bad input. */
-export function tokenizePrompt(tokenizer: PromptTokenizer, prompt: string): TokenizedPrompt {
+/**
+ * Checks a prompt and tokenizes it; an empty prompt is a bad input. The same rules hold for the
+ * negative and the detail prompt (`what` names them in messages and warnings).
+ */
+export function tokenizePrompt(tokenizer: PromptTokenizer, prompt: string, what = 'prompt'): TokenizedPrompt {
   if (typeof prompt !== 'string' || prompt.trim() === '') {
+    if (what !== 'prompt') throw new BadInputError(`The ${what} is empty.`);
     throw new BadInputError('The prompt is empty: describe the image to generate, e.g. "a red circle on a blue background".');
   }
-  const tokenized = tokenizer.tokenize(prompt);
-  if (tokenized.ids.length === 0) throw new BadInputError(`The prompt "${prompt}" has no tokens the model can read.`);
+  const tokenized = tokenizer.tokenize(prompt, what);
+  if (tokenized.ids.length === 0) throw new BadInputError(`The ${what} "${prompt}" has no tokens the model can read.`);
   return tokenized;
 }
 
@@ -158,6 +164,45 @@ export function textEncoderInputs(spec: TextEncoderSpec, ids: number[], images: 
     });
   }
   return { inputIds, mask, length };
+}
+
+/** The T text features [T, D] of each prompt, from one text-encoder run over all of them. */
+export async function encodeTexts(ort: Ort, session: GraphSession, spec: TextEncoderSpec, prompts: number[][], signal?: AbortSignal): Promise<Float32Array[]> {
+  const count = prompts.length;
+  const length = spec.prefixIds.length + spec.contextTokens;
+  const inputIds = new Int32Array(count * length);
+  const mask = new Int32Array(count * length);
+  prompts.forEach((ids, b) => {
+    const one = textEncoderInputs(spec, ids, 1);
+    inputIds.set(one.inputIds, b * length);
+    mask.set(one.mask, b * length);
+  });
+  const outputs = await session.run(
+    { input_ids: int32Tensor(ort, inputIds, [count, length]), attention_mask: int32Tensor(ort, mask, [count, length]) },
+    ['hidden'],
+    signal,
+  );
+  const hidden = await readFloats(outputs.hidden);
+  outputs.hidden.dispose();
+  const { contextTokens: T, contextDim: D } = spec;
+  const skip = spec.prefixIds.length;
+  return prompts.map((_, b) => hidden.slice((b * length + skip) * D, (b * length + skip + T) * D));
+}
+
+/**
+ * HART's CFG context [2B, T, D]: the prompt's features for the conditional rows, then for the
+ * unconditional rows the negative prompt's features, or zeros (HART's null condition) without
+ * one. `unconditional: 'none'` (no scale is guided) leaves those rows out: [B, T, D].
+ */
+export function contextTensor(ort: Ort, spec: TextEncoderSpec, conditional: Float32Array, unconditional: Float32Array | 'zeros' | 'none', images: number): Tensor {
+  const { contextTokens: T, contextDim: D } = spec;
+  const rows = unconditional === 'none' ? images : 2 * images;
+  const context = new Float32Array(rows * T * D);
+  for (let b = 0; b < images; b++) {
+    context.set(conditional, b * T * D);
+    if (unconditional instanceof Float32Array) context.set(unconditional, (images + b) * T * D);
+  }
+  return floatTensor(ort, context, [rows, T, D]);
 }
 
 /**

@@ -43,12 +43,42 @@ export interface SamplingSettings {
   guidedScales: number;
 }
 
+/**
+ * The token maps an image was drawn with: per 0-based scale k, the pn_k² codebook indices in
+ * row-major order, and the seed whose draws sampled that scale (the request's seed, except on the
+ * scales a vary kept from its source).
+ */
+export interface ScaleTokens {
+  maps: Int32Array[];
+  seeds: number[];
+}
+
+/** Keep the scales before `fromScale` (1-based, as "Scale k of K") of an earlier image. */
+export interface VaryRequest {
+  fromScale: number;
+  /** The earlier image's `tokens`: at least its first `fromScale − 1` maps and seeds are read. */
+  tokens: ScaleTokens;
+}
+
 export interface GenerateRequest {
   prompt: string;
   seed: number;
   settings?: Partial<SamplingSettings>;
   /** Emit a preview after every scale (default true). */
   previews?: boolean;
+  /**
+   * Text that guidance steers away from: its features replace HART's empty (all-zero) condition
+   * in the unconditional rows. Empty or absent: the empty condition.
+   */
+  negativePrompt?: string;
+  /** A second prompt that conditions the scales from `detailFrom` on (1-based); both or neither. */
+  detailPrompt?: string;
+  detailFrom?: number;
+  /**
+   * Re-sample the scales from `vary.fromScale` on with this request's seed, keeping the earlier
+   * ones of the image `vary.tokens` came from. The prompts and settings must be that image's.
+   */
+  vary?: VaryRequest;
 }
 
 /** RGBA pixels, row-major, 4 bytes per pixel. */
@@ -68,6 +98,14 @@ export interface StageTimings {
   diffusion: number;
   decoder: number;
   total: number;
+  /**
+   * Wall time spent filling the KV cache over scales that are not sampled (a vary's kept scales,
+   * or the scales before a detail prompt's switch, again under its condition). Its graph runs
+   * are counted in `transformer`, `head` and `textEncoder` as well.
+   */
+  prefix: number;
+  /** Scales taken from `vary.tokens` instead of sampled. */
+  reusedScales: number;
 }
 
 export type GenerateEvent =
@@ -85,6 +123,14 @@ export interface GenerateResult {
   backend: BackendName;
   timings: StageTimings;
   warnings: string[];
+  /** The request's negative and detail prompts, as used (absent when not given). */
+  negativePrompt?: string;
+  detailPrompt?: string;
+  detailFrom?: number;
+  /** Set on a vary: the first re-sampled scale (1-based). */
+  variedFrom?: number;
+  /** Every scale's token map, so the image can be varied later without running it again. */
+  tokens: ScaleTokens;
 }
 
 export type LoadPhase = 'manifest' | 'download' | 'upload' | 'warmup';

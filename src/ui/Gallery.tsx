@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'react';
 import { downloadName, type GalleryEntry } from '../app/galleryEntry';
 import { formatSeconds } from '../app/runStatus';
-import { describeTopK } from '../app/settingsSlice';
+import { clampScaleFrom, describeTopK } from '../app/settingsSlice';
 import { downloadBlob } from './download';
 import { useApp } from './storeContext';
 
@@ -27,6 +27,31 @@ function describeSettings(entry: GalleryEntry): string {
   return parts.join(' · ');
 }
 
+/** Vary a kept image of the loaded model from a chosen scale (its token maps are kept with it). */
+function VaryEntry({ entry }: { entry: GalleryEntry }) {
+  const varyEntry = useApp((s) => s.varyEntry);
+  const scales = useApp((s) => (s.modelInfo?.name === entry.model ? s.modelInfo.scales.length : undefined));
+  const ready = useApp((s) => s.modelStatus === 'ready');
+  const [from, setFrom] = useState<number>();
+  if (!entry.tokens || scales === undefined) return null;
+  const fromScale = clampScaleFrom(from ?? Math.ceil(scales / 2), scales);
+  return (
+    <span className="vary-entry">
+      <input
+        type="number"
+        aria-label={`Scale to vary “${entry.prompt}” from`}
+        min={1}
+        max={scales}
+        value={fromScale}
+        onChange={(e) => setFrom(clampScaleFrom(Number(e.target.value), scales))}
+      />
+      <button type="button" disabled={!ready} onClick={() => void varyEntry(entry.id, fromScale)} aria-label={`Vary “${entry.prompt}” from scale ${fromScale}`}>
+        Vary
+      </button>
+    </span>
+  );
+}
+
 function GalleryItem({ entry }: { entry: GalleryEntry }) {
   const url = useObjectUrl(entry.png);
   const rerun = useApp((s) => s.rerun);
@@ -39,8 +64,19 @@ function GalleryItem({ entry }: { entry: GalleryEntry }) {
       {url ? <img src={url} alt={entry.prompt} width={entry.width} height={entry.height} /> : <div className="img-placeholder" />}
       <div className="gallery-meta">
         <p className="gallery-prompt">{entry.prompt}</p>
+        {(entry.negativePrompt !== undefined || entry.detailPrompt !== undefined) && (
+          <p className="gallery-details">
+            {[
+              entry.negativePrompt !== undefined ? `Negative: ${entry.negativePrompt}` : '',
+              entry.detailPrompt !== undefined ? `Detail from scale ${entry.detailFrom}: ${entry.detailPrompt}` : '',
+            ]
+              .filter(Boolean)
+              .join(' · ')}
+          </p>
+        )}
         <p className="gallery-details">
-          Seed {entry.seed} · {describeSettings(entry)}
+          Seed {entry.seed}
+          {entry.variedFrom !== undefined ? ` (varied from scale ${entry.variedFrom})` : ''} · {describeSettings(entry)}
         </p>
         <p className="gallery-details">
           {entry.model} · {entry.backend.toUpperCase()} · {formatSeconds(entry.durationMs)} ·{' '}
@@ -53,6 +89,7 @@ function GalleryItem({ entry }: { entry: GalleryEntry }) {
           <button type="button" onClick={() => void rerun(entry.id)} disabled={!ready} aria-label={`Re-run “${entry.prompt}”`}>
             Re-run
           </button>
+          <VaryEntry entry={entry} />
           <button type="button" className="danger" onClick={() => void deleteEntry(entry.id)} aria-label={`Delete “${entry.prompt}”`}>
             Delete
           </button>

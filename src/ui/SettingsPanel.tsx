@@ -1,5 +1,5 @@
 import type { ReactNode } from 'react';
-import { describeTopK, MAX_IMAGES, MAX_SEED, SETTING_RANGES } from '../app/settingsSlice';
+import { describeTopK, MAX_IMAGES, MAX_SEED, scaleFromRange, SETTING_RANGES } from '../app/settingsSlice';
 import { useApp } from './storeContext';
 
 function Field({ label, htmlFor, value, hint, children }: { label: string; htmlFor: string; value?: string; hint?: string; children: ReactNode }) {
@@ -127,6 +127,47 @@ export function SettingsPanel() {
       <Field label="Images" htmlFor="count" hint="Each image uses the next seed.">
         <input id="count" type="number" min={1} max={MAX_IMAGES} value={count} onChange={(e) => setCount(Number(e.target.value))} />
       </Field>
+
+      <AdvancedPrompts />
     </section>
+  );
+}
+
+/**
+ * The negative prompt and the detail prompt. Their rules are the prompt's (the engine checks
+ * them and warns about cut or unknown words, naming which prompt); the scale range is the engine's.
+ */
+function AdvancedPrompts() {
+  const negativePrompt = useApp((s) => s.negativePrompt);
+  const detailPrompt = useApp((s) => s.detailPrompt);
+  const detailFrom = useApp((s) => s.detailFrom);
+  const scales = useApp((s) => s.modelInfo?.scales.length);
+  const setNegativePrompt = useApp((s) => s.setNegativePrompt);
+  const setDetailPrompt = useApp((s) => s.setDetailPrompt);
+  const setDetailFrom = useApp((s) => s.setDetailFrom);
+  const range = scaleFromRange(scales ?? 1);
+
+  return (
+    <fieldset className="advanced">
+      <legend>Advanced</legend>
+      <Field label="Negative prompt" htmlFor="negative-prompt" hint="What guidance steers away from; empty uses the model's empty condition.">
+        <textarea id="negative-prompt" rows={2} value={negativePrompt} spellCheck={false} onChange={(e) => setNegativePrompt(e.target.value)} />
+      </Field>
+      <Field label="Detail prompt" htmlFor="detail-prompt" hint="Draws the finer scales, from the scale below on; the prompt draws the ones before.">
+        <textarea id="detail-prompt" rows={2} value={detailPrompt} spellCheck={false} onChange={(e) => setDetailPrompt(e.target.value)} />
+      </Field>
+      <Field label="Detail from scale" htmlFor="detail-from" hint={scales ? `1 to ${scales}, as "Scale k of ${scales}".` : undefined}>
+        <input
+          id="detail-from"
+          type="number"
+          min={range.min}
+          max={scales ? range.max : undefined}
+          step={1}
+          value={detailFrom}
+          disabled={detailPrompt.trim() === ''}
+          onChange={(e) => setDetailFrom(Number(e.target.value))}
+        />
+      </Field>
+    </fieldset>
   );
 }

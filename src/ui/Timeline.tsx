@@ -8,6 +8,9 @@ export function Timeline() {
   const selected = useApp((s) => s.selectedFrame);
   const selectFrame = useApp((s) => s.selectFrame);
   const running = useApp(isRunning);
+  const vary = useApp((s) => s.vary);
+  // Vary is offered on a finished image of the loaded model, one button per scale.
+  const canVary = useApp((s) => !isRunning(s) && s.modelStatus === 'ready' && s.varySource?.model === s.modelInfo?.name && s.frames.at(-1)?.final === true);
   if (frames.length === 0) return null;
   const current = selected ?? frames.length - 1;
 
@@ -27,6 +30,17 @@ export function Timeline() {
               <PixelCanvas pixels={frame.pixels} size={48} label={frame.label} />
               <span>{frame.label}</span>
             </button>
+            {canVary && !frame.final && (
+              <button
+                type="button"
+                className="vary"
+                aria-label={`Vary from scale ${index + 1}`}
+                title={index === 0 ? 'Draw every scale again with a new seed' : `Keep scales 1 to ${index} and draw the rest with a new seed`}
+                onClick={() => void vary(index + 1)}
+              >
+                Vary
+              </button>
+            )}
           </li>
         ))}
       </ol>

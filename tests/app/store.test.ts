@@ -191,6 +191,25 @@ describe('app store', () => {
     expect(store.getState().gallery.map((g) => g.id)).not.toContain(kept.id);
   });
 
+  it('re-run restores the negative and detail prompts too; vary refuses without an image of the loaded model', async () => {
+    const { store, fake } = await loaded();
+    await store.getState().vary(2);
+    expect(store.getState().runError?.message).toMatch(/no image of this model to vary/);
+    expect(fake.requests).toHaveLength(0);
+    store.getState().setPrompt('a red circle');
+    store.getState().setNegativePrompt('a green square');
+    store.getState().setDetailPrompt('a blue circle');
+    store.getState().setDetailFrom(2);
+    await store.getState().generate();
+    const kept = store.getState().gallery[0];
+    expect(kept.tokens?.maps).toHaveLength(3);
+    store.getState().setNegativePrompt('');
+    store.getState().setDetailPrompt('');
+    await store.getState().rerun(kept.id);
+    expect(fake.requests[1]).toMatchObject({ prompt: 'a red circle', negativePrompt: 'a green square', detailPrompt: 'a blue circle', detailFrom: 2, seed: kept.seed });
+    expect(store.getState()).toMatchObject({ negativePrompt: 'a green square', detailPrompt: 'a blue circle', detailFrom: 2 });
+  });
+
   it('a crashed worker is reported and the model is loaded again', async () => {
     const harness = await loaded();
     expect(harness.loads).toBe(1);

@@ -47,7 +47,7 @@ describe('npm run generate', () => {
     expect(run.status).toBe(0);
     const line = JSON.parse(run.stdout.trim());
     expect(line).toMatchObject({ out, seed: 7, backend: 'cpu', model: 'hart-tiny' });
-    expect(Object.keys(line.timings)).toEqual(['textEncoder', 'transformer', 'head', 'sampling', 'scaleUpdate', 'preview', 'diffusion', 'decoder', 'total']);
+    expect(Object.keys(line.timings)).toEqual(['textEncoder', 'transformer', 'head', 'sampling', 'scaleUpdate', 'preview', 'diffusion', 'decoder', 'total', 'prefix', 'reusedScales']);
     const text = readPngText(new Uint8Array(readFileSync(out)));
     expect(text).toMatchObject({ prompt: 'a red circle on a blue background', seed: '7', model: 'hart-tiny' });
     expect(JSON.parse(text.settings)).toMatchObject({ cfg: 2.5, residual: false, guidedScales: 2 });
@@ -128,6 +128,13 @@ describe('npm run generate', () => {
       [['--model', FIXTURE, '--prompts', textFile('latin1.txt', Buffer.from([0x72, 0xe9, 0x64, 0x0a])), '--out-dir', work], /^error: --prompts .*latin1\.txt: not a text file \(it is not valid UTF-8\)/],
       [['--model', FIXTURE, '--prompts', textFile('list.txt', 'a red circle\n'), '--out-dir', textFile('a-file', 'x')], /^error: --out-dir .*a-file: .* is a file, not a folder/],
       [['--model', FIXTURE, '--prompt', 'x', '--out', path.join(work, 'p.png'), '--previews', '/proc/hart-web-previews'], /^error: --previews .*: the folder \/proc is not writable/],
+      [['--prompt', 'x', '--detail-from', '2'], /^error: --detail-from 2 needs --detail-prompt TEXT\.\n$/],
+      [['--prompt', 'x', '--detail-prompt', 'a square'], /^error: --detail-prompt needs --detail-from K/],
+      [['--prompt', 'x', '--detail-prompt', 'a square', '--detail-from', '0'], /^error: --detail-from 0: expected a whole number ≥ 1 \(scales count from 1\)\.\n$/],
+      [['--prompt', 'x', '--detail-prompt', 'a square', '--detail-from', 'two'], /^error: --detail-from two: expected a whole number\.\n$/],
+      [['--prompt', 'x', '--negative'], /^error: --negative needs a value\.\n$/],
+      [['--model', FIXTURE, '--prompt', 'a red circle', '--detail-prompt', 'a square', '--detail-from', '5', '--out', path.join(work, 'bad.png')], /^error: --detail-from 5: expected a whole number from 1 to 4: the model has 4 scales\.\n$/],
+      [['--model', FIXTURE, '--prompt', 'a red circle', '--detail-prompt', ' \u0007 ', '--detail-from', '2', '--out', path.join(work, 'bad.png')], /^error: detailFrom = 2 needs a detail prompt/],
     ];
     for (const [args, message] of cases) {
       const run = cli(...args);
@@ -137,6 +144,21 @@ describe('npm run generate', () => {
       expect(run.stderr).not.toMatch(/\n\s+at /);
     }
     expect(existsSync(path.join(work, 'empty.png'))).toBe(false);
+  });
+
+  it('--negative, --detail-prompt and --detail-from change the image and are recorded in the PNG and the JSON line', () => {
+    const args = ['--model', FIXTURE, '--prompt', 'a red circle on a blue background', '--seed', '4', '--json'];
+    const plain = path.join(work, 'plain.png');
+    const edited = path.join(work, 'edited.png');
+    expect(cli(...args, '--out', plain).status).toBe(0);
+    const run = cli(...args, '--out', edited, '--negative', 'a green\u0007 square', '--detail-prompt', 'a yellow triangle', '--detail-from', '3');
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+    expect(JSON.parse(run.stdout.trim())).toMatchObject({ negativePrompt: 'a green square', detailPrompt: 'a yellow triangle', detailFrom: 3 });
+    const text = readPngText(new Uint8Array(readFileSync(edited)));
+    expect(text).toMatchObject({ prompt: 'a red circle on a blue background', 'negative prompt': 'a green square', 'detail prompt': 'a yellow triangle', 'detail from scale': '3' });
+    expect(readFileSync(edited).equals(readFileSync(plain))).toBe(false);
+    expect(parseArgs(['--prompt', 'x', '--negative=', '--detail-prompt=y', '--detail-from=2'])).toMatchObject({ negative: '', detailPrompt: 'y', detailFrom: 2 });
   });
 
   it('removes control characters from prompts: none in the PNG text chunk, none echoed on stderr', () => {

@@ -66,7 +66,7 @@ async function expectGalleryCount(page, count, message) {
  * times to the first preview and to the final image, measured in the page from the key press.
  */
 async function generateAndWatch(page, prompt, runTimeout) {
-  const box = page.getByRole('textbox', { name: 'Prompt' });
+  const box = page.getByRole('textbox', { name: 'Prompt', exact: true });
   await box.fill(prompt);
   await markStart(page);
   await box.press('Enter');
@@ -121,7 +121,7 @@ export async function journey({ browser, baseUrl, query, label, expectBadge, sho
     await installRecorder(page);
 
     await step(`${label}: words the model does not know are pointed out before generating`, async () => {
-      await page.getByRole('textbox', { name: 'Prompt' }).fill('a red zebra on a blue background');
+      await page.getByRole('textbox', { name: 'Prompt', exact: true }).fill('a red zebra on a blue background');
       const hint = page.locator('#unknown-words');
       await hint.waitFor({ timeout: 10_000 }).catch(() => undefined);
       const text = (await hint.textContent().catch(() => '')) ?? '';
@@ -178,7 +178,7 @@ export async function journey({ browser, baseUrl, query, label, expectBadge, sho
     });
 
     await step(`${label}: Cancel stops a run at once, the next run completes`, async () => {
-      const box = page.getByRole('textbox', { name: 'Prompt' });
+      const box = page.getByRole('textbox', { name: 'Prompt', exact: true });
       await box.fill(prompts[1]);
       await markStart(page);
       await page.getByRole('button', { name: 'Generate' }).click();
@@ -201,6 +201,27 @@ export async function journey({ browser, baseUrl, query, label, expectBadge, sho
       await expectGalleryCount(page, 3, 'replacing a run must add exactly one image');
       check((await items.first().textContent()).includes(prompts[1]), 'the replacing run is not the newest gallery image');
       await screenshotState(page, shots, `${label}-gallery`, { texts: ['Gallery', prompts[1]], canvasShown: true });
+    });
+
+    await step(`${label}: "Vary from scale k" keeps the previews of scales 1…k−1 and draws a new image from scale k`, async () => {
+      const k = Math.max(2, K - 2);
+      const canvas = page.locator(CANVAS);
+      const frame = async (name) => {
+        await page.getByRole('button', { name }).click();
+        return canvas.evaluate((c) => c.toDataURL());
+      };
+      const kept = [];
+      for (let j = 1; j < k; j++) kept.push(await frame(new RegExp(`^Show scale ${j} `)));
+      const finalBefore = await frame('Show the final image');
+      await markStart(page);
+      await page.getByRole('button', { name: `Vary from scale ${k}` }).click();
+      await waitForStatus(page, /^Done in \d+\.\d s$/, timeouts.run);
+      checkScales(await recorded(page), K, true);
+      await expectGalleryCount(page, 4, 'the varied image did not reach the gallery');
+      const items = page.getByRole('list', { name: 'Gallery' }).getByRole('listitem');
+      check((await items.first().textContent()).includes(`varied from scale ${k}`), 'the newest gallery image does not say it was varied');
+      for (let j = 1; j < k; j++) check((await frame(new RegExp(`^Show scale ${j} `))) === kept[j - 1], `the preview of kept scale ${j} changed`);
+      check((await frame('Show the final image')) !== finalBefore, 'the varied image is the image it was varied from');
     });
 
     check(problems.length === 0, `the page logged errors: ${problems.join(' | ')}`);
@@ -234,7 +255,7 @@ export async function errorJourney({ browser, baseUrl, query, shots, timeouts, s
       check(/manifest\.json/.test(alert) && /404/.test(alert), `the error does not name the URL, file and cause: "${alert}"`);
       await screenshotState(page, shots, 'error-missing-model', { texts: ['The model could not be loaded', 'manifest.json'] });
       await waitForStatus(page, /^Ready$/, timeouts.load);
-      await page.getByRole('textbox', { name: 'Prompt' }).fill('a red circle on a blue background');
+      await page.getByRole('textbox', { name: 'Prompt', exact: true }).fill('a red circle on a blue background');
       await page.getByRole('button', { name: 'Generate' }).click();
       await waitForStatus(page, /^Done in/, timeouts.run);
 
@@ -269,7 +290,7 @@ export async function errorJourney({ browser, baseUrl, query, shots, timeouts, s
       await waitForStatus(page, /^Loading model/, timeouts.load);
       await page.getByRole('button', { name: 'Cancel loading' }).click();
       await waitForStatus(page, /^Ready$/, timeouts.load);
-      await page.getByRole('textbox', { name: 'Prompt' }).fill('a red circle on a blue background');
+      await page.getByRole('textbox', { name: 'Prompt', exact: true }).fill('a red circle on a blue background');
       await page.getByRole('button', { name: 'Generate' }).click();
       await waitForStatus(page, /^Done in/, timeouts.run);
     });
@@ -295,7 +316,7 @@ export async function errorJourney({ browser, baseUrl, query, shots, timeouts, s
         await page.goto(`${baseUrl}/${query}`);
         await waitForStatus(page, /^Ready$/, timeouts.load);
         for (let n = 1; n <= 3; n++) {
-          await page.getByRole('textbox', { name: 'Prompt' }).fill(`a red circle on a blue background ${n}`);
+          await page.getByRole('textbox', { name: 'Prompt', exact: true }).fill(`a red circle on a blue background ${n}`);
           await page.getByRole('button', { name: 'Generate' }).click();
           await waitForStatus(page, /^Done in/, timeouts.run);
           await page.reload();
@@ -311,7 +332,7 @@ export async function errorJourney({ browser, baseUrl, query, shots, timeouts, s
       const page = await context.newPage();
       await page.goto(`${baseUrl}/${query}`);
       await waitForStatus(page, /^Ready$/, timeouts.load);
-      await page.getByRole('textbox', { name: 'Prompt' }).fill('red circle '.repeat(4000));
+      await page.getByRole('textbox', { name: 'Prompt', exact: true }).fill('red circle '.repeat(4000));
       await page.getByRole('button', { name: 'Generate' }).click();
       await waitForStatus(page, /^Done in/, timeouts.run);
       const warnings = await page.locator('.run-times .warn').allTextContents();
@@ -338,7 +359,7 @@ export async function offlineJourney({ browser, baseUrl, query, shots, timeouts,
       const page = await context.newPage();
       await page.goto(`${baseUrl}/${query}`);
       await waitForStatus(page, /^Ready$/, timeouts.load);
-      await page.getByRole('textbox', { name: 'Prompt' }).fill(prompts[1]);
+      await page.getByRole('textbox', { name: 'Prompt', exact: true }).fill(prompts[1]);
       await page.getByRole('button', { name: 'Generate' }).click();
       await waitForStatus(page, /^Done in/, timeouts.run);
       // The service worker claims the page once it is active; wait for that before going offline.
@@ -370,7 +391,7 @@ export async function offlineJourney({ browser, baseUrl, query, shots, timeouts,
       });
       await waitForStatus(page, /^Ready$/, timeouts.load);
       await installRecorder(page);
-      await page.getByRole('textbox', { name: 'Prompt' }).fill(prompts[0]);
+      await page.getByRole('textbox', { name: 'Prompt', exact: true }).fill(prompts[0]);
       await page.getByRole('button', { name: 'Generate' }).click();
       await waitForStatus(page, /^Done in/, timeouts.run);
       check((await statusText(page)).startsWith('Done'), 'offline generation did not finish');
@@ -425,7 +446,7 @@ export async function devServerJourney({ browser, baseUrl, query, timeouts, prom
     await step('dev server: the page loads a model and generates', async () => {
       const { page, problems } = await openApp(context, `${baseUrl}/${query}`, timeouts.load);
       await installRecorder(page);
-      await page.getByRole('textbox', { name: 'Prompt' }).fill(prompts[0]);
+      await page.getByRole('textbox', { name: 'Prompt', exact: true }).fill(prompts[0]);
       await page.getByRole('button', { name: 'Generate' }).click();
       try {
         await waitForStatus(page, /^Done in/, timeouts.run);
@@ -450,7 +471,7 @@ export async function localFolderJourney({ browser, baseUrl, query, folder, mode
       await waitForStatus(page, /^Ready$/, timeouts.load);
       const name = (await page.locator('.model-name').textContent()) ?? '';
       check(name === modelName, `the model panel names "${name}", expected ${modelName}`);
-      await page.getByRole('textbox', { name: 'Prompt' }).fill('a red circle on a blue background');
+      await page.getByRole('textbox', { name: 'Prompt', exact: true }).fill('a red circle on a blue background');
       await page.getByRole('button', { name: 'Generate' }).click();
       await waitForStatus(page, /^Done in/, timeouts.run);
     });

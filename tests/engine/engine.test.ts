@@ -245,6 +245,18 @@ describe('tensor lifetimes', () => {
       // Conditional rows alone from scale 2 on, and from the text step on (cfg 0).
       await engine.generate({ prompt: PROMPT, seed: 1, settings: { guidedScales: 2 } });
       await engine.generate({ prompt: PROMPT, seed: 1, settings: { cfg: 0 } });
+      // A negative prompt, a detail prompt's second cache, a vary's prefix (smoothing needs its
+      // logits), and the same after the switch to the conditional rows alone.
+      const edited = { prompt: PROMPT, negativePrompt: 'a green square', detailPrompt: 'a blue circle', detailFrom: 3 };
+      const source = await engine.generate({ ...edited, seed: 1 });
+      await engine.generate({ ...edited, seed: 2, vary: { fromScale: 4, tokens: source.tokens } });
+      await engine.generate({ ...edited, seed: 2, settings: { smooth: true, guidedScales: 2 }, vary: { fromScale: 4, tokens: source.tokens } });
+      const detailCancel = new AbortController();
+      const cancelledAtSwitch = engine.generate(
+        { ...edited, seed: 3 },
+        { signal: detailCancel.signal, onEvent: (e) => e.type === 'scale' && e.index === 1 && detailCancel.abort() },
+      );
+      await expect(cancelledAtSwitch).rejects.toMatchObject({ code: 'cancelled' });
       const controller = new AbortController();
       const cancelled = engine.generate(
         { prompt: PROMPT, seed: 1 },
@@ -258,5 +270,179 @@ describe('tensor lifetimes', () => {
     } finally {
       await engine.dispose();
     }
+  });
+});
+
+/** The graph a session run belongs to, told by its feeds. */
+function graphOf(feeds: Feeds): string {
+  if ('input_ids' in feeds) return 'textEncoder';
+  if ('context' in feeds) return 'condition';
+  if ('rope_cos' in feeds) return 'transformer';
+  if ('head_cond' in feeds) return 'head';
+  if ('phi_weight' in feeds) return 'scaleUpdate';
+  if ('t' in feeds) return 'diffusionHead';
+  return 'other';
+}
+
+function meanPixelDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += Math.abs(a[i] - b[i]);
+  return sum / a.length;
+}
+
+const same = (a: ArrayLike<number>, b: ArrayLike<number>) => Buffer.from(a as Uint8ClampedArray).equals(Buffer.from(b as Uint8ClampedArray));
+
+describe('negative prompt, detail prompt and vary', () => {
+  let engine: Loaded;
+  /** Session runs per graph since the last reset, with the batch of each text-encoder run. */
+  let runs: Record<string, number> = {};
+  let textBatches: number[] = [];
+  let contexts: Float32Array[] = [];
+
+  beforeAll(async () => {
+    const ort = await watchedOrt((feeds) => {
+      const graph = graphOf(feeds);
+      runs[graph] = (runs[graph] ?? 0) + 1;
+      if (graph === 'textEncoder') textBatches.push(feeds.input_ids.dims[0]);
+      if (graph === 'condition') contexts.push(Float32Array.from((feeds.context as unknown as { data: Float32Array }).data));
+    });
+    engine = await loadEngine(FIXTURE, { ort, io: createFsIO(FIXTURE) });
+  });
+  afterAll(() => engine?.dispose());
+
+  function reset() {
+    runs = {};
+    textBatches = [];
+    contexts = [];
+  }
+
+  const K = () => engine.info.scales.length;
+
+  it('results carry every scale’s token map and the seed that drew it', async () => {
+    const result = await engine.generate({ prompt: PROMPT, seed: 4 });
+    expect(result.tokens.maps.map((m) => m.length)).toEqual(engine.info.scales.map((s) => s * s));
+    expect(result.tokens.seeds).toEqual(engine.info.scales.map(() => 4));
+    expect(result.timings).toMatchObject({ prefix: 0, reusedScales: 0 });
+  });
+
+  it('a negative prompt fills the unconditional rows, changes the image and is deterministic', async () => {
+    reset();
+    const plain = await engine.generate({ prompt: PROMPT, seed: 6 });
+    const plainContext = contexts[0];
+    reset();
+    const a = await engine.generate({ prompt: PROMPT, seed: 6, negativePrompt: 'a green square' });
+    expect(textBatches).toEqual([2]);
+    const half = contexts[0].length / 2;
+    // Conditional rows as before; the unconditional ones are text features, not zeros.
+    expect(contexts[0].subarray(0, half)).toEqual(plainContext.subarray(0, half));
+    expect(plainContext.subarray(half).every((v) => v === 0)).toBe(true);
+    expect(contexts[0].subarray(half).some((v) => v !== 0)).toBe(true);
+    const b = await engine.generate({ prompt: PROMPT, seed: 6, negativePrompt: 'a green square' });
+    expect(same(a.image.data, b.image.data)).toBe(true);
+    expect(same(a.image.data, plain.image.data)).toBe(false);
+    expect(a.negativePrompt).toBe('a green square');
+    // Without guidance the unconditional rows are not run at all: the negative prompt does nothing.
+    const unguided = await engine.generate({ prompt: PROMPT, seed: 6, settings: { cfg: 0 } });
+    const unguidedNegative = await engine.generate({ prompt: PROMPT, seed: 6, settings: { cfg: 0 }, negativePrompt: 'a green square' });
+    expect(same(unguided.image.data, unguidedNegative.image.data)).toBe(true);
+    // An empty negative prompt is HART's empty condition.
+    expect(same((await engine.generate({ prompt: PROMPT, seed: 6, negativePrompt: '  ' })).image.data, plain.image.data)).toBe(true);
+  });
+
+  it('a detail prompt keeps the scales before its switch, rebuilds the cache under its text, changes the image and is deterministic', async () => {
+    const detailPrompt = 'a yellow triangle on a red background';
+    const plain: Int32Array[] = (await engine.generate({ prompt: PROMPT, seed: 8 })).tokens.maps;
+    reset();
+    const a = await engine.generate({ prompt: PROMPT, seed: 8, detailPrompt, detailFrom: 3 });
+    // One text-encoder run for both prompts; a second condition and a second step over the text
+    // and scale 2 (1-based) when the detail prompt takes over at scale 3.
+    expect(textBatches).toEqual([2]);
+    expect(runs.condition).toBe(2);
+    expect(runs.transformer).toBe(K() + 2);
+    expect(runs.head).toBe(K());
+    expect(a.timings.prefix).toBeGreaterThan(0);
+    expect(a.tokens.maps.slice(0, 2)).toEqual(plain.slice(0, 2));
+    expect(a.tokens.maps.slice(2)).not.toEqual(plain.slice(2));
+    const b = await engine.generate({ prompt: PROMPT, seed: 8, detailPrompt, detailFrom: 3 });
+    expect(same(a.image.data, b.image.data)).toBe(true);
+    expect(a).toMatchObject({ detailPrompt, detailFrom: 3 });
+    // From scale 1 the detail prompt conditions everything: the tokens of a run on it alone.
+    const first = await engine.generate({ prompt: PROMPT, seed: 8, detailPrompt, detailFrom: 1 });
+    const alone = await engine.generate({ prompt: detailPrompt, seed: 8 });
+    expect(first.tokens.maps).toEqual(alone.tokens.maps);
+  });
+
+  it('refuses a detail prompt without its scale, a scale without a prompt, and a scale outside 1…K', async () => {
+    const request = { prompt: PROMPT, seed: 1 };
+    await expect(engine.generate({ ...request, detailFrom: 2 })).rejects.toMatchObject({ code: 'bad-input', message: expect.stringMatching(/detailFrom = 2 needs a detail prompt/) });
+    await expect(engine.generate({ ...request, detailPrompt: 'a square' })).rejects.toMatchObject({ code: 'bad-input', message: expect.stringMatching(/needs detailFrom/) });
+    for (const detailFrom of [0, K() + 1, 1.5]) {
+      await expect(engine.generate({ ...request, detailPrompt: 'a square', detailFrom })).rejects.toMatchObject({
+        code: 'bad-input',
+        message: `detailFrom = ${detailFrom} is invalid: it must be a whole number from 1 to ${K()} (scales count from 1).`,
+      });
+    }
+    const long = `${PROMPT} `.repeat(30);
+    const cut = await engine.generate({ ...request, negativePrompt: long, detailPrompt: long, detailFrom: 2 });
+    expect(cut.warnings.join(' ')).toMatch(/The negative prompt has \d+ tokens; the model reads the first/);
+    expect(cut.warnings.join(' ')).toMatch(/The detail prompt has \d+ tokens/);
+  });
+
+  it('vary keeps the scales before k bit for bit, steps over them without sampling, and re-samples the rest', async () => {
+    const source = await engine.generate({ prompt: PROMPT, seed: 3 });
+    for (let k = 1; k <= K(); k++) {
+      reset();
+      const varied = await engine.generate({ prompt: PROMPT, seed: 21, vary: { fromScale: k, tokens: source.tokens } });
+      expect(varied.tokens.maps.slice(0, k - 1)).toEqual(source.tokens.maps.slice(0, k - 1));
+      expect(varied.tokens.seeds).toEqual(engine.info.scales.map((_, j) => (j < k - 1 ? 3 : 21)));
+      expect(varied.timings.reusedScales).toBe(k - 1);
+      expect(varied.variedFrom).toBe(k);
+      expect(same(varied.image.data, source.image.data)).toBe(false);
+      // Every step runs once (the kept ones in the prefix), the head only where tokens are drawn.
+      expect(runs).toMatchObject({ textEncoder: 1, condition: 1, transformer: K(), head: K() - (k - 1), scaleUpdate: K() - 1 });
+      if (k > 1) expect(varied.timings.prefix).toBeGreaterThan(0);
+    }
+    // With the source's seed the rebuilt prefix gives back the source image exactly.
+    const again = await engine.generate({ prompt: PROMPT, seed: 3, vary: { fromScale: 3, tokens: source.tokens } });
+    expect(same(again.image.data, source.image.data)).toBe(true);
+  });
+
+  it('vary replays negative, detail and smoothing exactly, and a varied image can be varied again', async () => {
+    const request = { prompt: PROMPT, negativePrompt: 'a green square', detailPrompt: 'a blue circle', detailFrom: 3, settings: { smooth: true, topK: 8 } };
+    const source = await engine.generate({ ...request, seed: 5 });
+    for (const fromScale of [2, 4]) {
+      const again = await engine.generate({ ...request, seed: 5, vary: { fromScale, tokens: source.tokens } });
+      expect(same(again.image.data, source.image.data)).toBe(true);
+    }
+    const varied = await engine.generate({ ...request, seed: 6, vary: { fromScale: 2, tokens: source.tokens } });
+    const twice = await engine.generate({ ...request, seed: 6, vary: { fromScale: 4, tokens: varied.tokens } });
+    expect(twice.tokens.seeds).toEqual([5, 6, 6, 6]);
+    const replay = await engine.generate({ ...request, seed: 6, vary: { fromScale: 4, tokens: twice.tokens } });
+    expect(same(replay.image.data, twice.image.data)).toBe(true);
+  });
+
+  it('a later first re-sampled scale stays closer to the source image', async () => {
+    const early: number[] = [];
+    const late: number[] = [];
+    for (const seed of [1, 2, 3]) {
+      const source = await engine.generate({ prompt: PROMPT, seed, settings: { residual: false } });
+      for (const vary of [100, 200]) {
+        const at = async (fromScale: number) =>
+          (await engine.generate({ prompt: PROMPT, seed: seed + vary, settings: { residual: false }, vary: { fromScale, tokens: source.tokens } })).image.data;
+        early.push(meanPixelDifference(await at(2), source.image.data));
+        late.push(meanPixelDifference(await at(K()), source.image.data));
+      }
+    }
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(mean(late)).toBeLessThan(mean(early));
+  });
+
+  it('refuses kept tokens that are not this model’s', async () => {
+    const source = await engine.generate({ prompt: PROMPT, seed: 2 });
+    const vary = (fromScale: number, maps = source.tokens.maps) => engine.generate({ prompt: PROMPT, seed: 1, vary: { fromScale, tokens: { maps, seeds: source.tokens.seeds } } });
+    await expect(vary(K() + 1)).rejects.toMatchObject({ code: 'bad-input', message: expect.stringMatching(/vary.fromScale = 5 is invalid/) });
+    await expect(vary(3, [source.tokens.maps[0], new Int32Array(3)])).rejects.toMatchObject({ code: 'bad-input', message: expect.stringMatching(/maps\[1\]/) });
+    const V = engine.model.manifest.model.vocabSize;
+    await expect(vary(2, [new Int32Array([V])])).rejects.toMatchObject({ code: 'bad-input' });
   });
 });

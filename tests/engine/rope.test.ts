@@ -41,4 +41,14 @@ describe('rope', () => {
     expect(at(t, 1, uncond, 4)).toBe(1);
     expect(sinAt(t, 1, uncond, 1)).toBeCloseTo(Math.sin(0.32 / 3 * 1.0), 5);
   });
+
+  it('a negative prompt of m tokens gives the unconditional rows text positions min(j, m−1) and the image offset m−1', () => {
+    const text = textRope(1, 5, 3, 8, 10000, 2);
+    const sameCount = textRope(1, 5, 2, 8, 10000);
+    // Its rows are what the conditional rows of a 2-token prompt would be.
+    expect(text.cos.subarray(5 * 8)).toEqual(sameCount.cos.subarray(0, 5 * 8));
+    expect(text.cos.subarray(0, 5 * 8)).toEqual(textRope(1, 5, 3, 8, 10000).cos.subarray(0, 5 * 8));
+    const image = scaleRope(1, 3, 16, 3, 8, 10000, 2);
+    expect(image.sin.subarray(9 * 8)).toEqual(scaleRope(1, 3, 16, 2, 8, 10000).sin.subarray(0, 9 * 8));
+  });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseManifest } from '../../src/engine/manifest';
-import { checkSeed, checkSettings, MAX_SEED, resolveSettings, seedAfter, SETTING_RANGES, topKAt } from '../../src/engine/samplingSettings';
+import { checkScaleFrom, checkSeed, checkSettings, checkVary, describeRange, MAX_SEED, resolveSettings, scaleFromRange, seedAfter, SETTING_RANGES, topKAt } from '../../src/engine/samplingSettings';
 import type { SamplingSettings } from '../../src/engine/types';
 import { syntheticPackage } from './manifestFixture';
 
@@ -63,5 +63,19 @@ describe('sampling settings', () => {
     manifest.sampling.cfg = 4;
     manifest.sampling.topK = { values: [600, 300], from: [2, 7] };
     expect(() => parseManifest(manifest)).toThrow(/sampling\.topK is \{"values":\[600,300\],"from":\[2,7\]\}; it must be a schedule/);
+  });
+
+  it('a first scale is a whole number from 1 to the model’s scales; kept tokens must fit the model', () => {
+    expect(describeRange(scaleFromRange(14))).toBe('a whole number from 1 to 14');
+    expect(() => checkScaleFrom('detailFrom', 14, 14)).not.toThrow();
+    for (const bad of [0, 15, 2.5, '3', NaN]) {
+      expect(() => checkScaleFrom('detailFrom', bad, 14)).toThrow(expect.objectContaining({ code: 'bad-input', message: expect.stringMatching(/^detailFrom = .* is invalid: it must be a whole number from 1 to 14/) }));
+    }
+    const tokens = { maps: [new Int32Array([3]), new Int32Array([0, 1, 2, 3])], seeds: [5, 5] };
+    expect(() => checkVary({ fromScale: 3, tokens }, [1, 2, 4], 4)).not.toThrow();
+    expect(() => checkVary({ fromScale: 2, tokens: { maps: tokens.maps, seeds: [-1] } }, [1, 2, 4], 4)).toThrow(/seeds\[0\]/);
+    expect(() => checkVary({ fromScale: 3, tokens: { maps: [tokens.maps[0], new Int32Array(3)], seeds: [5, 5] } }, [1, 2, 4], 4)).toThrow(/maps\[1\]/);
+    expect(() => checkVary({ fromScale: 2, tokens }, [1, 2, 4], 3)).toThrow(/maps\[0\] must be an Int32Array of 1 indices from 0 to 2/);
+    expect(() => checkVary({ fromScale: 4, tokens }, [1, 2, 4], 4)).toThrow(/vary.fromScale = 4/);
   });
 });

@@ -243,4 +243,80 @@ describe('the app page', () => {
     fireEvent.click(deletes[0]);
     await waitFor(() => expect(within(screen.getByRole('list', { name: 'Gallery' })).getAllByRole('listitem')).toHaveLength(1));
   });
+
+  it('the negative prompt, the detail prompt and its scale (held inside the model’s scales) reach the engine', async () => {
+    const harness = await loaded();
+    renderApp(harness);
+    const detailFrom = screen.getByRole('spinbutton', { name: 'Detail from scale' }) as HTMLInputElement;
+    expect(detailFrom.disabled).toBe(true);
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a red circle' } });
+    fireEvent.change(screen.getByRole('textbox', { name: 'Negative prompt' }), { target: { value: ' a green square ' } });
+    fireEvent.change(screen.getByRole('textbox', { name: 'Detail prompt' }), { target: { value: 'a blue circle' } });
+    expect(detailFrom.disabled).toBe(false);
+    expect(detailFrom.max).toBe('3');
+    fireEvent.change(detailFrom, { target: { value: '9' } });
+    expect(detailFrom.value).toBe('3');
+    fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
+    expect(harness.fake.requests[0]).toMatchObject({ prompt: 'a red circle', negativePrompt: 'a green square', detailPrompt: 'a blue circle', detailFrom: 3 });
+    expect(harness.store.getState().gallery[0]).toMatchObject({ negativePrompt: 'a green square', detailPrompt: 'a blue circle', detailFrom: 3 });
+
+    // Emptied fields send nothing: the model's empty condition, one prompt for every scale.
+    fireEvent.change(screen.getByRole('textbox', { name: 'Negative prompt' }), { target: { value: '  ' } });
+    fireEvent.change(screen.getByRole('textbox', { name: 'Detail prompt' }), { target: { value: '' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
+    await waitFor(() => expect(harness.fake.requests).toHaveLength(2));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
+    for (const key of ['negativePrompt', 'detailPrompt', 'detailFrom']) expect(harness.fake.requests[1]).not.toHaveProperty(key);
+  });
+
+  it('"Vary from scale k" starts a run with a new seed that keeps the finished image’s first k − 1 token maps', async () => {
+    const harness = await loaded();
+    renderApp(harness);
+    expect(screen.queryByRole('button', { name: /^Vary from scale/ })).toBeNull();
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a red circle' } });
+    fireEvent.change(screen.getByRole('textbox', { name: 'Negative prompt' }), { target: { value: 'a green square' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
+    expect(screen.getAllByRole('button', { name: /^Vary from scale \d$/ }).map((b) => b.getAttribute('aria-label'))).toEqual([
+      'Vary from scale 1',
+      'Vary from scale 2',
+      'Vary from scale 3',
+    ]);
+    const source = harness.store.getState().gallery[0];
+    // What the fields say now does not matter: a vary re-runs the image it varies.
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a blue square' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Vary from scale 2' }));
+    expect(screen.queryByRole('button', { name: /^Vary from scale/ })).toBeNull();
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
+    const [first, varied] = harness.fake.requests;
+    expect(varied).toMatchObject({ prompt: 'a red circle', negativePrompt: 'a green square', settings: first.settings, vary: { fromScale: 2, tokens: source.tokens } });
+    expect(varied.seed).not.toBe(first.seed);
+    const entry = harness.store.getState().gallery[0];
+    expect(entry).toMatchObject({ variedFrom: 2, seed: varied.seed });
+    expect(entry.tokens!.maps[0]).toEqual(source.tokens!.maps[0]);
+    expect(entry.tokens!.seeds).toEqual([first.seed, varied.seed, varied.seed]);
+    // The varied image can be varied in turn.
+    fireEvent.click(screen.getByRole('button', { name: 'Vary from scale 3' }));
+    await waitFor(() => expect(harness.fake.requests).toHaveLength(3));
+    expect(harness.fake.requests[2].vary).toMatchObject({ fromScale: 3, tokens: entry.tokens });
+  });
+
+  it('a gallery image is varied from a chosen scale with its own prompts and token maps', async () => {
+    const harness = await loaded();
+    renderApp(harness);
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'a red circle' } });
+    fireEvent.change(screen.getByRole('textbox', { name: 'Detail prompt' }), { target: { value: 'a blue square' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Generate' }));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
+    const source = harness.store.getState().gallery[0];
+    fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: 'something else' } });
+    fireEvent.change(screen.getByRole('spinbutton', { name: 'Scale to vary “a red circle” from' }), { target: { value: '3' } });
+    fireEvent.click(screen.getByRole('button', { name: 'Vary “a red circle” from scale 3' }));
+    await waitFor(() => expect(harness.fake.requests).toHaveLength(2));
+    await waitFor(() => expect(screen.getByRole('status').textContent).toMatch(/^Done/));
+    expect(harness.fake.requests[1]).toMatchObject({ prompt: 'a red circle', detailPrompt: 'a blue square', detailFrom: 2, vary: { fromScale: 3, tokens: source.tokens } });
+    expect(harness.fake.requests[1].seed).not.toBe(source.seed);
+    expect(within(screen.getByRole('list', { name: 'Gallery' })).getByText(/varied from scale 3/)).toBeTruthy();
+  });
 });

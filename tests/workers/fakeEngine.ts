@@ -94,7 +94,8 @@ export function createFakeEngine(info: ModelInfo = fakeInfo(), stepMs = 1, diffu
           }
           await step();
           onEvent?.({ type: 'decode', elapsedMs: Date.now() - started });
-          const zero = { textEncoder: 0, transformer: 0, head: 0, sampling: 0, scaleUpdate: 0, preview: 0, diffusion: 0, decoder: 0 };
+          const kept = request.vary ? request.vary.fromScale - 1 : 0;
+          const zero = { textEncoder: 0, transformer: 0, head: 0, sampling: 0, scaleUpdate: 0, preview: 0, diffusion: 0, decoder: 0, prefix: 0, reusedScales: 0 };
           return {
             image: solid(info.imageSize, request.seed % 256),
             prompt: request.prompt,
@@ -104,6 +105,14 @@ export function createFakeEngine(info: ModelInfo = fakeInfo(), stepMs = 1, diffu
             backend: info.backend.backend,
             timings: { ...zero, total: Date.now() - started },
             warnings: [],
+            // Like the engine: a vary keeps the maps and seeds of the scales before its first one.
+            tokens: {
+              maps: info.scales.map((side, k) => (k < kept ? request.vary!.tokens.maps[k] : new Int32Array(side * side).fill(request.seed % 1000))),
+              seeds: info.scales.map((_, k) => (k < kept ? request.vary!.tokens.seeds[k] : request.seed)),
+            },
+            ...(request.vary ? { variedFrom: request.vary.fromScale } : {}),
+            ...(request.negativePrompt ? { negativePrompt: request.negativePrompt } : {}),
+            ...(request.detailPrompt ? { detailPrompt: request.detailPrompt, detailFrom: request.detailFrom } : {}),
           };
         } finally {
           active--;

@@ -37,7 +37,7 @@ describe('worker test hooks', () => {
     expect(calls[0].options?.draws).toBe(draws);
     expect(calls[0].options?.signal).toBe(signal);
     expect(calls[0].request).toEqual({ prompt: 'a b', seed: 3 });
-    expect((result as { tokens?: Int32Array[] }).tokens).toEqual([new Int32Array(4).fill(8), new Int32Array(4).fill(11)]);
+    expect((result as { tracedTokens?: Int32Array[] }).tracedTokens).toEqual([new Int32Array(4).fill(8), new Int32Array(4).fill(11)]);
   });
 
   it('uses draws without tracing when tokens are not asked for', async () => {
@@ -46,7 +46,7 @@ describe('worker test hooks', () => {
     const result = await withTestHooks(engine).generate({ prompt: 'a', seed: 1, draws } as GenerateRequest);
     expect(calls[0].options?.draws).toBe(draws);
     expect(calls[0].options?.trace).toBeUndefined();
-    expect('tokens' in result).toBe(false);
+    expect('tracedTokens' in result).toBe(false);
   });
 
   it('hands a plain request to the engine as it came', async () => {
@@ -56,7 +56,7 @@ describe('worker test hooks', () => {
     const result = await withTestHooks(engine).generate(request, { onEvent });
     expect(calls[0].request).toBe(request);
     expect(calls[0].options).toEqual({ onEvent });
-    expect('tokens' in result).toBe(false);
+    expect('tracedTokens' in result).toBe(false);
   });
 
   it('forwards info, analyzePrompt and dispose', async () => {

@@ -10,13 +10,13 @@ import type { Engine, GenerateEvent, GenerateOptions, GenerateRequest, GenerateR
 export interface WorkerGenerateRequest extends GenerateRequest {
   /** Random draws to use instead of the seeded RNG (the golden fixture's). */
   draws?: InjectedDraws;
-  /** Return the sampled token indices of every scale in `tokens`. */
+  /** Return the sampled token indices of every scale in `tracedTokens`. */
   traceTokens?: boolean;
 }
 
 export interface WorkerGenerateResult extends GenerateResult {
-  /** Per scale, the sampled token indices (only with `traceTokens`). */
-  tokens?: Int32Array[];
+  /** Per scale, the token indices the trace saw (only with `traceTokens`). */
+  tracedTokens?: Int32Array[];
 }
 
 /** The test worker's API: the app's, with the hooked generate. */
@@ -42,7 +42,7 @@ export function withTestHooks(engine: TraceableEngine): Engine {
           }
         : undefined;
       const result = await engine.generate(plain, { ...options, draws: draws ?? options?.draws, trace });
-      return traceTokens ? { ...result, tokens } : result;
+      return traceTokens ? { ...result, tracedTokens: tokens } : result;
     },
   };
 }

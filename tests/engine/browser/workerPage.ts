@@ -31,7 +31,7 @@ async function check(backend: Exclude<BackendChoice, 'auto'>) {
       results.push({
         name: g.name,
         maxPixelDiff: maxPixelDiff(g.pixels, result.image.data),
-        tokenMismatches: tokenMismatches(g.tokens, result.tokens),
+        tokenMismatches: tokenMismatches(g.tokens, result.tracedTokens),
         ms: Math.round(performance.now() - started),
       });
     }
@@ -60,7 +60,7 @@ async function check(backend: Exclude<BackendChoice, 'auto'>) {
       afterCancelPixelDiff: maxPixelDiff(cases[0].pixels, again.image.data),
       deterministic: sameBytes(a.image.data, b.image.data),
       // Without traceTokens the worker adds nothing to the app's result.
-      plainResult: !('tokens' in a),
+      plainResult: !('tracedTokens' in a),
       workerErrors: errors,
     };
   } finally {
