@@ -286,9 +286,10 @@ def weight_dependent(published: Published, graph_key: str, proto: onnx.ModelProt
 
 def _table_dependence(published: Published) -> Set[str]:
     model = published.model
-    tables = build_tables(model, level_table(model))
+    # build_tables' arrays may share memory with the parameters, which are negated and restored.
+    tables = {name: array.copy() for name, array in build_tables(model, level_table(model)).items()}
     with _negated(published):
-        negative = build_tables(model, level_table(model))
+        negative = {name: array.copy() for name, array in build_tables(model, level_table(model)).items()}
     return {name for name, array in tables.items() if array.tobytes() != negative[name].tobytes()}
 
 

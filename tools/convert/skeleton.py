@@ -47,13 +47,14 @@ ONNX_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "flo
 # follow the same rules; docs/model-package.md lists them).
 SOURCES = {
     "llm": {"root": "hart", "folder": "llm", "preferred": ["ema_model.bin", "ema_model.safetensors"],
-            "warnUnlessPrefix": "ema_model", "what": "llm weights",
-            "drop": [ckpt._TRANSFORMER_BUFFERS.pattern], "prefix": None},
+            "warnUnlessPrefix": "ema_model", "what": "llm weights", "prefix": None,
+            "dropStored": [ckpt._TRANSFORMER_BUFFERS.pattern], "dropUnprefixed": [], "drop": []},
     "tokenizer": {"root": "hart", "folder": "tokenizer", "preferred": [], "what": "tokenizer weights",
-                  "drop": [r"^disc\.", r"^vae\.quantize\.ema_vocab_hit_SV$", r"^vae\.(decoder2|post_quant_conv2)\."],
-                  "prefix": {"text": "vae.", "when": "any"}},
+                  "prefix": {"text": "vae.", "when": "any"}, "dropStored": [], "dropUnprefixed": [r"^disc\."],
+                  "drop": [r"^vae\.quantize\.ema_vocab_hit_SV$", r"^vae\.(decoder2|post_quant_conv2)\."]},
     "qwen": {"root": "qwen", "folder": "", "preferred": [], "what": "text encoder weights",
-             "drop": [r"^lm_head\.weight$", r"rotary_emb\.inv_freq$"], "prefix": {"text": "model.", "when": "each"}},
+             "prefix": {"text": "model.", "when": "each"},
+             "dropStored": [r"^lm_head\.weight$", r"rotary_emb\.inv_freq$"], "dropUnprefixed": [], "drop": []},
 }
 
 
