@@ -70,27 +70,32 @@ def _variant_list(values: Sequence[str]) -> List[int]:
 
 
 def unique_model(configs: conv.Configs, qwen_dir: str):
-    """Our modules with a distinct value in every weight element, and the pool that names them."""
+    """Our modules with a distinct value in every weight element, and the pools that name them.
+
+    The text encoder graph reads only `qwen`, the other graphs and tables only `llm`,
+    `tokenizer` and the preview map: two pools, whose values may repeat between them.
+    """
     config = configs.config
     model = HartModel(config, conv._transformer(config), conv._tokenizer(config), None)
     qwen = Qwen2Model(configs.qwen)
-    parts = [("llm", "", model.transformer), ("tokenizer", "vae.", model.tokenizer), ("qwen", "model.", qwen)]
-    entries = []
-    for source, prefix, module in parts:
-        entries += [(source, prefix + k, tuple(v.shape)) for k, v in module.state_dict().items()]
-    entries += [("preview", "weight", (3, config.latent_channels)), ("preview", "bias", (3,))]
-    pool = Pool(entries)
-    index = 0
-    for source, prefix, module in parts:
-        state = module.state_dict()
-        values = {}
-        for key in state:
-            values[key] = torch.from_numpy(pool.value(index).copy())
-            index += 1
-        module.load_state_dict(values, strict=True)
-    preview = (torch.from_numpy(pool.value(index).copy()), torch.from_numpy(pool.value(index + 1).copy()))
+    parts = {"hart": [("llm", "", model.transformer), ("tokenizer", "vae.", model.tokenizer)],
+             "qwen": [("qwen", "model.", qwen)]}
+    pools = {}
+    for group, modules in parts.items():
+        entries = [(source, prefix + k, tuple(v.shape))
+                   for source, prefix, module in modules for k, v in module.state_dict().items()]
+        if group == "hart":
+            entries += [("preview", "weight", (3, config.latent_channels)), ("preview", "bias", (3,))]
+        pools[group] = Pool(entries)
+        for source, prefix, module in modules:
+            values = {k: torch.from_numpy(pools[group].value(pools[group].index[(source, prefix + k)]).copy())
+                      for k in module.state_dict()}
+            module.load_state_dict(values, strict=True)
+            del values
+    hart = pools["hart"]
+    preview = tuple(torch.from_numpy(hart.value(hart.index[("preview", p)]).copy()) for p in ("weight", "bias"))
     published = conv.Published(model=model.eval(), qwen=qwen.eval(), qwen_dir=qwen_dir, pad_id=configs.pad_id)
-    return published, pool, preview
+    return published, pools, preview
 
 
 def _preview_op(expr):
@@ -124,8 +129,9 @@ class Constants:
 class Collector(conv.Observer):
     """Explains every external tensor of a package as it is written."""
 
-    def __init__(self, published: conv.Published, pool: Pool, preview, constants: Constants, out_dir: str):
-        self.pool, self.constants, self.out_dir = pool, constants, out_dir
+    def __init__(self, published: conv.Published, pools: Dict[str, Pool], preview, constants: Constants,
+                 out_dir: str):
+        self.pools, self.constants, self.out_dir = pools, constants, out_dir
         self.traced_exprs: Dict[str, Dict[str, dict]] = {}
         self.files: Dict[str, dict] = {}
         model = published.model
@@ -136,12 +142,17 @@ class Collector(conv.Observer):
                            "b1": {"source": "llm", "key": "lvl_embed.mlp.0.bias"},
                            "w2": {"source": "llm", "key": "lvl_embed.mlp.2.weight"},
                            "b2": {"source": "llm", "key": "lvl_embed.mlp.2.bias"}}
-        values = {(s, k): pool.value(i) for i, (s, k, _) in enumerate(pool.entries)}
-        self.context = Context(lambda s, k: values[(s, k)], constants.data, preview=lambda: (values[("preview", "weight")],
-                                                                            values[("preview", "bias")]))
+        by_source = {"llm": pools["hart"], "tokenizer": pools["hart"], "preview": pools["hart"], "qwen": pools["qwen"]}
 
-    def explain(self, what: str, array: np.ndarray) -> dict:
-        expr = self.pool.explain(array)
+        def value(source: str, key: str) -> np.ndarray:
+            pool = by_source[source]
+            return pool.value(pool.index[(source, key)])
+
+        self.context = Context(value, constants.data, preview=lambda: (value("preview", "weight"),
+                                                                      value("preview", "bias")))
+
+    def explain(self, what: str, array: np.ndarray, pool: str = "hart") -> dict:
+        expr = self.pools[pool].explain(array)
         if expr is None and array.dtype == np.float32:
             levels = self.levels
             if array.tobytes() == levels.tobytes():
@@ -161,7 +172,8 @@ class Collector(conv.Observer):
         for tensor in proto.graph.initializer:
             if tensor.name in dependent:
                 array = _array(tensor, tensor_bytes(tensor, folder))
-                exprs[tensor.name] = self.explain(f"{graph.file}.onnx: {tensor.name}", array)
+                exprs[tensor.name] = self.explain(f"{graph.file}.onnx: {tensor.name}", array,
+                                                  "qwen" if graph.key == "textEncoder" else "hart")
 
     def written(self, graph, filename, proto, external, report):
         traced = self.traced_exprs[graph.key]
@@ -264,7 +276,7 @@ def write_skeleton(hart_dir: str, qwen_dir: str, out_dir: str, fp16: bool = Fals
                    name: str = "hart-0.7b-1024px", log: Callable[[str], None] = print) -> dict:
     started = time.time()
     configs = conv.read_configs(hart_dir, qwen_dir, name=name, log=log)
-    published, pool, preview = unique_model(configs, qwen_dir)
+    published, pools, preview = unique_model(configs, qwen_dir)
     constants = Constants()
     os.makedirs(out_dir, exist_ok=True)
     shared_files: Optional[Dict[str, dict]] = None
@@ -274,7 +286,7 @@ def write_skeleton(hart_dir: str, qwen_dir: str, out_dir: str, fp16: bool = Fals
     for b in bits:
         vname = VARIANT_NAMES[b]
         with tempfile.TemporaryDirectory(prefix=f"hart-skeleton-{vname}-") as tmp:
-            collector = Collector(published, pool, preview, constants, tmp)
+            collector = Collector(published, pools, preview, constants, tmp)
             manifest = conv.write_package(published, tmp, fp16=fp16, text_bits=b, block_size=block_size,
                                           shard_mb=shard_mb, attention=attention, log=lambda m: None,
                                           preview=preview, observer=collector)

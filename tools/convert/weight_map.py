@@ -132,24 +132,32 @@ def tensor_bytes(expr: Expr, ctx: Context, dtype: str, shape: Sequence[int]) -> 
 # Finding expressions
 
 
-BASE_BITS = 0x3F800000       # 1.0f: element g of the pool holds the float32 whose bits are BASE_BITS + g
+ONE_BITS = 0x3F800000        # 1.0f
+INF_BITS = 0x7F800000
+SMALLEST_NORMAL_BITS = 0x00800000
 
 
 class Pool:
-    """Distinct float32 values for every element of every source tensor, in a fixed order."""
+    """Distinct float32 values for every element of every source tensor, in a fixed order.
+
+    Element g holds the float32 whose bits are `base + g`: positive, finite and normal, from
+    1.0 upwards when they fit below infinity, else starting lower (about 2.1e9 values in all).
+    """
 
     def __init__(self, tensors: Sequence[Tuple[str, str, Tuple[int, ...]]]):
         self.entries = list(tensors)
         sizes = [int(np.prod(shape, dtype=np.int64)) for _, _, shape in self.entries]
         self.starts = np.cumsum([0] + sizes)[:-1].astype(np.int64)
         self.total = int(sum(sizes))
-        if BASE_BITS + self.total >= 0x7F800000:
+        self.base = min(ONE_BITS, INF_BITS - self.total)
+        if self.base < SMALLEST_NORMAL_BITS:
             raise WeightMapError(f"{self.total} weights do not fit the distinct-value pool")
+        self.index = {(s, k): i for i, (s, k, _) in enumerate(self.entries)}
 
     def value(self, index: int) -> np.ndarray:
         _, _, shape = self.entries[index]
         bits = np.arange(int(self.starts[index]), int(self.starts[index]) + int(np.prod(shape, dtype=np.int64)),
-                         dtype=np.int64) + BASE_BITS
+                         dtype=np.int64) + self.base
         return bits.astype(np.uint32).view(np.float32).reshape(shape)
 
     def explain(self, array: np.ndarray) -> Optional[Expr]:
@@ -158,7 +166,7 @@ class Pool:
         if array.dtype != np.float32:
             return None
         bits = array.view(np.uint32).astype(np.int64)
-        g = bits - BASE_BITS
+        g = bits - self.base
         zero = bits == 0
         inside = (g >= 0) & (g < self.total)
         if not np.all(inside | zero):

@@ -174,7 +174,7 @@ class WeightMapTest(unittest.TestCase):
 
     def test_skeleton_stops_on_an_unexplained_tensor(self):
         collector = sk.Collector.__new__(sk.Collector)
-        collector.pool = self.pool
+        collector.pools = {"hart": self.pool}
         collector.levels = np.zeros((2, 3), np.float32)
         with self.assertRaisesRegex(WeightMapError, "g.onnx: w: no expression"):
             collector.explain("g.onnx: w", self.values[("llm", "a")] + 1)
