@@ -14,6 +14,7 @@ anything unexpected stops the conversion with a message naming it (convert/check
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,24 +22,28 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLS = os.path.dirname(HERE)
 
+import numpy as np
 import onnx
 import torch
 
 from hart.model import HartModel
+from hart.diffusion import timestep_embedding
 from hart.qwen2 import Qwen2Model, Qwen2TextEncoder
+from hart.transformer import LEVEL_FREQUENCY_DIM
 from export.fp16 import to_fp16
 from export.graphs import Graph, build_graphs, fit_preview, sample_inputs
 from export.model_budget import qwen2_text_encoder_buffers, requirements
-from export.shards import save_sharded
+from export.shards import tensor_bytes, save_sharded
 from export.writer import (IR_VERSION, OPSET, _name_symbolic_dims, build_tables, sha256_file,
                            write_manifest, write_tables)
 from convert import checkpoint as ckpt
-from convert.quantize_weights import quantize_model
+from convert.quantize_weights import QuantizeReport, quantize_model
+from convert.weight_map import level_embedding
 
 SYSTEM_PROMPT = os.path.join(TOOLS, "hart", "data", "hart_system_prompt.txt")
 TOKENIZE_SCRIPT = os.path.join(HERE, "tokenize_text.mjs")
@@ -78,8 +83,18 @@ def system_prompt_ids(qwen_dir: str, max_tokens: int) -> List[int]:
     return tokenize(text, os.path.join(qwen_dir, "tokenizer.json"))[:max_tokens]
 
 
-def load_published(hart_dir: str, qwen_dir: str, name: str = "hart-0.7b-1024px",
-                   log: Callable[[str], None] = print) -> Published:
+@dataclass
+class Configs:
+    """The published config files, read and turned into our config."""
+    llm: dict
+    tokenizer: dict
+    qwen: "Qwen2Config"
+    config: "HartConfig"
+    pad_id: int
+
+
+def read_configs(hart_dir: str, qwen_dir: str, name: str = "hart-0.7b-1024px",
+                 log: Callable[[str], None] = print) -> Configs:
     llm_dir, tok_dir = os.path.join(hart_dir, "llm"), os.path.join(hart_dir, "tokenizer")
     llm_cfg = ckpt.read_json(os.path.join(llm_dir, "config.json"))
     tok_cfg = ckpt.read_json(os.path.join(tok_dir, "config.json"))
@@ -92,6 +107,14 @@ def load_published(hart_dir: str, qwen_dir: str, name: str = "hart-0.7b-1024px",
     log(f"config: {config.depth} blocks, width {config.width}, {config.heads} heads, "
         f"{config.num_scales} scales up to {config.latent_side}x{config.latent_side}, "
         f"text window {config.context_tokens} after a {len(prefix)}-token system prompt")
+    return Configs(llm=llm_cfg, tokenizer=tok_cfg, qwen=qwen_cfg, config=config, pad_id=pad_id)
+
+
+def load_published(hart_dir: str, qwen_dir: str, name: str = "hart-0.7b-1024px",
+                   log: Callable[[str], None] = print) -> Published:
+    llm_dir, tok_dir = os.path.join(hart_dir, "llm"), os.path.join(hart_dir, "tokenizer")
+    configs = read_configs(hart_dir, qwen_dir, name, log)
+    config, qwen_cfg, pad_id = configs.config, configs.qwen, configs.pad_id
 
     model = HartModel(config, _transformer(config), _tokenizer(config), None)
     # Inference uses the EMA weights (docs/hart.md §1); the folder's main weights are training weights.
@@ -166,11 +189,108 @@ def _fp16_from_folder(proto: onnx.ModelProto, folder: str, half_io=()) -> onnx.M
 
 
 def write_graph(proto: onnx.ModelProto, out_dir: str, filename: str, weights_dir: str,
-                shard_bytes: int) -> List[str]:
+                shard_bytes: int, external_names=()) -> List[str]:
     """Save with external-data shards and check the written file; return the shard names."""
-    shards = save_sharded(proto, os.path.join(out_dir, filename), shard_bytes=shard_bytes, base_dir=weights_dir)
+    shards = save_sharded(proto, os.path.join(out_dir, filename), shard_bytes=shard_bytes, base_dir=weights_dir,
+                          external_names=external_names)
     onnx.checker.check_model(os.path.join(out_dir, filename))
     return shards
+
+
+# ---------------------------------------------------------------------------------------------
+# Which tensors derive from the weights
+
+
+def preview_map(model: HartModel) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The preview graph's latent -> RGB map ([3, Cv] weight, [3] bias), fitted against the decoder.
+
+    The one place the converter fits it, so that another fit can replace this one.
+    """
+    config = model.config
+    # Fitted on decoded random latents: 16 images at 64 px, but only 2 at 1024 px (one 1024 px
+    # decode is 3.2 TMACs and ~3 GB of activations on the CPU).
+    count = max(2, min(16, 16 * 256 * 256 // config.image_size ** 2))
+    return fit_preview(model, torch.Generator().manual_seed(0), count=count)
+
+
+def level_sinusoid(config) -> np.ndarray:
+    """[K, 256] float32: the sinusoid of the scale indices the level MLP reads (no weights in it)."""
+    levels = torch.arange(config.num_scales, dtype=torch.float32)
+    return timestep_embedding(levels, LEVEL_FREQUENCY_DIM).numpy()
+
+
+def level_table(model: HartModel) -> torch.Tensor:
+    """[K, C] level embeddings, summed in the fixed order of weight_map.level_embedding."""
+    mlp = model.transformer.lvl_embed.mlp
+    params = [t.detach().float().numpy() for t in (mlp[0].weight, mlp[0].bias, mlp[2].weight, mlp[2].bias)]
+    return torch.from_numpy(level_embedding(level_sinusoid(model.config), *params))
+
+
+def package_graphs(published: Published, attention: str, preview, levels) -> List[Graph]:
+    return [text_encoder_graph(published)] + build_graphs(published.model, preview, attention, levels)
+
+
+def _weight_tensors(published: Published) -> List[torch.Tensor]:
+    modules = [published.model.transformer, published.model.tokenizer, published.qwen]
+    return [t for m in modules for t in m.state_dict().values() if t.is_floating_point()]
+
+
+@contextlib.contextmanager
+def _negated(published: Published):
+    """Every weight negated in place (exactly reversible), restored on exit."""
+    tensors = _weight_tensors(published)
+    with torch.no_grad():
+        for t in tensors:
+            t.neg_()
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for t in tensors:
+                t.neg_()
+
+
+def _without_data(proto: onnx.ModelProto) -> bytes:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    for tensor in copy.graph.initializer:
+        for name in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+            tensor.ClearField(name)
+        del tensor.external_data[:]
+        tensor.data_location = onnx.TensorProto.DEFAULT
+    return copy.SerializeToString()
+
+
+def weight_dependent(published: Published, graph_key: str, proto: onnx.ModelProto, folder: str,
+                     attention: str, preview) -> Set[str]:
+    """Names of the initializers of `proto` (traced into `folder`) whose bytes depend on the weights.
+
+    The graph is traced again with every weight (and the preview map) negated: a tensor that
+    changes is weight-derived. Everything else of the graph must come out identical, or some
+    weight value went into the graph's structure (a folded constant node), which a package
+    rebuilt from published weights could not reproduce.
+    """
+    with tempfile.TemporaryDirectory(prefix=f"hart-probe-{graph_key}-") as probe_dir, _negated(published):
+        negative_preview = tuple(-t for t in preview)
+        graph = next(g for g in package_graphs(published, attention, negative_preview, level_table(published.model))
+                     if g.key == graph_key)
+        probe = trace_to_folder(graph, published.model, probe_dir)
+        if _without_data(probe) != _without_data(proto):
+            raise ValueError(f"graph {graph_key}: its structure depends on the weight values")
+        dependent = set()
+        for a, b in zip(proto.graph.initializer, probe.graph.initializer):
+            if tensor_bytes(a, folder) != tensor_bytes(b, probe_dir):
+                dependent.add(a.name)
+        return dependent
+
+
+def _table_dependence(published: Published) -> Set[str]:
+    model = published.model
+    # build_tables' arrays may share memory with the parameters, which are negated and restored.
+    tables = {name: array.copy() for name, array in build_tables(model, level_table(model)).items()}
+    with _negated(published):
+        negative = {name: array.copy() for name, array in build_tables(model, level_table(model)).items()}
+    return {name for name, array in tables.items() if array.tobytes() != negative[name].tobytes()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,7 +304,38 @@ def convert(hart_dir: str, qwen_dir: str, out_dir: str, fp16: bool = False, text
         raise ValueError(f"--text-encoder-bits must be 4, 8 or 32, got {text_bits}")
     started = time.time()
     published = load_published(hart_dir, qwen_dir, name=name, log=log)
+    manifest = write_package(published, out_dir, fp16=fp16, text_bits=text_bits, block_size=block_size,
+                             shard_mb=shard_mb, attention=attention, log=log)
+    total = sum(entry["bytes"] for entry in manifest["files"])
+    log(f"wrote {out_dir}: {len(manifest['files'])} files, {total / 2**20:,.1f} MB, in {time.time() - started:.0f} s")
+    return manifest
+
+
+class Observer:
+    """What convert/skeleton.py watches while a package is written (the converter passes None)."""
+
+    def traced(self, graph: Graph, proto: onnx.ModelProto, folder: str, dependent: Set[str]) -> None:
+        pass
+
+    def written(self, graph: Graph, filename: str, proto: onnx.ModelProto, dependent: Set[str],
+                report: Optional[QuantizeReport]) -> None:
+        pass
+
+    def tables(self, tables: Dict[str, np.ndarray], dependent: Set[str]) -> None:
+        pass
+
+
+def write_package(published: Published, out_dir: str, fp16: bool = False, text_bits: int = 4,
+                  block_size: int = 32, shard_mb: float = 100, attention: str = "fused",
+                  log: Callable[[str], None] = print, preview=None,
+                  observer: Optional[Observer] = None) -> dict:
+    """Trace and write every graph, tables.bin, tokenizer.json and manifest.json.
+
+    Every initializer that derives from the weights goes to external data, whatever its size,
+    so the graph files hold no weight bytes (docs/model-package.md, "Skeletons and weight maps").
+    """
     model, config = published.model, published.model.config
+    observer = observer or Observer()
     os.makedirs(out_dir, exist_ok=True)
     shard_bytes = int(shard_mb * 2**20)
     files: List[dict] = []
@@ -194,28 +345,31 @@ def convert(hart_dir: str, qwen_dir: str, out_dir: str, fp16: bool = False, text
         files.append({"path": path, "bytes": os.path.getsize(full), "sha256": sha256_file(full), "dtype": dtype})
 
     graphs_entry: Dict[str, dict] = {}
-    # The preview map is fitted on decoded random latents: 16 images at 64 px, but only 2 at
-    # 1024 px (one 1024 px decode is 3.2 TMACs and ~3 GB of activations on the CPU).
-    count = max(2, min(16, 16 * 256 * 256 // config.image_size ** 2))
-    preview = fit_preview(model, torch.Generator().manual_seed(0), count=count)
-    graphs = [text_encoder_graph(published)] + build_graphs(model, preview, attention)
-    for graph in graphs:
+    preview = preview if preview is not None else preview_map(model)
+    levels = level_table(model)
+    for graph in package_graphs(published, attention, preview, levels):
         with tempfile.TemporaryDirectory(prefix=f"hart-{graph.file}-") as tmp:
             proto = trace_to_folder(graph, model, tmp)
+            dependent = weight_dependent(published, graph.key, proto, tmp, attention, preview)
+            observer.traced(graph, proto, tmp, dependent)
             variants = []
+            report = None
             if graph.key == "textEncoder" and text_bits != 32:
                 report = quantize_model(proto, text_bits, block_size=block_size, base_dir=tmp)
                 log(f"  text encoder: {len(report.quantized)} weights to int{text_bits} "
                     f"({report.bytes_before / 2**20:,.0f} MB -> {report.bytes_after / 2**20:,.0f} MB)")
-                variants.append(("fp32", proto, f"int{text_bits}", f"{graph.file}.onnx"))
+                derived = {new for new, (old, scheme, _) in report.parts.items()
+                           if old in dependent and scheme != "zeros"}
+                variants.append(("fp32", proto, f"int{text_bits}", f"{graph.file}.onnx", dependent | derived))
             else:
                 fp16_proto = _fp16_from_folder(proto, tmp, graph.fp16_io) if fp16 else None
-                variants.append(("fp32", proto, "float32", f"{graph.file}.onnx"))
+                variants.append(("fp32", proto, "float32", f"{graph.file}.onnx", dependent))
                 if fp16_proto is not None:
-                    variants.append(("fp16", fp16_proto, "float16", f"{graph.file}.fp16.onnx"))
+                    variants.append(("fp16", fp16_proto, "float16", f"{graph.file}.fp16.onnx", dependent))
             entry = {}
-            for variant, p, dtype, filename in variants:
-                shards = write_graph(p, out_dir, filename, tmp, shard_bytes)
+            for variant, p, dtype, filename, external in variants:
+                shards = write_graph(p, out_dir, filename, tmp, shard_bytes, external)
+                observer.written(graph, filename, p, external, report)
                 entry[variant] = {"path": filename}
                 if shards:
                     entry[variant]["externalData"] = shards
@@ -225,9 +379,11 @@ def convert(hart_dir: str, qwen_dir: str, out_dir: str, fp16: bool = False, text
                 log(f"  {filename}: {size:,} bytes in {1 + len(shards)} file(s)")
             graphs_entry[graph.key] = entry
 
-    shutil.copyfile(os.path.join(qwen_dir, "tokenizer.json"), os.path.join(out_dir, "tokenizer.json"))
+    shutil.copyfile(os.path.join(published.qwen_dir, "tokenizer.json"), os.path.join(out_dir, "tokenizer.json"))
     record("tokenizer.json", "json")
-    tables = write_tables(build_tables(model), out_dir)
+    tables = build_tables(model, levels)
+    observer.tables(tables, _table_dependence(published))
+    tables_entry = write_tables(tables, out_dir)
     record("tables.bin", "float32")
 
     text_encoder = {
@@ -241,8 +397,4 @@ def convert(hart_dir: str, qwen_dir: str, out_dir: str, fp16: bool = False, text
     qwen_buffers = qwen2_text_encoder_buffers(published.qwen.config,
                                               len(config.text_encoder.prefix_ids) + config.context_tokens, text_bits)
     needs = requirements(config, attention, ["fp32", "fp16"] if fp16 else ["fp32"], qwen_buffers, qwen_buffers)
-    manifest = write_manifest(out_dir, config, text_encoder, graphs_entry, tables, files, config.description, needs)
-    total = sum(entry["bytes"] for entry in files)
-    log(f"wrote {out_dir}: {len(files)} files, {total / 2**20:,.1f} MB, in {time.time() - started:.0f} s")
-    return manifest
-
+    return write_manifest(out_dir, config, text_encoder, graphs_entry, tables_entry, files, config.description, needs)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import onnx
@@ -107,6 +107,10 @@ class QuantizeReport:
     block_size: int
     # initializer name -> "matmul" | "embedding"
     quantized: Dict[str, str] = field(default_factory=dict)
+    # new initializer name -> (float weight it was made from, scheme, part): how each quantized
+    # tensor derives from a float one (scheme "int4" | "int8cols" | "int8rows" | "zeros", part
+    # "weight" | "scales" | "zeros" | "scale"), for the weight map of convert/skeleton.py.
+    parts: Dict[str, Tuple[str, str, str]] = field(default_factory=dict)
     bytes_before: int = 0
     bytes_after: int = 0
 
@@ -201,6 +205,7 @@ def _embedding_nodes(node, name, table, new_inits, report):
     qname, sname = name + "_int8", name + "_rowscale"
     new_inits += [numpy_helper.from_array(q, qname), numpy_helper.from_array(scale, sname)]
     report.quantized[name] = "embedding"
+    report.parts.update({qname: (name, "int8rows", "weight"), sname: (name, "int8rows", "scale")})
     ids, out = node.input[1], node.output[0]
     base = node.name or out
     return [
@@ -225,6 +230,8 @@ def _matmul_nbits_node(node, name, w, block_size, new_inits, report):
     new_inits += [numpy_helper.from_array(packed, names[0]), numpy_helper.from_array(scales, names[1]),
                   numpy_helper.from_array(zeros, names[2])]
     report.quantized[name] = "matmul"
+    report.parts.update({names[0]: (name, "int4", "weight"), names[1]: (name, "int4", "scales"),
+                         names[2]: (name, "int4", "zeros")})
     return helper.make_node("MatMulNBits", [node.input[0]] + names, list(node.output),
                             name=(node.name or node.output[0]) + "_q4", domain=MS_DOMAIN,
                             K=k, N=n, bits=4, block_size=block_size, accuracy_level=0)
@@ -236,6 +243,8 @@ def _dequantize_matmul_nodes(node, name, w, new_inits, report):
     new_inits += [numpy_helper.from_array(q, qname), numpy_helper.from_array(scale, sname),
                   numpy_helper.from_array(np.zeros(scale.shape, dtype=np.int8), zname)]
     report.quantized[name] = "matmul"
+    report.parts.update({qname: (name, "int8cols", "weight"), sname: (name, "int8cols", "scale"),
+                         zname: (name, "zeros", "")})
     base = node.name or node.output[0]
     return [
         helper.make_node("DequantizeLinear", [qname, sname, zname], [name + "_deq"], name=base + "_deq", axis=1),

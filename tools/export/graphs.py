@@ -56,11 +56,15 @@ class TextEncoderGraph(nn.Module):
 
 
 class ConditionGraph(nn.Module):
-    def __init__(self, model: HartModel):
+    """`level0` is the level-0 embedding; by default the model's own (computed by torch)."""
+
+    def __init__(self, model: HartModel, level0: Optional[torch.Tensor] = None):
         super().__init__()
         self.transformer = model.transformer
         with torch.no_grad():
-            self.register_buffer("level0", model.transformer.level_table()[0].clone())
+            if level0 is None:
+                level0 = model.transformer.level_table()[0]
+            self.register_buffer("level0", level0.detach().float().clone())
 
     def forward(self, context):
         return self.transformer.condition(context, self.level0)
@@ -184,7 +188,9 @@ def fit_preview(model: HartModel, generator: torch.Generator, count: int = 16,
 
 
 def build_graphs(model: HartModel, preview: Tuple[torch.Tensor, torch.Tensor],
-                 attention: str = "plain") -> List[Graph]:
+                 attention: str = "plain", levels: Optional[torch.Tensor] = None) -> List[Graph]:
+    """`levels` [K, C] replaces the level table the condition graph's level-0 row comes from
+    (the converter computes it with a fixed summation order, see convert/weight_map.py)."""
     c = model.config
     C, Cv, D, H, hd, V = c.width, c.latent_channels, c.context_dim, c.heads, c.head_dim, c.vocab_size
     past_inputs, present_outputs = [], []
@@ -197,7 +203,7 @@ def build_graphs(model: HartModel, preview: Tuple[torch.Tensor, torch.Tensor],
                             [("input_ids", "int32", ("B", "S")), ("attention_mask", "int32", ("B", "S"))],
                             [("hidden", ("B", "S", D))], trace_dims={"B": 2, "S": c.context_tokens}))
     graphs += [
-        Graph("condition", "condition", ConditionGraph(model),
+        Graph("condition", "condition", ConditionGraph(model, None if levels is None else levels[0]),
               [("context", "float32", ("N", "T", D))],
               [("x", ("N", "T", C)), ("head_cond", ("N", 2 * C))], trace_dims={"N": 4, "T": 5}),
         Graph("transformer", "transformer", TransformerGraph(model, attention),

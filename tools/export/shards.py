@@ -12,7 +12,7 @@ limit on common adapters).
 from __future__ import annotations
 
 import os
-from typing import List, Optional
+from typing import Collection, List, Optional
 
 import onnx
 from onnx import TensorProto
@@ -26,7 +26,7 @@ class ShardError(ValueError):
     pass
 
 
-def _tensor_bytes(tensor: TensorProto, base_dir: Optional[str]) -> bytes:
+def tensor_bytes(tensor: TensorProto, base_dir: Optional[str]) -> bytes:
     """The raw little-endian bytes of an initializer, wherever they live now."""
     if tensor.data_location == TensorProto.EXTERNAL:
         info = {e.key: e.value for e in tensor.external_data}
@@ -42,12 +42,17 @@ def _tensor_bytes(tensor: TensorProto, base_dir: Optional[str]) -> bytes:
 
 
 def save_sharded(model: onnx.ModelProto, path: str, shard_bytes: int = 100 * 2**20,
-                 min_external_bytes: int = 1024, base_dir: Optional[str] = None) -> List[str]:
-    """Write `model` to `path` with weights >= min_external_bytes in shards; return shard file names.
+                 min_external_bytes: int = 1024, base_dir: Optional[str] = None,
+                 external_names: Collection[str] = ()) -> List[str]:
+    """Write `model` to `path` with tensors >= min_external_bytes, and every tensor named in
+    `external_names` whatever its size, in shards; return shard file names.
 
+    `external_names` is how a converter keeps every weight-derived byte out of the graph file
+    (a model package can then be rebuilt from its graph files plus the published weights).
     `base_dir` is where already-external tensors of `model` can be read (e.g. the folder
     torch.onnx.export wrote them to). The model is modified in place.
     """
+    external_names = frozenset(external_names)
     if shard_bytes > MAX_FILE_BYTES:
         raise ShardError(f"shard_bytes {shard_bytes} exceeds the 2 GB file limit")
     folder = os.path.dirname(os.path.abspath(path))
@@ -57,10 +62,10 @@ def save_sharded(model: onnx.ModelProto, path: str, shard_bytes: int = 100 * 2**
     used = 0
     try:
         for tensor in model.graph.initializer:
-            raw = _tensor_bytes(tensor, base_dir)
+            raw = tensor_bytes(tensor, base_dir)
             if len(raw) > MAX_TENSOR_BYTES:
                 raise ShardError(f"tensor {tensor.name} is {len(raw)} bytes, over the 1 GiB limit")
-            if len(raw) < min_external_bytes:
+            if len(raw) < min_external_bytes and tensor.name not in external_names:
                 if tensor.data_location == TensorProto.EXTERNAL:
                     tensor.data_location = TensorProto.DEFAULT
                     del tensor.external_data[:]

@@ -112,14 +112,15 @@ def _point_to_external(tensor: onnx.TensorProto, location: str, offset: int, len
 # Tables. -------------------------------------------------------------------------------
 
 @torch.no_grad()
-def build_tables(model: HartModel) -> Dict[str, np.ndarray]:
+def build_tables(model: HartModel, levels: Optional[torch.Tensor] = None) -> Dict[str, np.ndarray]:
+    """The tables of tables.bin; `levels` [K, C] replaces the model's torch-computed level table."""
     c = model.config
     quantizer = model.tokenizer.quantize
     tables = {
         "codebook": quantizer.embedding.weight,
         "phiWeight": torch.stack([conv.weight for conv in quantizer.quant_resi.qresi_ls]),
         "phiBias": torch.stack([conv.bias for conv in quantizer.quant_resi.qresi_ls]),
-        "levels": model.transformer.level_table(),
+        "levels": model.transformer.level_table() if levels is None else torch.as_tensor(levels),
     }
     for k, pn in enumerate(c.patch_nums):
         tables[f"upsample.{k}"] = bicubic_matrix(c.latent_side, pn)
