@@ -8,6 +8,8 @@ import { resolveModelUrl, shownModelUrl } from './pageOptions';
 export function createModelSlice(deps: AppDeps, backendChoice: BackendChoice): Slice<ModelSlice> {
   // Only the newest load may write its status; an older one finishing late is ignored.
   let loadId = 0;
+  // Lost WebGPU devices so far: the second loss means this GPU cannot be trusted, go on with WASM.
+  let deviceLosses = 0;
 
   return (set, get) => ({
     backendChoice,
@@ -37,10 +39,11 @@ export function createModelSlice(deps: AppDeps, backendChoice: BackendChoice): S
           set({ modelSource: source, modelLabel: label, modelInfo: info, ...settled });
           return;
         }
+        const { fallbackReason } = get();
         set({
           modelSource: source,
           modelLabel: label,
-          modelInfo: info,
+          modelInfo: fallbackReason && info.backend.backend === 'wasm' ? { ...info, backend: { ...info.backend, reason: fallbackReason } } : info,
           pendingLabel: undefined,
           modelStatus: 'ready',
           settings: { ...info.defaults },
@@ -77,6 +80,31 @@ export function createModelSlice(deps: AppDeps, backendChoice: BackendChoice): S
       } catch (error) {
         set({ modelError: error as AppFailure });
       }
+    },
+    async recoverFromDeviceLoss(failure) {
+      const { modelSource, modelLabel, modelInfo } = get();
+      deviceLosses++;
+      // onnxruntime keeps the dead device for the life of its worker: only a fresh worker gets a
+      // new one. The fresh worker holds no model until the load below is done.
+      deps.client.restart(failure);
+      set({ modelInfo: undefined, modelStatus: 'loading' });
+      if (!modelSource) return;
+      const onGpu = modelInfo?.backend.backend === 'webgpu';
+      if (onGpu && deviceLosses === 1) {
+        await get().loadModel(modelSource, modelLabel);
+        if (get().modelInfo) return;
+      }
+      if (!onGpu) {
+        await get().loadModel(modelSource, modelLabel);
+        return;
+      }
+      const why = deviceLosses > 1 ? 'was lost again' : `was lost and could not be started again (${get().modelError?.message ?? 'no device'})`;
+      set({
+        backendChoice: 'wasm',
+        fallbackReason: `WASM, because the GPU's WebGPU device ${why}.`,
+        modelError: undefined,
+      });
+      await get().loadModel(modelSource, modelLabel);
     },
     async loadModelUrl(input, pageHref) {
       let url: string;

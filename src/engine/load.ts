@@ -304,20 +304,46 @@ export function modelInfo(model: LoadedModel): ModelInfo {
   };
 }
 
+/** How long a failed WebGPU run waits for the device to report its loss before failing as it is. */
+const DEVICE_LOSS_GRACE_MS = 200;
+
+function deviceLostError(reason: string): EngineError {
+  return new EngineError('device-lost', `The GPU stopped working (its WebGPU device was lost: ${reason}); the model must be loaded again.`);
+}
+
 /** Wraps a loaded model as an `Engine`: the object the worker, the CLI and tests use. */
 export function createEngine(model: LoadedModel): LoadedEngine {
   let disposed = false;
   const info = modelInfo(model);
+  // Settles when ORT's WebGPU device is lost: a run under way then fails at once instead of
+  // waiting on a GPU that will never answer.
+  const lost =
+    model.backend.backend === 'webgpu'
+      ? new Promise<string>((resolve) =>
+          watchDeviceLoss(model.ort, (message) => {
+            model.deviceLost ??= message;
+            resolve(message);
+          }),
+        )
+      : undefined;
   return {
     info,
     model,
     analyzePrompt: (prompt: string) => model.tokenizer.analyze(prompt),
     async generate(request: GenerateRequest, options?: PipelineOptions): Promise<GenerateResult> {
       if (disposed) throw new EngineError('internal', 'This engine was disposed; load the model again.');
-      if (model.deviceLost) throw new EngineError('device-lost', `The GPU device was lost (${model.deviceLost}); load the model again.`);
+      if (model.deviceLost) throw deviceLostError(model.deviceLost);
+      const run = generate(model, request, options);
       try {
-        return await generate(model, request, options);
+        if (!lost) return await run;
+        run.catch(() => undefined);
+        return await Promise.race([run, lost.then((message) => Promise.reject(deviceLostError(message)))]);
       } catch (error) {
+        // A run on a lost device may fail with its own error (a buffer that cannot be mapped, an
+        // AbortError) a moment before the device reports the loss: wait briefly for that report,
+        // so the failure is named for what it is.
+        if (lost && !model.deviceLost) await Promise.race([lost, new Promise((resolve) => setTimeout(resolve, DEVICE_LOSS_GRACE_MS))]);
+        if (model.deviceLost) throw deviceLostError(model.deviceLost);
         throw toEngineError(error);
       }
     },
