@@ -361,8 +361,12 @@ export function createEngine(model: LoadedModel): LoadedEngine {
  */
 export async function loadEngine(source: string, options: LoadOptions): Promise<LoadedEngine> {
   let engine: LoadedEngine | undefined;
+  // The IO is made here so that what it could not keep for offline use can be reported.
+  const io = options.io ?? createFetchIO(source, { policy: options.fetchPolicy });
   try {
-    engine = createEngine(await loadModel(source, options));
+    engine = createEngine(await loadModel(source, { ...options, io }));
+    const storageWarning = await io.notKept?.();
+    if (storageWarning) engine.info.storageWarning = storageWarning;
     if (options.warmup && warmupRuns(engine.model.backend.backend)) {
       const count = engine.info.scales.length;
       options.onProgress?.({ phase: 'warmup', loaded: 0, total: count });
