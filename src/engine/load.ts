@@ -308,7 +308,7 @@ export function modelInfo(model: LoadedModel): ModelInfo {
 const DEVICE_LOSS_GRACE_MS = 200;
 
 function deviceLostError(reason: string): EngineError {
-  return new EngineError('device-lost', `The GPU stopped working (its WebGPU device was lost: ${reason}); the model must be loaded again.`);
+  return new EngineError('device-lost', `The GPU stopped working (its WebGPU device was lost: ${reason.replace(/\.$/, '')}); the model must be loaded again.`);
 }
 
 /** Wraps a loaded model as an `Engine`: the object the worker, the CLI and tests use. */
