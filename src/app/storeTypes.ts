@@ -122,6 +122,8 @@ export interface RunSlice {
 export interface GallerySlice {
   gallery: GalleryEntry[];
   galleryError?: AppFailure;
+  /** True when browser storage refused the gallery (private windows): images live only as long as the page. */
+  galleryUnavailable: boolean;
   loadGallery(): Promise<void>;
   keep(result: GenerateResult, durationMs: number): Promise<void>;
   deleteEntry(id: string): Promise<void>;
