@@ -1,5 +1,5 @@
 // Loading: a model package onto a backend, wrapped as an `Engine`.
-import { chooseBackend, watchDeviceLoss, type AdapterLike, type BackendRequest, type GpuLike, type Ort } from './backend';
+import { chooseBackend, limitWasmThreads, watchDeviceLoss, type AdapterLike, type BackendRequest, type GpuLike, type Ort } from './backend';
 import { BadPackageError, EngineError, LOADING_CANCELLED, NoBackendError, throwIfCancelled, toEngineError } from './errors';
 import { estimateStorage, type StorageManagerLike } from './cache';
 import { platformLocks, withPackageLock, type LockManagerLike } from './locks';
@@ -213,6 +213,8 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
   onProgress?.({ phase: 'manifest', file: MANIFEST_FILE, loaded: 1, total: 1 });
 
   const backend = await chooseBackend({ ort, requested: options.backend ?? 'auto', gpu: options.gpu });
+  // Without cross-origin isolation, one WASM thread (the reason says so); set before any session.
+  limitWasmThreads(ort);
   if (options.preflight !== false) {
     const fits = await preflight(manifest, io, backend, options);
     if (!fits.ok) throw new NoBackendError(`${manifest.name} cannot run here (${backend.backend}): ${fits.problems.join(' ')}`);
