@@ -469,8 +469,9 @@ export async function staticHostJourney({ browser, baseUrl, query, label, isolat
   const context = await browser.newContext();
   try {
     await step(label, async () => {
-      // Violations the page sees as events; those in workers reach the console as errors, which
-      // openApp counts as problems.
+      // Violations in the page arrive as events. A worker's own (its policy comes from its
+      // response header) show in what they stop: a refused WebAssembly compile fails the load;
+      // console errors from workers count as problems too.
       await context.addInitScript(() => {
         window.__cspViolations = [];
         document.addEventListener('securitypolicyviolation', (e) => window.__cspViolations.push(`${e.violatedDirective} blocked ${e.blockedURI || '(inline)'}`));
