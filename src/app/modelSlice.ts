@@ -90,21 +90,26 @@ export function createModelSlice(deps: AppDeps, backendChoice: BackendChoice): S
       set({ modelInfo: undefined, modelStatus: 'loading' });
       if (!modelSource) return;
       const onGpu = modelInfo?.backend.backend === 'webgpu';
-      if (onGpu && deviceLosses === 1) {
+      const reload = async () => {
         await get().loadModel(modelSource, modelLabel);
+        // The run's message said the model was loading again: say how that ended.
+        const info = get().modelInfo;
+        if (info && get().runError?.code === 'device-lost') {
+          set({ runError: { code: failure.code, message: `${failure.message} It was loaded again on ${info.backend.backend === 'webgpu' ? 'WebGPU' : 'WASM'}; Generate works.` } });
+        }
+      };
+      if (onGpu && deviceLosses === 1) {
+        await reload();
         if (get().modelInfo) return;
       }
-      if (!onGpu) {
-        await get().loadModel(modelSource, modelLabel);
-        return;
-      }
+      if (!onGpu) return reload();
       const why = deviceLosses > 1 ? 'was lost again' : `was lost and could not be started again (${get().modelError?.message ?? 'no device'})`;
       set({
         backendChoice: 'wasm',
         fallbackReason: `WASM, because the GPU's WebGPU device ${why}.`,
         modelError: undefined,
       });
-      await get().loadModel(modelSource, modelLabel);
+      await reload();
     },
     async loadModelUrl(input, pageHref) {
       let url: string;

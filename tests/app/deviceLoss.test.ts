@@ -47,6 +47,7 @@ describe('a lost WebGPU device', () => {
     await vi.waitFor(() => expect(store.getState().modelStatus).toBe('ready'));
     expect(asked).toEqual(['webgpu', 'webgpu']);
     expect(store.getState().modelInfo?.backend).toEqual(GPU);
+    await vi.waitFor(() => expect(store.getState().runError?.message).toMatch(/WebGPU device was lost.*It was loaded again on WebGPU; Generate works\.$/));
     await store.getState().generate();
     expect(statusText(store.getState().run)).toMatch(/^Done in/);
     expect(store.getState().runError).toBeUndefined();
@@ -62,6 +63,7 @@ describe('a lost WebGPU device', () => {
     expect(store.getState().modelStatus).toBe('ready');
     expect(store.getState().modelError).toBeUndefined();
     expect(store.getState().modelInfo?.backend.reason).toMatch(/^WASM, because the GPU's WebGPU device was lost and could not be started again \(.*no WebGPU adapter/);
+    await vi.waitFor(() => expect(store.getState().runError?.message).toMatch(/It was loaded again on WASM; Generate works\.$/));
     await store.getState().generate();
     expect(statusText(store.getState().run)).toMatch(/^Done in/);
     expect(store.getState().gallery).toHaveLength(1);
