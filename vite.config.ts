@@ -1,15 +1,35 @@
 /// <reference types="vitest/config" />
-import { defineConfig } from 'vite';
+import { defineConfig, type Plugin } from 'vite';
 import react from '@vitejs/plugin-react';
+import { CONTENT_SECURITY_POLICY, ISOLATION_HEADERS, headersFile } from './deploy/headers.mjs';
 
 // COOP/COEP make the page cross-origin isolated so onnxruntime-web may use wasm threads.
-const isolation = {
-  'Cross-Origin-Opener-Policy': 'same-origin',
-  'Cross-Origin-Embedder-Policy': 'require-corp',
-};
+const isolation = ISOLATION_HEADERS;
+
+/**
+ * The built app carries its Content-Security-Policy in a <meta> (any static host applies it) and
+ * a dist/_headers with the header form and COOP/COEP (hosts that read it). Build only: the dev
+ * server injects inline scripts (React refresh) that the policy forbids.
+ */
+function deployHeaders(): Plugin {
+  return {
+    name: 'hart-deploy-headers',
+    apply: 'build',
+    transformIndexHtml: {
+      order: 'pre',
+      handler: (html) => ({
+        html,
+        tags: [{ tag: 'meta', attrs: { 'http-equiv': 'Content-Security-Policy', content: CONTENT_SECURITY_POLICY }, injectTo: 'head-prepend' }],
+      }),
+    },
+    generateBundle() {
+      this.emitFile({ type: 'asset', fileName: '_headers', source: headersFile() });
+    },
+  };
+}
 
 export default defineConfig({
-  plugins: [react()],
+  plugins: [react(), deployHeaders()],
   worker: { format: 'es' },
   optimizeDeps: {
     exclude: ['onnxruntime-web'],

@@ -17,7 +17,7 @@ const suites = [
     cwd: path.join(root, 'tools'),
   },
   { name: 'vitest (engine, UI)', cmd: 'npx', args: ['vitest', 'run'], cwd: root },
-  { name: 'engine parity in Chromium (WebGPU, WASM)', cmd: 'node', args: ['tests/engine/browser/run.mjs'], cwd: root },
+  { name: 'engine parity and a lost WebGPU device in Chromium (WebGPU, WASM)', cmd: 'node', args: ['tests/engine/browser/run.mjs'], cwd: root },
   { name: 'fused attention in Chromium (WebGPU, WASM)', cmd: 'node', args: ['tests/engine/browser/attention.mjs'], cwd: root },
   { name: 'e2e (headless Chromium)', cmd: 'node', args: ['tests/e2e/run.mjs'], cwd: root },
 ];

@@ -12,6 +12,12 @@ export interface EngineClient extends WorkerApi {
    * restarted in a loop; the next call starts one.
    */
   onCrash(listener: CrashListener): () => void;
+  /**
+   * Replaces the worker with a fresh one (without a model): after a lost GPU device, whose
+   * onnxruntime keeps the dead device, only a fresh worker gets a new one. Calls in flight on
+   * the old worker reject with `failure`.
+   */
+  restart(failure: AppFailure): void;
   dispose(): void;
 }
 
@@ -85,6 +91,12 @@ export function createEngineClient(
     cancelLoad: () => call((api) => api.cancelLoad()),
     analyzePrompt: (prompt) => call((api) => api.analyzePrompt(prompt)),
     checkNeeds: (needs, diskBytes, options) => call((api) => api.checkNeeds(needs, diskBytes, options)),
+    restart(failure) {
+      rejectInFlight(failure);
+      worker?.terminate();
+      crashStreak = 0;
+      start();
+    },
     onCrash(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

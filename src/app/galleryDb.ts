@@ -12,12 +12,28 @@ function request<T>(req: IDBRequest<T>): Promise<T> {
   });
 }
 
-function open(factory: IDBFactory): Promise<IDBDatabase> {
-  const req = factory.open(DB_NAME, 1);
+/** Why the database cannot be opened, in words for people (private windows often refuse it). */
+function unavailable(cause: unknown): Error {
+  const detail = cause instanceof Error || cause instanceof DOMException ? cause.message : String(cause ?? 'no reason given');
+  return new Error(`this browser does not let the page use IndexedDB (${detail || 'no reason given'}), as some private windows do`, { cause });
+}
+
+async function open(factory: IDBFactory | undefined): Promise<IDBDatabase> {
+  if (!factory) throw unavailable('there is no indexedDB');
+  let req: IDBOpenDBRequest;
+  try {
+    req = factory.open(DB_NAME, 1);
+  } catch (error) {
+    throw unavailable(error);
+  }
   req.onupgradeneeded = () => {
     if (!req.result.objectStoreNames.contains(STORE)) req.result.createObjectStore(STORE, { keyPath: 'id' });
   };
-  return request(req);
+  try {
+    return await request(req);
+  } catch (error) {
+    throw unavailable(error);
+  }
 }
 
 function done(tx: IDBTransaction): Promise<void> {
@@ -28,7 +44,8 @@ function done(tx: IDBTransaction): Promise<void> {
   });
 }
 
-export function createIndexedDbGalleryStorage(factory: IDBFactory = indexedDB): GalleryStorage {
+/** `factory`: the page's `indexedDB` by default; missing (some browsers, private modes) is no crash: every call then fails in words. */
+export function createIndexedDbGalleryStorage(factory: IDBFactory | undefined = (globalThis as { indexedDB?: IDBFactory }).indexedDB): GalleryStorage {
   let db: Promise<IDBDatabase> | undefined;
   const database = () => (db ??= open(factory));
 

@@ -10,12 +10,21 @@ function describe(action: string, error: unknown): { code: 'internal'; message: 
 export function createGallerySlice(deps: AppDeps): Slice<GallerySlice> {
   return (set, get) => ({
     gallery: [],
+    galleryUnavailable: false,
 
     async loadGallery() {
       try {
-        set({ gallery: await deps.gallery.list(), galleryError: undefined });
+        set({ gallery: await deps.gallery.list(), galleryError: undefined, galleryUnavailable: false });
       } catch (error) {
-        set({ galleryError: describe('open the gallery (browser storage is unavailable)', error) });
+        // Private windows may refuse storage: images still get made, they just do not outlive the page.
+        const reason = error instanceof Error ? error.message : String(error);
+        set({
+          galleryUnavailable: true,
+          galleryError: {
+            code: 'internal',
+            message: `The gallery cannot keep images in this browser: ${reason}. New images stay here until the page is closed; download the ones you want to keep.`,
+          },
+        });
       }
     },
 
@@ -41,6 +50,8 @@ export function createGallerySlice(deps: AppDeps): Slice<GallerySlice> {
           png: new Blob([png as Uint8Array<ArrayBuffer>], { type: 'image/png' }),
         };
         set({ gallery: [entry, ...get().gallery] });
+        // Storage already said no: the image stays in the page, and the banner says so once.
+        if (get().galleryUnavailable) return;
         await deps.gallery.put(entry);
       } catch (error) {
         set({ galleryError: describe('save the image in the gallery', error) });
@@ -49,6 +60,7 @@ export function createGallerySlice(deps: AppDeps): Slice<GallerySlice> {
 
     async deleteEntry(id) {
       set({ gallery: get().gallery.filter((entry) => entry.id !== id) });
+      if (get().galleryUnavailable) return;
       try {
         await deps.gallery.remove(id);
       } catch (error) {

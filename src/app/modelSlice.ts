@@ -8,6 +8,8 @@ import { resolveModelUrl, shownModelUrl } from './pageOptions';
 export function createModelSlice(deps: AppDeps, backendChoice: BackendChoice): Slice<ModelSlice> {
   // Only the newest load may write its status; an older one finishing late is ignored.
   let loadId = 0;
+  // Lost WebGPU devices so far: the second loss means this GPU cannot be trusted, go on with WASM.
+  let deviceLosses = 0;
 
   return (set, get) => ({
     backendChoice,
@@ -37,10 +39,11 @@ export function createModelSlice(deps: AppDeps, backendChoice: BackendChoice): S
           set({ modelSource: source, modelLabel: label, modelInfo: info, ...settled });
           return;
         }
+        const { fallbackReason } = get();
         set({
           modelSource: source,
           modelLabel: label,
-          modelInfo: info,
+          modelInfo: fallbackReason && info.backend.backend === 'wasm' ? { ...info, backend: { ...info.backend, reason: fallbackReason } } : info,
           pendingLabel: undefined,
           modelStatus: 'ready',
           settings: { ...info.defaults },
@@ -77,6 +80,36 @@ export function createModelSlice(deps: AppDeps, backendChoice: BackendChoice): S
       } catch (error) {
         set({ modelError: error as AppFailure });
       }
+    },
+    async recoverFromDeviceLoss(failure) {
+      const { modelSource, modelLabel, modelInfo } = get();
+      deviceLosses++;
+      // onnxruntime keeps the dead device for the life of its worker: only a fresh worker gets a
+      // new one. The fresh worker holds no model until the load below is done.
+      deps.client.restart(failure);
+      set({ modelInfo: undefined, modelStatus: 'loading' });
+      if (!modelSource) return;
+      const onGpu = modelInfo?.backend.backend === 'webgpu';
+      const reload = async () => {
+        await get().loadModel(modelSource, modelLabel);
+        // The run's message said the model was loading again: say how that ended.
+        const info = get().modelInfo;
+        if (info && get().runError?.code === 'device-lost') {
+          set({ runError: { code: failure.code, message: `${failure.message} It was loaded again on ${info.backend.backend === 'webgpu' ? 'WebGPU' : 'WASM'}; Generate works.` } });
+        }
+      };
+      if (onGpu && deviceLosses === 1) {
+        await reload();
+        if (get().modelInfo) return;
+      }
+      if (!onGpu) return reload();
+      const why = deviceLosses > 1 ? 'was lost again' : `was lost and could not be started again (${get().modelError?.message ?? 'no device'})`;
+      set({
+        backendChoice: 'wasm',
+        fallbackReason: `WASM, because the GPU's WebGPU device ${why}.`,
+        modelError: undefined,
+      });
+      await reload();
     },
     async loadModelUrl(input, pageHref) {
       let url: string;

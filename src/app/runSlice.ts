@@ -93,6 +93,13 @@ export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
         const failure = error as AppFailure;
         if (failure.code === 'cancelled') {
           set({ run: { ...get().run, phase: 'cancelled' } });
+        } else if (failure.code === 'device-lost') {
+          // Not the end of the session: a fresh worker loads the model again (WebGPU, else WASM).
+          set({
+            run: { ...get().run, phase: 'error' },
+            runError: { code: failure.code, message: `${failure.message} Loading it again; Generate works once it is ready.` },
+          });
+          void get().recoverFromDeviceLoss(failure);
         } else {
           set({ run: { ...get().run, phase: 'error' }, runError: failure });
         }

@@ -22,7 +22,7 @@ import type { RunProgress } from './runStatus';
 
 /** Everything the store needs from the outside world, injected so tests can fake it. */
 export interface AppDeps {
-  client: Pick<EngineClient, 'load' | 'generate' | 'cancel' | 'cancelLoad' | 'analyzePrompt' | 'checkNeeds' | 'onCrash'>;
+  client: Pick<EngineClient, 'load' | 'generate' | 'cancel' | 'cancelLoad' | 'analyzePrompt' | 'checkNeeds' | 'onCrash' | 'restart'>;
   /** The model list (public/models/catalog.json): its address and a way to read it. */
   catalog?: { url: string; fetch(url: string): Promise<unknown> };
   gallery: GalleryStorage;
@@ -68,6 +68,16 @@ export interface ModelSlice {
   loadModelUrl(input: string, pageHref: string): Promise<void>;
   /** Stops the load under way; the model loaded before (if any) stays loaded and usable. */
   cancelLoad(): Promise<void>;
+  /**
+   * Set once the GPU failed and the app went on with WASM: why, in words for people (the
+   * badge's reason for every model loaded from then on).
+   */
+  fallbackReason?: string;
+  /**
+   * After the WebGPU device was lost (`failure`, code `device-lost`): a fresh worker, the model
+   * loaded again on WebGPU, or on WASM when that fails or the device was lost before.
+   */
+  recoverFromDeviceLoss(failure: AppFailure): Promise<void>;
 }
 
 export interface SettingsSlice {
@@ -133,6 +143,8 @@ export interface RunSlice {
 export interface GallerySlice {
   gallery: GalleryEntry[];
   galleryError?: AppFailure;
+  /** True when browser storage refused the gallery (private windows): images live only as long as the page. */
+  galleryUnavailable: boolean;
   loadGallery(): Promise<void>;
   keep(result: GenerateResult, durationMs: number): Promise<void>;
   deleteEntry(id: string): Promise<void>;

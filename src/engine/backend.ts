@@ -45,10 +45,41 @@ export interface ChooseBackendOptions {
   requested?: BackendRequest;
   /** `navigator.gpu` by default. */
   gpu?: GpuLike | null;
+  /** Whether the page is cross-origin isolated; `isCrossOriginIsolated()` by default. */
+  isolated?: boolean;
+}
+
+/**
+ * False only in a browser page or worker served without COOP/COEP: there is no SharedArrayBuffer,
+ * so onnxruntime-web's WASM cannot use threads. (Node has no such flag and no such limit.)
+ */
+export function isCrossOriginIsolated(): boolean {
+  return (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated !== false;
+}
+
+/** Said in the backend's reason when WASM runs on one thread for want of COOP/COEP. */
+export const ONE_THREAD_NOTE = 'One thread only: the page is served without the COOP/COEP headers that WASM threads need.';
+
+/**
+ * Asks onnxruntime-web for one WASM thread where threads cannot work (no cross-origin
+ * isolation), instead of leaving it to try more and warn. Returns true when it did.
+ */
+export function limitWasmThreads(ort: Ort, isolated = isCrossOriginIsolated()): boolean {
+  if (isolated || isNodeRuntime(ort)) return false;
+  ort.env.wasm.numThreads = 1;
+  return true;
+}
+
+/** chooseBackend's answer, with the one-thread note where WASM runs without isolation. */
+export async function chooseBackend(options: ChooseBackendOptions): Promise<BackendInfo> {
+  const info = await chooseBackendOnly(options);
+  const isolated = options.isolated ?? isCrossOriginIsolated();
+  if (info.backend !== 'wasm' || isolated) return info;
+  return { ...info, reason: `${info.reason} ${ONE_THREAD_NOTE}` };
 }
 
 /** Decides the backend and says why, in words for people. Throws NoBackendError when impossible. */
-export async function chooseBackend({ ort, requested = 'auto', gpu = defaultGpu() }: ChooseBackendOptions): Promise<BackendInfo> {
+async function chooseBackendOnly({ ort, requested = 'auto', gpu = defaultGpu() }: ChooseBackendOptions): Promise<BackendInfo> {
   if (isNodeRuntime(ort)) {
     if (requested !== 'auto' && requested !== 'cpu') {
       throw new NoBackendError(`The ${requested} backend needs onnxruntime-web; onnxruntime-node runs on the CPU only.`);

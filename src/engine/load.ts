@@ -1,5 +1,5 @@
 // Loading: a model package onto a backend, wrapped as an `Engine`.
-import { chooseBackend, watchDeviceLoss, type AdapterLike, type BackendRequest, type GpuLike, type Ort } from './backend';
+import { chooseBackend, limitWasmThreads, watchDeviceLoss, type AdapterLike, type BackendRequest, type GpuLike, type Ort } from './backend';
 import { BadPackageError, EngineError, LOADING_CANCELLED, NoBackendError, throwIfCancelled, toEngineError } from './errors';
 import { estimateStorage, type StorageManagerLike } from './cache';
 import { platformLocks, withPackageLock, type LockManagerLike } from './locks';
@@ -213,6 +213,8 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
   onProgress?.({ phase: 'manifest', file: MANIFEST_FILE, loaded: 1, total: 1 });
 
   const backend = await chooseBackend({ ort, requested: options.backend ?? 'auto', gpu: options.gpu });
+  // Without cross-origin isolation, one WASM thread (the reason says so); set before any session.
+  limitWasmThreads(ort);
   if (options.preflight !== false) {
     const fits = await preflight(manifest, io, backend, options);
     if (!fits.ok) throw new NoBackendError(`${manifest.name} cannot run here (${backend.backend}): ${fits.problems.join(' ')}`);
@@ -304,20 +306,46 @@ export function modelInfo(model: LoadedModel): ModelInfo {
   };
 }
 
+/** How long a failed WebGPU run waits for the device to report its loss before failing as it is. */
+const DEVICE_LOSS_GRACE_MS = 200;
+
+function deviceLostError(reason: string): EngineError {
+  return new EngineError('device-lost', `The GPU stopped working (its WebGPU device was lost: ${reason.replace(/\.$/, '')}); the model must be loaded again.`);
+}
+
 /** Wraps a loaded model as an `Engine`: the object the worker, the CLI and tests use. */
 export function createEngine(model: LoadedModel): LoadedEngine {
   let disposed = false;
   const info = modelInfo(model);
+  // Settles when ORT's WebGPU device is lost: a run under way then fails at once instead of
+  // waiting on a GPU that will never answer.
+  const lost =
+    model.backend.backend === 'webgpu'
+      ? new Promise<string>((resolve) =>
+          watchDeviceLoss(model.ort, (message) => {
+            model.deviceLost ??= message;
+            resolve(message);
+          }),
+        )
+      : undefined;
   return {
     info,
     model,
     analyzePrompt: (prompt: string) => model.tokenizer.analyze(prompt),
     async generate(request: GenerateRequest, options?: PipelineOptions): Promise<GenerateResult> {
       if (disposed) throw new EngineError('internal', 'This engine was disposed; load the model again.');
-      if (model.deviceLost) throw new EngineError('device-lost', `The GPU device was lost (${model.deviceLost}); load the model again.`);
+      if (model.deviceLost) throw deviceLostError(model.deviceLost);
+      const run = generate(model, request, options);
       try {
-        return await generate(model, request, options);
+        if (!lost) return await run;
+        run.catch(() => undefined);
+        return await Promise.race([run, lost.then((message) => Promise.reject(deviceLostError(message)))]);
       } catch (error) {
+        // A run on a lost device may fail with its own error (a buffer that cannot be mapped, an
+        // AbortError) a moment before the device reports the loss: wait briefly for that report,
+        // so the failure is named for what it is.
+        if (lost && !model.deviceLost) await Promise.race([lost, new Promise((resolve) => setTimeout(resolve, DEVICE_LOSS_GRACE_MS))]);
+        if (model.deviceLost) throw deviceLostError(model.deviceLost);
         throw toEngineError(error);
       }
     },
@@ -335,8 +363,12 @@ export function createEngine(model: LoadedModel): LoadedEngine {
  */
 export async function loadEngine(source: string, options: LoadOptions): Promise<LoadedEngine> {
   let engine: LoadedEngine | undefined;
+  // The IO is made here so that what it could not keep for offline use can be reported.
+  const io = options.io ?? createFetchIO(source, { policy: options.fetchPolicy });
   try {
-    engine = createEngine(await loadModel(source, options));
+    engine = createEngine(await loadModel(source, { ...options, io }));
+    const storageWarning = await io.notKept?.();
+    if (storageWarning) engine.info.storageWarning = storageWarning;
     if (options.warmup && warmupRuns(engine.model.backend.backend)) {
       const count = engine.info.scales.length;
       options.onProgress?.({ phase: 'warmup', loaded: 0, total: count });

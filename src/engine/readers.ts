@@ -1,6 +1,7 @@
 // How the engine reads a model package: one small interface, with implementations for URLs
 // (fetch, with Cache Storage for offline use and byte progress), for a folder the user picked in
 // the browser, and (in node.ts) for a folder on disk.
+import { formatBytes } from './preflight';
 import { BadPackageError, CancelledError, EngineError, FetchFailedError, LOADING_CANCELLED, throwIfCancelled } from './errors';
 
 export interface ReadOptions {
@@ -23,6 +24,11 @@ export interface PackageIO {
    * `bytes`, its recorded size is that). Reads no file content: the copy is verified when read.
    */
   isCached?(path: string, sha256: string, bytes?: number): Promise<boolean>;
+  /**
+   * Files read in this IO's lifetime that could not be kept for offline use (the browser's
+   * storage full, or no storage at all): one sentence for people with the sizes, or undefined.
+   */
+  notKept?(): Promise<string | undefined>;
 }
 
 /** The Cache Storage store that holds downloaded package files. */
@@ -292,6 +298,15 @@ export interface FetchIOOptions {
   fetch?: typeof fetch;
   /** Stall timeout and retries; FETCH_POLICY for what is not given. */
   policy?: Partial<FetchPolicy>;
+  /** Cache Storage; `globalThis.caches` by default. */
+  caches?: CacheStorage;
+  /** For the usage and quota named when storage is full; `navigator.storage` by default. */
+  storage?: { estimate?(): Promise<{ quota?: number; usage?: number }> };
+}
+
+function isQuotaError(error: unknown): boolean {
+  const name = (error as { name?: unknown } | null)?.name;
+  return name === 'QuotaExceededError' || (error as { code?: unknown } | null)?.code === 22;
 }
 
 /** Resolves a package URL (absolute, or relative to the page/worker location) to a folder URL. */
@@ -313,7 +328,12 @@ export function createFetchIO(source: string, options: FetchIOOptions = {}): Pac
   const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
   const cacheName = options.cacheName === undefined ? MODEL_CACHE_NAME : options.cacheName;
   const policy: FetchPolicy = { ...FETCH_POLICY, ...options.policy };
-  const storage = (globalThis as { caches?: CacheStorage }).caches;
+  const storage = options.caches ?? (globalThis as { caches?: CacheStorage }).caches;
+  const storageManager = options.storage ?? (globalThis as { navigator?: { storage?: FetchIOOptions['storage'] } }).navigator?.storage;
+  // Files that could not be stored, and whether the browser said its storage is full.
+  const notStored: { path: string; bytes: number }[] = [];
+  let quotaExceeded = false;
+  let storeError = '';
   const openCache = async (): Promise<Cache | undefined> => {
     if (!storage || cacheName === null) return undefined;
     try {
@@ -352,11 +372,31 @@ export function createFetchIO(source: string, options: FetchIOOptions = {}): Pac
         const headers = { 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) };
         try {
           await cache.put(key, new Response(bytes as Uint8Array<ArrayBuffer>, { headers }));
-        } catch {
-          // Quota exceeded or storage unavailable: keep going without caching this file.
+        } catch (error) {
+          // Quota exceeded or storage unavailable: the model still loads from memory. Whatever
+          // part of the entry the failed write left must not pass for a complete copy.
+          await cache.delete(key).catch(() => undefined);
+          notStored.push({ path, bytes: bytes.length });
+          quotaExceeded ||= isQuotaError(error);
+          storeError ||= error instanceof Error ? error.message : String(error);
         }
       }
       return bytes;
+    },
+
+    async notKept() {
+      if (!notStored.length) return undefined;
+      const total = notStored.reduce((sum, file) => sum + file.bytes, 0);
+      const what = notStored.length === 1 ? `${notStored[0].path} (${formatBytes(total)})` : `${notStored.length} files (${formatBytes(total)}, the largest ${[...notStored].sort((a, b) => b.bytes - a.bytes)[0].path})`;
+      if (!quotaExceeded) return `${what} could not be kept for offline use (${storeError}); the model works now and is downloaded again next time.`;
+      let estimate: { quota?: number; usage?: number } | undefined;
+      try {
+        estimate = await storageManager?.estimate?.();
+      } catch {
+        estimate = undefined;
+      }
+      const used = estimate?.quota ? ` (this site uses ${formatBytes(estimate.usage ?? 0)} of the ${formatBytes(estimate.quota)} the browser allows it)` : '';
+      return `The browser's storage is full${used}: ${what} could not be kept for offline use. The model works now and is downloaded again next time; delete a downloaded model to make room.`;
     },
 
     async evict(path, sha256) {

@@ -156,6 +156,11 @@ export interface ModelInfo {
   backend: BackendInfo;
   /** The vocabulary's words, so a UI can point out unknown words before generating. */
   vocabulary?: string[];
+  /**
+   * Set when files of this load could not be kept for offline use (storage full): what, how
+   * big, and how full the storage is, in words for people. The model works all the same.
+   */
+  storageWarning?: string;
 }
 
 export type { EngineErrorCode, EngineFailure } from './errors';

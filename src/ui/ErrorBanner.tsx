@@ -6,12 +6,14 @@ export function ErrorBanner() {
   const runError = useApp((s) => s.runError);
   const galleryError = useApp((s) => s.galleryError);
   const pageError = useApp((s) => s.pageError);
-  const errors = [
-    pageError && { title: 'The page address', failure: pageError },
-    modelError && { title: 'The model could not be loaded', failure: modelError },
-    runError && { title: runError.code === 'worker-crashed' ? 'The engine restarted' : 'The image could not be made', failure: runError },
-    galleryError && { title: 'Gallery', failure: galleryError },
-  ].filter((e): e is NonNullable<typeof e> => Boolean(e));
+  const storageWarning = useApp((s) => s.modelInfo?.storageWarning);
+  const errors: Array<{ title: string; failure: { message: string } }> = [
+    pageError ? { title: 'The page address', failure: pageError } : undefined,
+    modelError ? { title: 'The model could not be loaded', failure: modelError } : undefined,
+    runError ? { title: runError.code === 'worker-crashed' ? 'The engine restarted' : 'The image could not be made', failure: runError } : undefined,
+    galleryError ? { title: 'Gallery', failure: galleryError } : undefined,
+    storageWarning ? { title: 'Not kept for offline use', failure: { message: storageWarning } } : undefined,
+  ].filter((e) => e !== undefined);
   if (errors.length === 0) return null;
   return (
     <div role="alert" className="error-banner">

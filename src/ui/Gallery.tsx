@@ -101,14 +101,21 @@ function GalleryItem({ entry }: { entry: GalleryEntry }) {
 
 export function Gallery() {
   const gallery = useApp((s) => s.gallery);
+  const unavailable = useApp((s) => s.galleryUnavailable);
   return (
     <section className="panel gallery" aria-labelledby="gallery-title">
       <div className="panel-head">
         <h2 id="gallery-title">Gallery</h2>
-        <span className="muted">{gallery.length === 1 ? '1 image' : `${gallery.length} images`} · kept in this browser</span>
+        <span className="muted">
+          {gallery.length === 1 ? '1 image' : `${gallery.length} images`} · {unavailable ? 'not kept: this browser refuses storage' : 'kept in this browser'}
+        </span>
       </div>
       {gallery.length === 0 ? (
-        <p className="muted empty">Finished images are kept here, with their prompt, seed and settings.</p>
+        <p className="muted empty">
+          {unavailable
+            ? 'Finished images appear here until the page is closed: this browser does not let the page keep them.'
+            : 'Finished images are kept here, with their prompt, seed and settings.'}
+        </p>
       ) : null}
       <ul aria-label="Gallery" className="gallery-grid">
         {gallery.map((entry) => (

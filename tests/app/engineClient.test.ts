@@ -46,6 +46,23 @@ describe('engine client (the page side)', () => {
     expect(workers).toHaveLength(2);
   });
 
+  it('restart replaces the worker with a fresh one, rejecting calls in flight, without reporting a crash', async () => {
+    const { client, workers } = clientOnHangingWorkers();
+    const crashes: AppFailure[] = [];
+    client.onCrash((f) => crashes.push(f));
+    const pending = client.generate({ prompt: 'a', seed: 1 });
+    const lost: AppFailure = { code: 'device-lost', message: 'The GPU stopped working.' };
+    client.restart(lost);
+    await expect(pending).rejects.toEqual(lost);
+    expect(workers).toHaveLength(2);
+    expect(workers[0].terminated).toBe(true);
+    expect(workers[1].terminated).toBe(false);
+    // The old worker's last events are ignored; the fresh one is the one calls go to.
+    workers[0].dispatchEvent(new Event('error'));
+    expect(crashes).toEqual([]);
+    expect(workers).toHaveLength(2);
+  });
+
   it('does not restart in a loop when the fresh worker dies too; the next call starts one', async () => {
     const { client, workers } = clientOnHangingWorkers();
     const restarts: boolean[] = [];

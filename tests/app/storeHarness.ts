@@ -19,6 +19,8 @@ export interface Harness {
   client: AppDeps['client'];
   crash(failure: AppFailure, restarted?: boolean): void;
   loads: number;
+  /** Fresh workers asked for (client.restart). */
+  restarts: number;
   encoded: Array<Record<string, string>>;
 }
 
@@ -51,6 +53,7 @@ export function createHarness(options: HarnessOptions = {}): Harness {
     client: undefined as never,
     fake,
     loads: 0,
+    restarts: 0,
     encoded: [],
     crash: (failure, restarted = true) => crashListeners.forEach((l) => l(failure, restarted)),
   };
@@ -79,6 +82,9 @@ export function createHarness(options: HarnessOptions = {}): Harness {
     onCrash(listener) {
       crashListeners.push(listener);
       return () => undefined;
+    },
+    restart() {
+      harness.restarts++;
     },
   };
   harness.store = createAppStore(

@@ -11,9 +11,11 @@
 // Environment:
 //   E2E_MODEL_DIR         serve this package at /e2e-model/ and use it instead of the default
 //   E2E_WEBGPU_MODEL_DIR  package for the WebGPU journey (default tests/fixtures/tiny)
-//   E2E_BACKENDS          comma list of journeys: wasm,webgpu,preview,tabs (default all four; preview:
-//                         the built app served by `npm run preview`, offline reload included;
-//                         tabs: two tabs opening the same model at once share one download)
+//   E2E_BACKENDS          comma list of journeys: wasm,webgpu,preview,tabs,static (default all five;
+//                         preview: the built app served by `npm run preview`, offline reload
+//                         included; tabs: two tabs opening the same model at once share one
+//                         download; static: dist/ on a host without COOP/COEP, and on one that
+//                         sends the Content-Security-Policy header, each generating once)
 //   E2E_NO_BUILD=1        reuse the existing dist/
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -22,12 +24,12 @@ import { fileURLToPath } from 'node:url';
 import { WEBGPU_FLAGS, withChromium } from '../chromium.mjs';
 import { startServer } from './server.mjs';
 import { startDevServer, startPreviewServer } from './devServer.mjs';
-import { autoPicksWasmJourney, devServerJourney, errorJourney, journey, localFolderJourney, offlineJourney, twoTabsJourney } from './scenarios.mjs';
+import { autoPicksWasmJourney, devServerJourney, errorJourney, journey, localFolderJourney, offlineJourney, staticHostJourney, twoTabsJourney } from './scenarios.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const dist = path.join(root, 'dist');
 const shots = path.join(root, process.env.E2E_UPDATE_SCREENSHOTS === '1' ? 'docs/screenshots' : 'test-results/screenshots');
-const backends = (process.env.E2E_BACKENDS ?? 'wasm,webgpu,preview,tabs').split(',').map((b) => b.trim());
+const backends = (process.env.E2E_BACKENDS ?? 'wasm,webgpu,preview,tabs,static').split(',').map((b) => b.trim());
 const PROMPTS = ['a red circle on a blue background', 'a small yellow square on a black background'];
 
 function build() {
@@ -149,6 +151,39 @@ async function main() {
         console.log('▶ two tabs (WASM, one browser profile)');
         const common = { browser, baseUrl: server.url, timeouts, step };
         await attempt(() => twoTabsJourney({ ...common, query: query('wasm', '/e2e-slow-tiny/'), packagePath: '/e2e-slow-tiny/', requests: server.requests }));
+      });
+    }
+    if (backends.includes('static')) {
+      await withChromium([], async (browser) => {
+        console.log('▶ static hosting (WASM): without COOP/COEP, and with the Content-Security-Policy header');
+        const plain = await startServer(dist, mounts, { isolation: false });
+        const strict = await startServer(dist, mounts, { csp: true });
+        try {
+          const common = { browser, timeouts, prompts: PROMPTS, step };
+          await attempt(() =>
+            staticHostJourney({
+              ...common,
+              baseUrl: plain.url,
+              query: query('auto', '/e2e-tiny/'),
+              label: 'static host without COOP/COEP: one WASM thread, said in the badge; generates once',
+              isolated: false,
+              expectReason: /One thread only: the page is served without the COOP\/COEP headers/,
+            }),
+          );
+          await attempt(() =>
+            staticHostJourney({
+              ...common,
+              baseUrl: strict.url,
+              query: query('auto', '/e2e-tiny/'),
+              label: 'Content-Security-Policy header and <meta>: generates once with no violation',
+              isolated: true,
+              expectReason: /^WASM(?!.*One thread)/,
+            }),
+          );
+        } finally {
+          await plain.close();
+          await strict.close();
+        }
       });
     }
     if (backends.includes('webgpu')) {

@@ -479,3 +479,47 @@ export async function localFolderJourney({ browser, baseUrl, query, folder, mode
     await context.close();
   }
 }
+
+/**
+ * The built app on a static host as it is configured (`isolation`: COOP/COEP sent or not; `csp`:
+ * the Content-Security-Policy header sent besides the <meta> in index.html): it loads, names its
+ * backend (`expectReason`), and generates one image, with no policy violation in the page or its
+ * workers and no error in the console.
+ */
+export async function staticHostJourney({ browser, baseUrl, query, label, isolated, expectReason, timeouts, prompts, step }) {
+  const context = await browser.newContext();
+  try {
+    await step(label, async () => {
+      // Violations in the page arrive as events. A worker's own (its policy comes from its
+      // response header) show in what they stop: a refused WebAssembly compile fails the load;
+      // console errors from workers count as problems too.
+      await context.addInitScript(() => {
+        window.__cspViolations = [];
+        document.addEventListener('securitypolicyviolation', (e) => window.__cspViolations.push(`${e.violatedDirective} blocked ${e.blockedURI || '(inline)'}`));
+      });
+      const workerProblems = [];
+      context.on('page', (page) =>
+        page.on('worker', (worker) => worker.on?.('console', (message) => message.type() === 'error' && workerProblems.push(`worker console error: ${message.text()}`))),
+      );
+      const { page, problems } = await openApp(context, `${baseUrl}/${query}`, timeouts.load);
+      const facts = await page.evaluate(() => ({
+        isolated: window.crossOriginIsolated,
+        meta: document.querySelector('meta[http-equiv="Content-Security-Policy"]')?.getAttribute('content') ?? '',
+        inlineScripts: [...document.scripts].filter((script) => !script.src).length,
+      }));
+      check(facts.isolated === isolated, `crossOriginIsolated is ${facts.isolated}, expected ${isolated}`);
+      check(/script-src 'self' 'wasm-unsafe-eval'/.test(facts.meta), `index.html carries no Content-Security-Policy <meta> ("${facts.meta}")`);
+      check(facts.inlineScripts === 0, `the page has ${facts.inlineScripts} inline scripts`);
+      const badge = (await page.locator('.badge').textContent()) ?? '';
+      check(expectReason.test(badge), `the badge reads "${badge}", expected ${expectReason}`);
+      await installRecorder(page);
+      await generateAndWatch(page, prompts[0], timeouts.run);
+      await expectGalleryCount(page, 1, 'the image did not reach the gallery');
+      const violations = await page.evaluate(() => window.__cspViolations);
+      const all = [...problems, ...workerProblems, ...violations.map((v) => `policy violation: ${v}`)];
+      check(all.length === 0, all.join('; '));
+    });
+  } finally {
+    await context.close();
+  }
+}

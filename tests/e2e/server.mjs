@@ -1,9 +1,11 @@
 // A tiny static server for the built app, with the headers the app needs (COOP/COEP make the page
-// cross-origin isolated, as `vite preview` does). Extra folders can be mounted under a prefix.
+// cross-origin isolated, as `vite preview` does), or without them, or with the app's
+// Content-Security-Policy header too. Extra folders can be mounted under a prefix.
 import { createServer } from 'node:http';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
+import { CONTENT_SECURITY_POLICY_HEADER, ISOLATION_HEADERS } from '../../deploy/headers.mjs';
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8',
@@ -37,8 +39,10 @@ const SLOW_MS = 300;
  * /e2e-hang/ are never answered (a server that stalls, to cancel a load); files under a mount
  * whose prefix starts with /e2e-slow are answered after SLOW_MS (a download two tabs overlap in).
  * `requests` lists every path asked for.
+ * options.isolation (default true): send COOP/COEP; false is a plain static host that cannot set
+ * them. options.csp: also send the app's Content-Security-Policy header (deploy/headers.mjs).
  */
-export async function startServer(root, mounts = {}) {
+export async function startServer(root, mounts = {}, { isolation = true, csp = false } = {}) {
   const requests = [];
   const server = createServer(async (req, res) => {
     const { pathname } = new URL(req.url, 'http://localhost');
@@ -50,8 +54,8 @@ export async function startServer(root, mounts = {}) {
       ? await resolveFile(mounts[mount], `/${pathname.slice(mount.length)}`)
       : await resolveFile(root, pathname);
     const headers = {
-      'Cross-Origin-Opener-Policy': 'same-origin',
-      'Cross-Origin-Embedder-Policy': 'require-corp',
+      ...(isolation ? ISOLATION_HEADERS : {}),
+      ...(csp ? { 'Content-Security-Policy': CONTENT_SECURITY_POLICY_HEADER } : {}),
       'Cache-Control': 'no-cache',
     };
     if (!found) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseBackend, isSoftwareAdapter, type AdapterLike, type Ort } from '../../src/engine/backend';
+import { chooseBackend, isSoftwareAdapter, limitWasmThreads, type AdapterLike, type Ort } from '../../src/engine/backend';
 import { RunQueue } from '../../src/engine/queue';
 
 const webOrt = { env: { versions: { common: '1.30.0', web: '1.30.0' } } } as unknown as Ort;
@@ -25,6 +25,25 @@ describe('backend choice', () => {
     expect(none.reason).toMatch(/no WebGPU/);
     expect((await chooseBackend({ ort: webOrt, gpu: gpuWith(null) })).reason).toMatch(/no WebGPU adapter/);
     await expect(chooseBackend({ ort: webOrt, gpu: gpuWith(null), requested: 'webgpu' })).rejects.toMatchObject({ code: 'no-backend' });
+  });
+
+  it('without cross-origin isolation (no COOP/COEP), asks for one WASM thread and says so in the reason', async () => {
+    const web = () => ({ env: { versions: { web: '1.30.0' }, wasm: {} as { numThreads?: number } } }) as unknown as Ort & { env: { wasm: { numThreads?: number } } };
+    const plain = web();
+    expect(limitWasmThreads(plain, false)).toBe(true);
+    expect(plain.env.wasm.numThreads).toBe(1);
+    const isolated = web();
+    expect(limitWasmThreads(isolated, true)).toBe(false);
+    expect(isolated.env.wasm.numThreads).toBeUndefined();
+    const node = { env: { versions: { node: '1.30.0' }, wasm: {} } } as unknown as Ort & { env: { wasm: { numThreads?: number } } };
+    expect(limitWasmThreads(node, false)).toBe(false);
+    expect(node.env.wasm.numThreads).toBeUndefined();
+
+    const note = 'One thread only: the page is served without the COOP/COEP headers that WASM threads need.';
+    expect((await chooseBackend({ ort: webOrt, gpu: null, isolated: false })).reason).toBe(`WASM, because this browser has no WebGPU. ${note}`);
+    expect((await chooseBackend({ ort: webOrt, requested: 'wasm', isolated: false })).reason).toBe(`WASM was requested. ${note}`);
+    expect((await chooseBackend({ ort: webOrt, requested: 'wasm', isolated: true })).reason).toBe('WASM was requested.');
+    expect((await chooseBackend({ ort: webOrt, gpu: gpuWith(hardware), isolated: false })).reason).not.toContain(note);
   });
 
   it('prefers WASM over a software adapter unless WebGPU is forced', async () => {

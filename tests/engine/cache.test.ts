@@ -8,6 +8,7 @@ import { deleteCachedModel, estimateStorage, listCachedModels, persistStorage } 
 import { createFetchIO, type PackageIO } from '../../src/engine/readers';
 import { parseManifest } from '../../src/engine/manifest';
 import { neededFiles } from '../../src/engine/modelPackage';
+import { formatBytes } from '../../src/engine/preflight';
 import { fakeCaches, fakeFetch } from './fakeCaches';
 import { FIXTURE, importOrt } from './golden';
 
@@ -286,5 +287,77 @@ describe('loading a cached package one graph at a time', () => {
     const failure = load(io);
     await expect(failure).rejects.toMatchObject({ code: 'bad-package', message: expect.stringMatching(/^head\.onnx: sha256 is [0-9a-f]{64} but the manifest says/) });
     expect(fetched()).toEqual(['manifest.json', 'head.onnx']);
+  });
+});
+
+describe('storage full while caching a model', () => {
+  const base = 'https://host/models/tiny/';
+  const needed = neededFiles(manifest, false);
+  const bytesOf = (p: string) => manifest.files.find((f) => f.path === p)!.bytes;
+  const MiB = 1024 * 1024;
+
+  /** Cache Storage that takes entries up to `room` bytes in all; a write past it leaves half a body, then throws as browsers do. */
+  function fullCaches(room: number) {
+    const fake = fakeCaches();
+    let used = 0;
+    const open = fake.caches.open.bind(fake.caches);
+    fake.caches.open = async (name: string) => {
+      const cache = await open(name);
+      const put = cache.put.bind(cache);
+      cache.put = async (request: RequestInfo | URL, response: Response) => {
+        const body = new Uint8Array(await response.arrayBuffer());
+        if (used + body.length > room) {
+          await put(request, new Response(body.slice(0, body.length >> 1), { headers: response.headers }));
+          throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+        }
+        used += body.length;
+        await put(request, new Response(body, { headers: response.headers }));
+      };
+      return cache;
+    };
+    return fake;
+  }
+
+  it('loads the model all the same, names what was not kept with the sizes, and marks nothing partial as cached', async () => {
+    const largest = [...needed].sort((a, b) => bytesOf(b) - bytesOf(a))[0];
+    // Room for everything but the largest file.
+    const { caches, stores } = fullCaches(needed.reduce((n, p) => n + bytesOf(p), 0) - bytesOf(largest) + manifestBytes);
+    g.caches = caches;
+    const ort = await importOrt('onnxruntime-node');
+    const net = fakeFetch(base, readFixture);
+    const storage = { estimate: async () => ({ usage: 1.5 * MiB, quota: 2 * MiB }) };
+    const engine = await loadEngine(base, { ort, io: createFetchIO(base, { fetch: net.fetch, storage }) });
+    try {
+      expect(engine.info.storageWarning).toBe(
+        `The browser's storage is full (this site uses 1.5 MB of the 2.0 MB the browser allows it): ${largest} (${formatBytes(bytesOf(largest))}) could not be kept for offline use. ` +
+          'The model works now and is downloaded again next time; delete a downloaded model to make room.',
+      );
+      const generated = await engine.generate({ prompt: 'a red circle', seed: 1 });
+      expect(generated.image.width).toBe(engine.info.imageSize);
+    } finally {
+      await engine.dispose();
+    }
+    // The half-written entry is gone: no partial copy, and the package is not offline-ready.
+    const keys = [...stores.get('hart-web-models')!.keys()].map((k) => new URL(k).pathname.slice('/models/tiny/'.length));
+    expect(keys).not.toContain(largest);
+    expect(keys.length).toBe(needed.length);
+    const [listed] = await listCachedModels();
+    expect(listed).toMatchObject({ baseUrl: base, offline: false });
+    // The next visit downloads exactly what was not kept.
+    const next = fakeFetch(base, readFixture);
+    const again = await loadEngine(base, { ort, io: createFetchIO(base, { fetch: next.fetch, storage }) });
+    await again.dispose();
+    expect(next.calls).toEqual([`${base}manifest.json`, `${base}${largest}`]);
+  });
+
+  it('says the storage is unavailable when writes fail for another reason', async () => {
+    const { caches } = fakeCaches();
+    const open = caches.open.bind(caches);
+    caches.open = async (name: string) => Object.assign(await open(name), { put: async () => Promise.reject(new Error('storage is disabled')) });
+    const net = fakeFetch(base, readFixture);
+    const io = createFetchIO(base, { fetch: net.fetch, caches });
+    const entry = manifest.files.find((f) => f.path === 'tokenizer.json')!;
+    await io.read('tokenizer.json', { sha256: entry.sha256, bytes: entry.bytes });
+    expect(await io.notKept?.()).toBe(`tokenizer.json (${formatBytes(entry.bytes)}) could not be kept for offline use (storage is disabled); the model works now and is downloaded again next time.`);
   });
 });

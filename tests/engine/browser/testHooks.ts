@@ -1,6 +1,7 @@
-// The test worker's hooks (hooked.worker.ts, parity tests only): a generate request may carry
-// injected random draws and ask for the sampled tokens of every scale. Without either, the engine
-// is called exactly as it would be without this wrapper.
+// The test worker's hooks (hooked.worker.ts, browser tests only): a generate request may carry
+// injected random draws, ask for the sampled tokens of every scale, or ask that the WebGPU device
+// be destroyed once a scale is reported (a device lost mid-run). Without any, the engine is called
+// exactly as it would be without this wrapper.
 import type { WorkerApi } from '../../../workers/protocol';
 import type { LoadedEngine } from '../../../src/engine/index';
 import type { TraceEntry } from '../../../src/engine/pipeline';
@@ -12,6 +13,8 @@ export interface WorkerGenerateRequest extends GenerateRequest {
   draws?: InjectedDraws;
   /** Return the sampled token indices of every scale in `tracedTokens`. */
   traceTokens?: boolean;
+  /** Destroy ORT's WebGPU device when this scale's event is reported, as a driver reset would. */
+  loseDeviceAtScale?: number;
 }
 
 export interface WorkerGenerateResult extends GenerateResult {
@@ -24,7 +27,13 @@ export interface HookedWorkerApi extends Omit<WorkerApi, 'generate'> {
   generate(request: WorkerGenerateRequest, onEvent?: (event: GenerateEvent) => void): Promise<WorkerGenerateResult>;
 }
 
-export type TraceableEngine = Pick<LoadedEngine, 'info' | 'analyzePrompt' | 'generate' | 'dispose'>;
+export type TraceableEngine = Pick<LoadedEngine, 'info' | 'analyzePrompt' | 'generate' | 'dispose'> & { model?: Pick<LoadedEngine['model'], 'ort'> };
+
+function destroyDevice(engine: TraceableEngine): void {
+  const device = (engine.model?.ort.env.webgpu as { device?: { destroy?(): void } } | undefined)?.device;
+  if (!device?.destroy) throw new Error('loseDeviceAtScale: this engine has no WebGPU device');
+  device.destroy();
+}
 
 export function withTestHooks(engine: TraceableEngine): Engine {
   return {
@@ -32,8 +41,18 @@ export function withTestHooks(engine: TraceableEngine): Engine {
     analyzePrompt: (prompt) => engine.analyzePrompt(prompt),
     dispose: () => engine.dispose(),
     async generate(request: WorkerGenerateRequest, options?: GenerateOptions): Promise<WorkerGenerateResult> {
-      const { draws, traceTokens, ...plain } = request;
-      if (!draws && !traceTokens) return engine.generate(request, options);
+      const { draws, traceTokens, loseDeviceAtScale, ...plain } = request;
+      if (loseDeviceAtScale !== undefined) {
+        const onEvent = options?.onEvent;
+        options = {
+          ...options,
+          onEvent(event) {
+            if (event.type === 'scale' && event.index === loseDeviceAtScale) destroyDevice(engine);
+            onEvent?.(event);
+          },
+        };
+      }
+      if (!draws && !traceTokens) return engine.generate(loseDeviceAtScale === undefined ? request : plain, options);
       const tokens: Int32Array[] = [];
       // The pipeline may reuse its arrays after the callback: keep copies.
       const trace = traceTokens

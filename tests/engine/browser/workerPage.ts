@@ -7,6 +7,11 @@ import type { BackendChoice } from '../../../workers/protocol';
 import type { HookedWorkerApi } from './testHooks';
 import type { GenerateEvent } from '../../../src/engine/types';
 import { goldenCases, maxPixelDiff, sameBytes, tokenMismatches } from './fixture';
+import { createEngineClient } from '../../../src/app/engineClient';
+import { createMemoryGalleryStorage } from '../../../src/app/galleryStorage';
+import { createAppStore } from '../../../src/app/store';
+import type { AppDeps } from '../../../src/app/storeTypes';
+import { encodePng } from '../../../src/engine/index';
 
 /** Failures cross comlink as plain `{ code, message }` objects. */
 function failureCode(error: unknown): string {
@@ -69,3 +74,65 @@ async function check(backend: Exclude<BackendChoice, 'auto'>) {
 }
 
 (window as unknown as { runWorkerCheck: typeof check }).runWorkerCheck = check;
+
+/**
+ * A WebGPU device lost mid-run, through the app's store and engine client over the test worker:
+ * the hook destroys ORT's device when scale 1 is reported. The run must fail as `device-lost`,
+ * the store must bring up a fresh worker with the model loaded again, and the next Generate must
+ * finish, all without reloading the page.
+ */
+async function checkDeviceLoss() {
+  const client = createEngineClient(() => new Worker(new URL('./hooked.worker.ts', import.meta.url), { type: 'module', name: 'hart-engine' }));
+  let loseDevice = true;
+  const hooked: AppDeps['client'] = {
+    ...client,
+    generate(request, onEvent) {
+      const withHook = loseDevice ? { ...request, loseDeviceAtScale: 1 } : request;
+      loseDevice = false;
+      return client.generate(withHook, onEvent);
+    },
+  };
+  let ids = 0;
+  const store = createAppStore(
+    {
+      client: hooked,
+      gallery: createMemoryGalleryStorage(),
+      encodePng,
+      now: () => performance.now(),
+      clock: () => Date.now(),
+      randomSeed: () => 1,
+      newId: () => `image-${++ids}`,
+    },
+    'webgpu',
+  );
+  const settled = (test: (state: ReturnType<typeof store.getState>) => boolean) =>
+    new Promise<void>((resolve) => {
+      if (test(store.getState())) return resolve();
+      const stop = store.subscribe((state) => {
+        if (!test(state)) return;
+        stop();
+        resolve();
+      });
+    });
+  try {
+    await store.getState().loadModel({ kind: 'url', url: new URL('/fixture/', location.href).href }, 'fixture');
+    const before = store.getState().modelInfo?.backend.backend;
+    store.getState().setPrompt('a red circle');
+    await store.getState().generate();
+    const lost = { phase: store.getState().run.phase, error: store.getState().runError };
+    await settled((s) => s.modelStatus !== 'loading' && Boolean(s.modelInfo || s.modelError));
+    const reloaded = { status: store.getState().modelStatus, backend: store.getState().modelInfo?.backend, modelError: store.getState().modelError };
+    await store.getState().generate();
+    const after = store.getState();
+    return {
+      before,
+      lost,
+      reloaded,
+      next: { phase: after.run.phase, error: after.runError, gallery: after.gallery.length, width: after.gallery[0]?.width },
+    };
+  } finally {
+    client.dispose();
+  }
+}
+
+(window as unknown as { runDeviceLossCheck: typeof checkDeviceLoss }).runDeviceLossCheck = checkDeviceLoss;
