@@ -6,7 +6,7 @@
 // HART's sampling loop over the graph stages, samplingSettings.ts and errors.ts own the rules a
 // request and a failure follow.
 export type * from './types';
-export { BadInputError, CancelledError, EngineError, ENGINE_ERROR_CODES, isEngineErrorCode, LOADING_CANCELLED, throwIfCancelled, toEngineError } from './errors';
+export { BadInputError, CancelledError, CheckpointError, EngineError, ENGINE_ERROR_CODES, isEngineErrorCode, LOADING_CANCELLED, throwIfCancelled, toEngineError } from './errors';
 export { RunQueue } from './queue';
 export { checkSeed, checkSettings, describeRange, HART_DEFAULTS, isTopKSchedule, MAX_SEED, seedAfter, SETTING_RANGES, topKAt } from './samplingSettings';
 export type { NumericSetting, SettingRange } from './samplingSettings';
@@ -20,3 +20,5 @@ export type { PreflightEnv, PreflightResult, GpuLimits } from './preflight';
 export type { PackageRequirements } from './manifest';
 export { encodePng, provenanceText, readPngText } from './png';
 export * from './load';
+export type { Source, HttpSourceOptions } from './import/source';
+export { createBlobSource, createDirectoryHandleSource, createHttpSource, huggingFaceRepo, isUrl, readAll, readJson, subSource } from './import/source';
