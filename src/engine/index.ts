@@ -22,3 +22,5 @@ export { encodePng, provenanceText, readPngText } from './png';
 export * from './load';
 export type { Source, HttpSourceOptions } from './import/source';
 export { createBlobSource, createDirectoryHandleSource, createHttpSource, huggingFaceRepo, isUrl, readAll, readJson, subSource } from './import/source';
+export type { StoredDtype, TensorEntry, WeightFile } from './import/weightFile';
+export { findWeights, openWeights } from './import/weightFile';
