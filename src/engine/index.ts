@@ -24,3 +24,5 @@ export type { Source, HttpSourceOptions } from './import/source';
 export { createBlobSource, createDirectoryHandleSource, createHttpSource, huggingFaceRepo, isUrl, readAll, readJson, subSource } from './import/source';
 export type { StoredDtype, TensorEntry, WeightFile } from './import/weightFile';
 export { findWeights, openWeights } from './import/weightFile';
+export type { PreviewMap, PreviewFitInput } from './import/previewFit';
+export { fitPreview, fitPreviewOfPackage, previewImageCount } from './import/previewFit';
