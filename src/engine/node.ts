@@ -1,9 +1,11 @@
 // The engine's second door, for Node only: reads a model package from a folder on disk. The CLI
 // and tests import it beside index.ts; the browser build never does.
-import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Ort } from './backend';
 import { BadPackageError, CheckpointError, LOADING_CANCELLED, throwIfCancelled } from './errors';
+import type { Hasher, Sink } from './import/sink';
 import type { Source } from './import/source';
 import type { PackageIO } from './readers';
 
@@ -100,3 +102,48 @@ export function createFsSource(folder: string): Source {
   };
   return source;
 }
+
+/**
+ * An imported package's folder on disk: each file is written to `NAME.part` and renamed when
+ * complete, so a cancelled import leaves only whole files (and no manifest.json).
+ */
+export function createFolderSink(folder: string): Sink {
+  const root = path.resolve(folder);
+  const resolve = (file: string) => path.join(root, ...file.split('/'));
+  return {
+    location: root,
+    async create(file) {
+      const target = resolve(file);
+      const part = `${target}.part`;
+      await mkdir(path.dirname(target), { recursive: true });
+      const handle = await open(part, 'w');
+      let closed = false;
+      return {
+        async write(chunk) {
+          let done = 0;
+          while (done < chunk.length) done += (await handle.write(chunk, done, chunk.length - done)).bytesWritten;
+        },
+        async close() {
+          closed = true;
+          await handle.close();
+          await rename(part, target);
+        },
+        async abort() {
+          if (!closed) await handle.close().catch(() => undefined);
+          closed = true;
+          await rm(part, { force: true });
+        },
+      };
+    },
+    async read(file) {
+      const buffer = await readFile(resolve(file));
+      return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+    },
+  };
+}
+
+/** Node's SHA-256 (OpenSSL), much faster than the engine's own for multi-gigabyte imports. */
+export const nodeSha256Hasher = (): Hasher => {
+  const hash = createHash('sha256');
+  return { update: (bytes: Uint8Array) => hash.update(bytes), hex: () => hash.digest('hex') };
+};
