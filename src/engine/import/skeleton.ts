@@ -135,7 +135,7 @@ export async function openSource(spec: SourceSpec, roots: Roots, onWarning?: (me
   const folder = spec.folder ? subSource(roots[spec.root], spec.folder) : roots[spec.root];
   const path = await findWeights(folder, spec.files, signal);
   if (spec.warnUnlessPrefix && !path.startsWith(spec.warnUnlessPrefix)) {
-    onWarning?.(`warning: no ${spec.warnUnlessPrefix}.bin in ${folder.location}; using ${path}`);
+    onWarning?.(`warning: no ${spec.files[0]} in ${folder.location}; using ${path}`);
   }
   const file = await openWeights(folder, path, signal);
   const basename = path.slice(path.lastIndexOf('/') + 1);
