@@ -12,10 +12,11 @@ export function runPython(code: string, args: string[] = []): string {
     env: { ...process.env, PYTHONPATH: path.join(ROOT, 'tools') },
     encoding: 'utf8',
     maxBuffer: 1 << 28,
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
 }
 
 /** `tools/py MODULE ARGS…` from the repository root. */
 export function toolsPy(args: string[], timeout = 600_000): string {
-  return execFileSync(path.join(ROOT, 'tools/py'), args, { cwd: ROOT, encoding: 'utf8', timeout, maxBuffer: 1 << 28 });
+  return execFileSync(path.join(ROOT, 'tools/py'), args, { cwd: ROOT, encoding: 'utf8', timeout, maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'pipe'] });
 }
