@@ -85,7 +85,7 @@ const WEIGHT_SUFFIXES = ['.safetensors', '.bin', '.pt', '.pth'];
 
 /** The weight file of a published folder: the first of `preferred`, then the usual names, then its only weight file. */
 export async function findWeights(source: Source, preferred: string[] = [], signal?: AbortSignal): Promise<string> {
-  const names = [...preferred, ...WEIGHT_FILES];
+  const names = [...new Set([...preferred, ...WEIGHT_FILES])];
   for (const name of names) if (await source.exists(name, signal)) return name;
   const others = (await source.list('', signal)).filter((n) => WEIGHT_SUFFIXES.some((s) => n.endsWith(s)));
   if (others.length === 1) return others[0];
