@@ -103,6 +103,8 @@ export async function openWeights(source: Source, path: string, signal?: AbortSi
     for (const shard of shards) files.push(await openWeights(source, folder + shard, signal));
     return joinWeightFiles(path, files);
   }
+  // Imported on demand: the app's bundle gets the readers (zip, pickle) as chunks of their own,
+  // loaded only when a checkpoint is imported.
   if (path.endsWith('.safetensors')) {
     const { openSafetensors } = await import('./safetensors');
     return openSafetensors(source, path, signal);
