@@ -186,6 +186,7 @@ export async function importPackage(options: ImportOptions): Promise<ImportResul
       }
       if (spec.bytes > at) await write(new Uint8Array(spec.bytes - at));
     });
+    evaluator.clear();
   }
 
   async function fitPreviewFromSink(): Promise<PreviewMap> {

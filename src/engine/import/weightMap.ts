@@ -201,6 +201,12 @@ export class WeightMapEvaluator {
     return made;
   }
 
+  /** Forgets the kept results (between files: their tensors are not read again). */
+  clear(): void {
+    this.memo.clear();
+    this.order.length = 0;
+  }
+
   async evaluate(expr: Expr, signal?: AbortSignal): Promise<NDArray> {
     if ('source' in expr) {
       return this.remember(`source:${expr.source}:${expr.key}`, () => this.ctx.source(expr.source, expr.key, signal));
