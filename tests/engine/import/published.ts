@@ -46,6 +46,29 @@ export function publishedFixture(): Fixture {
     converted: (name) => path.join(root, `converted-${name}`),
   };
   if (existsSync(path.join(root, 'complete'))) return fixture;
+  // One builder at a time (vitest runs the test files that share it in parallel): the others
+  // wait for it, unless its lock is older than a build can take.
+  const lock = `${root}.lock`;
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      if (existsSync(path.join(root, 'complete'))) return fixture;
+      const held = statSync(lock, { throwIfNoEntry: false });
+      if (held && Date.now() - held.mtimeMs > 40 * 60_000) rmSync(lock, { recursive: true, force: true });
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 2000);
+    }
+  }
+  try {
+    if (!existsSync(path.join(root, 'complete'))) build(root);
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+  return fixture;
+}
+
+function build(root: string): void {
   const work = `${root}.${process.pid}`;
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
@@ -56,13 +79,8 @@ export function publishedFixture(): Fixture {
   toolsPy(['convert.skeleton', ...common, '--out', path.join(work, 'skeleton-fp16'), '--fp16', '--text-encoder-bits', 'all']);
   for (const [name, spec] of Object.entries(PACKAGES)) toolsPy(['convert', ...common, '--out', path.join(work, `converted-${name}`), ...spec.flags]);
   mkdirSync(path.join(work, 'complete'));
-  try {
-    renameSync(work, root);
-  } catch {
-    // Another test file built it at the same time: keep theirs.
-    rmSync(work, { recursive: true, force: true });
-  }
-  return fixture;
+  rmSync(root, { recursive: true, force: true });
+  renameSync(work, root);
 }
 
 /** The preview map inside a converted package (its two tensors' bytes, located by the weight map). */
