@@ -11,7 +11,7 @@ import type { BackendName } from '../types';
 import { fillTemplate, templateFiles, type FilledFile } from './manifestTemplate';
 import { fitPreview, type PreviewMap } from './previewFit';
 import { sha256Hasher, type Hasher, type Sink } from './sink';
-import { checkConfigs, openSource, readWeightMap, variantFor, WEIGHT_MAP_FILE, type OpenedSource, type Roots, type WeightFileMap } from './skeleton';
+import { checkConfigs, openSource, readWeightMap, variantFor, WEIGHT_MAP_FILE, type OpenedSource, type Roots, type Segment, type WeightFileMap } from './skeleton';
 import { readAll, readJson, type Source } from './source';
 import { padTokenId, systemPromptIds } from './textIds';
 import { WeightMapEvaluator, type Expr, type NDArray } from './weightMap';
@@ -135,28 +135,46 @@ export async function importPackage(options: ImportOptions): Promise<ImportResul
     },
   }, 4);
 
-  async function writeFile(index: number, path: string, total: number, fill: (write: (chunk: Uint8Array) => Promise<void>) => Promise<void>): Promise<void> {
+  interface Writer {
+    write(chunk: Uint8Array): Promise<void>;
+    finish(): Promise<void>;
+    abort(): Promise<void>;
+  }
+
+  /** A package file being written: hashed and counted as it goes, visible once finished. */
+  async function openWriter(index: number, path: string, total: number): Promise<Writer> {
     throwIfCancelled(signal, LOADING_CANCELLED);
     const file = await sink.create(path);
     const hash = hasher();
     let done = 0;
     options.onProgress?.({ file: path, index, count, done, total });
-    try {
-      await fill(async (chunk) => {
+    return {
+      async write(chunk) {
         throwIfCancelled(signal, LOADING_CANCELLED);
         hash.update(chunk);
         await file.write(chunk);
         done += chunk.length;
         tally.written += chunk.length;
         options.onProgress?.({ file: path, index, count, done, total });
-      });
-      if (done !== total) throw new CheckpointError(`${path}: wrote ${done} bytes, expected ${total}`);
-      await file.close();
+      },
+      async finish() {
+        if (done !== total) throw new CheckpointError(`${path}: wrote ${done} bytes, expected ${total}`);
+        await file.close();
+        written.set(path, { bytes: done, sha256: hash.hex() });
+      },
+      abort: () => file.abort(),
+    };
+  }
+
+  async function writeFile(index: number, path: string, total: number, fill: (write: (chunk: Uint8Array) => Promise<void>) => Promise<void>): Promise<void> {
+    const writer = await openWriter(index, path, total);
+    try {
+      await fill((chunk) => writer.write(chunk));
+      await writer.finish();
     } catch (error) {
-      await file.abort();
+      await writer.abort();
       throw error;
     }
-    written.set(path, { bytes: done, sha256: hash.hex() });
   }
 
   async function copyFile(index: number, path: string, from: Source, fromPath: string): Promise<void> {
@@ -166,27 +184,46 @@ export async function importPackage(options: ImportOptions): Promise<ImportResul
     });
   }
 
-  async function writeWeights(index: number, path: string, spec: WeightFileMap): Promise<void> {
-    const segments = [...spec.segments].sort((a, b) => a.offset - b.offset);
-    await writeFile(index, path, spec.bytes, async (write) => {
-      let at = 0;
-      for (const segment of segments) {
-        if (segment.offset < at) throw new CheckpointError(`weight map: ${path} segments overlap at ${segment.name}`);
-        if (segment.offset > at) await write(new Uint8Array(segment.offset - at)); // alignment padding
+  /**
+   * Weight files written together, each front to back: a graph's fp32 and fp16 data (all their
+   * shards) read the same published tensors, so the next segment is, where possible, one whose
+   * tensors were just read: each tensor is then read once for both files, not once per file.
+   */
+  async function writeWeightGroup(group: { index: number; path: string; spec: WeightFileMap }[]): Promise<void> {
+    const files: { path: string; spec: WeightFileMap; queue: Segment[]; at: number; writer: Writer }[] = [];
+    try {
+      for (const { index, path, spec } of group) {
+        const queue = [...spec.segments].sort((a, b) => a.offset - b.offset);
+        files.push({ path, spec, queue, at: 0, writer: await openWriter(index, path, spec.bytes) });
+      }
+      for (;;) {
+        const waiting = files.filter((f) => f.queue.length);
+        if (!waiting.length) break;
+        const file = waiting.find((f) => evaluator.holds(f.queue[0].expr)) ?? waiting[0];
+        const segment = file.queue.shift()!;
+        if (segment.offset < file.at) throw new CheckpointError(`weight map: ${file.path} segments overlap at ${segment.name}`);
+        if (segment.offset > file.at) await file.writer.write(new Uint8Array(segment.offset - file.at)); // alignment padding
         let bytes: Uint8Array;
         try {
           bytes = await evaluator.bytes(segment.expr, segment.dtype, segment.shape, signal);
         } catch (error) {
           if (error instanceof CancelledError || !(error instanceof CheckpointError)) throw error;
-          throw new CheckpointError(`${path}: ${segment.name}: ${error.message}`);
+          throw new CheckpointError(`${file.path}: ${segment.name}: ${error.message}`);
         }
-        if (bytes.length !== segment.length) throw new CheckpointError(`weight map: ${path}: ${segment.name} is ${bytes.length} bytes, not ${segment.length}`);
-        await write(bytes);
-        at = segment.offset + segment.length;
+        if (bytes.length !== segment.length) throw new CheckpointError(`weight map: ${file.path}: ${segment.name} is ${bytes.length} bytes, not ${segment.length}`);
+        await file.writer.write(bytes);
+        file.at = segment.offset + segment.length;
       }
-      if (spec.bytes > at) await write(new Uint8Array(spec.bytes - at));
-    });
-    evaluator.clear();
+      for (const file of files) {
+        if (file.spec.bytes > file.at) await file.writer.write(new Uint8Array(file.spec.bytes - file.at));
+        await file.writer.finish();
+      }
+    } catch (error) {
+      for (const file of files) if (!written.has(file.path)) await file.writer.abort();
+      throw error;
+    } finally {
+      evaluator.clear();
+    }
   }
 
   async function fitPreviewFromSink(): Promise<PreviewMap> {
@@ -206,19 +243,29 @@ export async function importPackage(options: ImportOptions): Promise<ImportResul
     return fitPreview({ ort: options.ort, backend: options.backend, model: manifest.model, tables: readTables(manifest, files), decoder: await graph('decoder'), scaleUpdate: await graph('scaleUpdate'), signal });
   }
 
-  // Files in the template's order; weight files that need the preview map wait until the
-  // decoder, scaleUpdate and tables they are fitted against are written.
-  const deferred: [number, string, WeightFileMap][] = [];
+  // Files in the template's order, a graph's weight files (fp32 and fp16, every shard) as one
+  // group at the first of them; those that need the preview map wait until the decoder,
+  // scaleUpdate and tables it is fitted against are written.
+  const weightsOf = (path: string): WeightFileMap | undefined => variant.files[path] ?? map.files[path];
+  const groupKey = (path: string) => path.replace('.fp16.onnx', '.onnx').replace(/\.data\d+$/, '.data');
+  const needsPreview = (spec: WeightFileMap) => spec.segments.some((s) => hasPreview(s.expr));
+  const deferred: { index: number; path: string; spec: WeightFileMap }[] = [];
   for (const [index, entry] of entries.entries()) {
     const path = entry.path;
-    const weights = variant.files[path] ?? map.files[path];
+    const weights = weightsOf(path);
+    if (written.has(path)) continue;
     if (path in variant.copy) await copyFile(index, path, skeleton, variant.copy[path]);
-    else if (weights && weights.segments.some((s) => hasPreview(s.expr))) deferred.push([index, path, weights]);
-    else if (weights) await writeWeights(index, path, weights);
-    else if (path === map.text.tokenizer) await copyFile(index, path, qwen, map.text.tokenizer);
+    else if (weights && needsPreview(weights)) deferred.push({ index, path, spec: weights });
+    else if (weights) {
+      const group = entries.flatMap((e, i) => {
+        const spec = weightsOf(e.path);
+        return spec && !needsPreview(spec) && !written.has(e.path) && groupKey(e.path) === groupKey(path) ? [{ index: i, path: e.path, spec }] : [];
+      });
+      await writeWeightGroup(group);
+    } else if (path === map.text.tokenizer) await copyFile(index, path, qwen, map.text.tokenizer);
     else throw new CheckpointError(`lists ${path}, which the weight map does not say how to write`, skeleton.describe(variant.manifest));
   }
-  for (const [index, path, weights] of deferred) await writeWeights(index, path, weights);
+  if (deferred.length) await writeWeightGroup(deferred);
 
   const filled = entries.map((e) => written.get(e.path)!);
   for (const [i, e] of entries.entries()) {

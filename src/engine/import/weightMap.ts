@@ -201,6 +201,12 @@ export class WeightMapEvaluator {
     return made;
   }
 
+  /** Whether every published tensor the expression reads is kept (reading it again costs nothing). */
+  holds(expr: Expr): boolean {
+    const reads = sourcesOf(expr);
+    return reads.length > 0 && reads.every(({ source, key }) => this.memo.has(`source:${source}:${key}`));
+  }
+
   /** Forgets the kept results (between files: their tensors are not read again). */
   clear(): void {
     this.memo.clear();
