@@ -54,6 +54,7 @@ describe('npm run import', () => {
     bad(['--hart', fixture.hart, '--qwen', fixture.hart, '--out', out, '--skeleton', fixture.skeleton('plain')], /config\.json: missing file/);
     bad(['--hart', fixture.hart, '--qwen', fixture.qwen, '--out', out, '--fp16', '--skeleton', fixture.skeleton('plain')], /weights\.json: was made without --fp16/);
     bad(['--hart', fixture.hart, '--qwen', fixture.qwen, '--out', out, '--text-encoder-bits', '8', '--skeleton', fixture.skeleton('plain')], /has no text encoder variant with 8-bit weights \(it has 4\)/);
+    bad(['--hart', fixture.hart, '--qwen', fixture.qwen, '--out', out, '--skeleton', path.join(work, 'noskeleton')], /noskeleton\/weights\.json: missing file: a skeleton folder holds the weight map/);
     expect(existsSync(path.join(out, 'manifest.json'))).toBe(false);
   }, 300_000);
 

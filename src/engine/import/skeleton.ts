@@ -63,6 +63,9 @@ export interface WeightMapFile {
 export const WEIGHT_MAP_FILE = 'weights.json';
 
 export async function readWeightMap(skeleton: Source, signal?: AbortSignal): Promise<WeightMapFile> {
+  if (!(await skeleton.exists(WEIGHT_MAP_FILE, signal))) {
+    throw new CheckpointError('missing file: a skeleton folder holds the weight map (tools/py convert.skeleton makes one, docs/model-package.md §5)', skeleton.describe(WEIGHT_MAP_FILE));
+  }
   const map = (await readJson(skeleton, WEIGHT_MAP_FILE, signal)) as WeightMapFile;
   if (!map || typeof map !== 'object' || map.format !== 1) {
     throw new CheckpointError(`format ${JSON.stringify((map as { format?: unknown })?.format)} is not supported (expected 1)`, skeleton.describe(WEIGHT_MAP_FILE));
