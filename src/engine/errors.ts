@@ -70,6 +70,21 @@ export class BadPackageError extends EngineError {
   }
 }
 
+/**
+ * A published checkpoint (or an import skeleton) that does not fit what the importer expects:
+ * a missing file or key, an unexpected key, a shape or config value it does not implement.
+ * The message names the file and the field.
+ */
+export class CheckpointError extends EngineError {
+  readonly file: string | undefined;
+
+  constructor(message: string, file?: string) {
+    super('bad-input', file ? `${file}: ${message}` : message);
+    this.name = 'CheckpointError';
+    this.file = file;
+  }
+}
+
 export class FetchFailedError extends EngineError {
   readonly file: string;
 

@@ -6,7 +6,7 @@
 // HART's sampling loop over the graph stages, samplingSettings.ts and errors.ts own the rules a
 // request and a failure follow.
 export type * from './types';
-export { BadInputError, CancelledError, EngineError, ENGINE_ERROR_CODES, EXIT_STATUS, isEngineErrorCode, LOADING_CANCELLED, throwIfCancelled, toEngineError } from './errors';
+export { BadInputError, CancelledError, CheckpointError, EngineError, ENGINE_ERROR_CODES, EXIT_STATUS, isEngineErrorCode, LOADING_CANCELLED, throwIfCancelled, toEngineError } from './errors';
 export { RunQueue } from './queue';
 export { checkScaleFrom, checkSeed, checkSettings, describeRange, HART_DEFAULTS, isTopKSchedule, MAX_SEED, scaleFromRange, seedAfter, SETTING_RANGES, topKAt } from './samplingSettings';
 export type { NumericSetting, SettingRange } from './samplingSettings';
@@ -23,3 +23,15 @@ export type { PackageRequirements } from './manifest';
 export { encodePng, provenanceText, readPngText } from './png';
 export { quotePrompt } from './textEncoder';
 export * from './load';
+export type { Source, HttpSourceOptions } from './import/source';
+export { createBlobSource, createDirectoryHandleSource, createHttpSource, huggingFaceRepo, isUrl, readAll, readJson, subSource } from './import/source';
+export type { StoredDtype, TensorEntry, WeightFile } from './import/weightFile';
+export { findWeights, openWeights } from './import/weightFile';
+export type { PreviewMap, PreviewFitInput } from './import/previewFit';
+export { fitPreview, fitPreviewOfPackage, previewImageCount } from './import/previewFit';
+export type { ImportOptions, ImportProgress, ImportResult } from './import/importer';
+export { importPackage } from './import/importer';
+export type { Hasher, Sink, SinkFile } from './import/sink';
+export { createMemorySink, sha256Hasher } from './import/sink';
+export type { WeightMapFile } from './import/skeleton';
+export { readWeightMap, WEIGHT_MAP_FILE } from './import/skeleton';

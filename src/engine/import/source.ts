@@ -1,0 +1,324 @@
+// Where the importer reads published files from: one small interface (byte ranges of a named
+// file, its size, the names in a folder) over Hugging Face / any HTTP server, a folder the user
+// picked in the browser, and (node.ts) a folder on disk. Multi-gigabyte checkpoints are read
+// range by range, so none is ever held whole in memory.
+import { CheckpointError, FetchFailedError, LOADING_CANCELLED, throwIfCancelled } from '../errors';
+
+export interface Source {
+  /** Where the files are, for messages (a folder, a URL). */
+  readonly location: string;
+  /** The file's size in bytes; a CheckpointError naming the file when it does not exist. */
+  size(path: string, signal?: AbortSignal): Promise<number>;
+  exists(path: string, signal?: AbortSignal): Promise<boolean>;
+  /** Bytes `[start, end)` of the file. */
+  read(path: string, start: number, end: number, signal?: AbortSignal): Promise<Uint8Array>;
+  /** Names of the files directly inside `folder` ('' for the top), sorted; [] when it does not exist. */
+  list(folder: string, signal?: AbortSignal): Promise<string[]>;
+  /** The file's full name (path or URL), for messages. */
+  describe(path: string): string;
+}
+
+/** The whole file (for small files: configs, tokenizers, pickles' data.pkl). */
+export async function readAll(source: Source, path: string, signal?: AbortSignal): Promise<Uint8Array> {
+  return source.read(path, 0, await source.size(path, signal), signal);
+}
+
+export async function readJson(source: Source, path: string, signal?: AbortSignal): Promise<unknown> {
+  const bytes = await readAll(source, path, signal);
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch (error) {
+    throw new CheckpointError(`is not valid JSON (${(error as Error).message})`, source.describe(path));
+  }
+}
+
+/** The files under `prefix/` of `source`, as a source of their own (HART's `llm/`, `tokenizer/`). */
+export function subSource(source: Source, prefix: string): Source {
+  const clean = prefix.replace(/\/+$/, '');
+  const inner = (path: string) => (clean ? `${clean}/${path}` : path);
+  return {
+    location: source.describe(clean),
+    size: (path, signal) => source.size(inner(path), signal),
+    exists: (path, signal) => source.exists(inner(path), signal),
+    read: (path, start, end, signal) => source.read(inner(path), start, end, signal),
+    list: (folder, signal) => source.list(folder ? inner(folder) : clean, signal),
+    describe: (path) => source.describe(inner(path)),
+  };
+}
+
+function checkRange(source: Source, path: string, start: number, end: number): void {
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
+    throw new RangeError(`${source.describe(path)}: bad byte range [${start}, ${end})`);
+  }
+}
+
+function missing(where: string): CheckpointError {
+  return new CheckpointError('missing file', where);
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP (Hugging Face)
+
+export interface HttpSourceOptions {
+  fetch?: typeof fetch;
+}
+
+const HF_HOST = 'https://huggingface.co';
+
+/**
+ * Resolves `hf://owner/name`, `https://huggingface.co/owner/name[/tree|resolve/REV]` to the
+ * repository and revision; null for any other URL.
+ */
+export function huggingFaceRepo(url: string): { repo: string; revision: string } | null {
+  let rest: string;
+  if (url.startsWith('hf://')) rest = url.slice('hf://'.length);
+  else if (url.startsWith(`${HF_HOST}/`)) rest = url.slice(HF_HOST.length + 1);
+  else return null;
+  const parts = rest.split('/').filter(Boolean);
+  if (parts.length < 2) return null;
+  const revision = parts.length >= 4 && (parts[2] === 'tree' || parts[2] === 'resolve') ? parts[3] : 'main';
+  return { repo: `${parts[0]}/${parts[1]}`, revision };
+}
+
+/** Whether a command-line value names a URL rather than a folder. */
+export function isUrl(value: string): boolean {
+  return /^(https?|hf):\/\//.test(value);
+}
+
+/**
+ * Files over HTTP with Range requests. A Hugging Face repository (see `huggingFaceRepo`) is read
+ * from `https://huggingface.co/{repo}/resolve/{revision}/{path}` (redirects followed) and listed
+ * through its tree API; any other URL is a folder whose files are `{url}/{path}` (not listable).
+ */
+export function createHttpSource(url: string, options: HttpSourceOptions = {}): Source {
+  const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+  const hf = huggingFaceRepo(url);
+  const base = hf ? `${HF_HOST}/${hf.repo}/resolve/${hf.revision}/` : url.endsWith('/') ? url : `${url}/`;
+  const fileUrl = (path: string) => base + path.split('/').map(encodeURIComponent).join('/');
+  const sizes = new Map<string, number>();
+
+  async function request(path: string, range: string, signal?: AbortSignal): Promise<Response> {
+    throwIfCancelled(signal, LOADING_CANCELLED);
+    const where = fileUrl(path);
+    let response: Response;
+    try {
+      response = await doFetch(where, { headers: { Range: range }, signal, redirect: 'follow' });
+    } catch (error) {
+      throwIfCancelled(signal, LOADING_CANCELLED);
+      throw new FetchFailedError(path, `could not be fetched from ${where} (${(error as Error).message})`, { cause: error });
+    }
+    if (response.status === 404 || response.status === 410) throw missing(`${path} (${where} answered ${response.status})`);
+    if (response.status === 416) return response; // a range past the end of an empty file
+    if (!response.ok) {
+      throw new FetchFailedError(path, `the server answered ${response.status} ${response.statusText} for ${where}`);
+    }
+    return response;
+  }
+
+  /** Reads a body from `skip` on, keeping `length` bytes, then stops the download. */
+  async function readBody(response: Response, path: string, skip: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    const out = new Uint8Array(length);
+    if (length === 0) {
+      await response.body?.cancel().catch(() => undefined);
+      return out;
+    }
+    if (!response.body) {
+      const all = new Uint8Array(await response.arrayBuffer());
+      out.set(all.subarray(skip, skip + length));
+      if (all.length < skip + length) throw new FetchFailedError(path, `the server sent ${all.length} bytes, fewer than asked`);
+      return out;
+    }
+    const reader = response.body.getReader();
+    let seen = 0;
+    let filled = 0;
+    try {
+      while (filled < length) {
+        throwIfCancelled(signal, LOADING_CANCELLED);
+        const { done, value } = await reader.read();
+        if (done) break;
+        const from = Math.max(0, skip - seen);
+        seen += value.length;
+        if (from >= value.length) continue;
+        const chunk = value.subarray(from, from + (length - filled));
+        out.set(chunk, filled);
+        filled += chunk.length;
+      }
+    } finally {
+      await reader.cancel().catch(() => undefined);
+    }
+    if (filled < length) {
+      throw new FetchFailedError(path, `the download of ${fileUrl(path)} broke off after ${filled} of ${length} bytes`);
+    }
+    return out;
+  }
+
+  const source: Source = {
+    location: hf ? `${HF_HOST}/${hf.repo}` : base,
+    describe: fileUrl,
+
+    async size(path, signal) {
+      const known = sizes.get(path);
+      if (known !== undefined) return known;
+      // One byte by Range tells the total in Content-Range, on Hugging Face's redirects as well.
+      const response = await request(path, 'bytes=0-0', signal);
+      const range = response.headers.get('content-range');
+      const total = range ? Number(range.split('/')[1]) : Number(response.headers.get('content-length'));
+      await response.body?.cancel().catch(() => undefined);
+      if (response.status === 416) {
+        sizes.set(path, 0);
+        return 0;
+      }
+      if (!Number.isSafeInteger(total)) {
+        throw new FetchFailedError(path, `the server told no size for ${fileUrl(path)} (no Content-Range or Content-Length)`);
+      }
+      sizes.set(path, total);
+      return total;
+    },
+
+    async exists(path, signal) {
+      try {
+        await source.size(path, signal);
+        return true;
+      } catch (error) {
+        if (error instanceof CheckpointError) return false;
+        throw error;
+      }
+    },
+
+    async read(path, start, end, signal) {
+      checkRange(source, path, start, end);
+      if (end === start) return new Uint8Array(0);
+      const response = await request(path, `bytes=${start}-${end - 1}`, signal);
+      // 206: the range; 200: a server without Range support sends the whole file.
+      return readBody(response, path, response.status === 206 ? 0 : start, end - start, signal);
+    },
+
+    async list(folder, signal) {
+      if (!hf) return [];
+      const where = `${HF_HOST}/api/models/${hf.repo}/tree/${hf.revision}${folder ? `/${folder}` : ''}`;
+      throwIfCancelled(signal, LOADING_CANCELLED);
+      let response: Response;
+      try {
+        response = await doFetch(where, { signal });
+      } catch (error) {
+        throw new FetchFailedError(folder || '/', `could not be listed at ${where} (${(error as Error).message})`, { cause: error });
+      }
+      if (response.status === 404) return [];
+      if (!response.ok) throw new FetchFailedError(folder || '/', `the server answered ${response.status} for ${where}`);
+      const entries = (await response.json()) as { type?: string; path?: string; size?: number }[];
+      const names: string[] = [];
+      for (const entry of entries) {
+        if (entry.type !== 'file' || typeof entry.path !== 'string') continue;
+        if (typeof entry.size === 'number') sizes.set(entry.path, entry.size);
+        names.push(entry.path.slice(entry.path.lastIndexOf('/') + 1));
+      }
+      return names.sort();
+    },
+  };
+  return source;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Browser folders
+
+/**
+ * Files the user picked (`<input type="file" webkitdirectory>`, whose `webkitRelativePath` starts
+ * with the folder's name, dropped here), or any map of relative paths to Blobs.
+ */
+export function createBlobSource(files: Iterable<File> | Map<string, Blob>, location?: string): Source {
+  let map: Map<string, Blob>;
+  let folder = '';
+  if (files instanceof Map) map = files;
+  else {
+    map = new Map();
+    for (const file of files) {
+      const relative = (file as File & { webkitRelativePath?: string }).webkitRelativePath || file.name;
+      const slash = relative.indexOf('/');
+      if (slash >= 0) folder ||= relative.slice(0, slash);
+      map.set(slash >= 0 ? relative.slice(slash + 1) : relative, file);
+    }
+  }
+  const where = location ?? (folder || 'local folder');
+  const blob = (path: string) => {
+    const found = map.get(path);
+    if (!found) throw missing(`${where}/${path}`);
+    return found;
+  };
+  const source: Source = {
+    location: where,
+    describe: (path) => `${where}/${path}`,
+    async size(path) {
+      return blob(path).size;
+    },
+    async exists(path) {
+      return map.has(path);
+    },
+    async read(path, start, end, signal) {
+      checkRange(source, path, start, end);
+      throwIfCancelled(signal, LOADING_CANCELLED);
+      const file = blob(path);
+      if (end > file.size) throw new CheckpointError(`is ${file.size} bytes, shorter than expected (${end})`, source.describe(path));
+      return new Uint8Array(await file.slice(start, end).arrayBuffer());
+    },
+    async list(folderPath) {
+      const prefix = folderPath ? `${folderPath.replace(/\/+$/, '')}/` : '';
+      return [...map.keys()]
+        .filter((p) => p.startsWith(prefix) && !p.slice(prefix.length).includes('/'))
+        .map((p) => p.slice(prefix.length))
+        .sort();
+    },
+  };
+  return source;
+}
+
+/** A folder picked with the File System Access API (`showDirectoryPicker`). */
+export function createDirectoryHandleSource(root: FileSystemDirectoryHandle): Source {
+  const where = root.name;
+  const directory = async (parts: string[]): Promise<FileSystemDirectoryHandle | null> => {
+    let dir = root;
+    try {
+      for (const part of parts) dir = await dir.getDirectoryHandle(part);
+      return dir;
+    } catch {
+      return null;
+    }
+  };
+  const file = async (path: string): Promise<File | null> => {
+    const parts = path.split('/');
+    const dir = await directory(parts.slice(0, -1));
+    try {
+      return dir ? await (await dir.getFileHandle(parts[parts.length - 1])).getFile() : null;
+    } catch {
+      return null;
+    }
+  };
+  const source: Source = {
+    location: where,
+    describe: (path) => `${where}/${path}`,
+    async size(path) {
+      const found = await file(path);
+      if (!found) throw missing(source.describe(path));
+      return found.size;
+    },
+    async exists(path) {
+      return (await file(path)) !== null;
+    },
+    async read(path, start, end, signal) {
+      checkRange(source, path, start, end);
+      throwIfCancelled(signal, LOADING_CANCELLED);
+      const found = await file(path);
+      if (!found) throw missing(source.describe(path));
+      if (end > found.size) throw new CheckpointError(`is ${found.size} bytes, shorter than expected (${end})`, source.describe(path));
+      return new Uint8Array(await found.slice(start, end).arrayBuffer());
+    },
+    async list(folder) {
+      const dir = await directory(folder ? folder.split('/').filter(Boolean) : []);
+      if (!dir) return [];
+      const names: string[] = [];
+      const entries = (dir as unknown as { entries(): AsyncIterable<[string, FileSystemHandle]> }).entries();
+      for await (const [name, handle] of entries) if (handle.kind === 'file') names.push(name);
+      return names.sort();
+    },
+  };
+  return source;
+}
