@@ -205,34 +205,3 @@ export function contextTensor(ort: Ort, spec: TextEncoderSpec, conditional: Floa
   return floatTensor(ort, context, [rows, T, D]);
 }
 
-/**
- * Runs the text encoder and builds the CFG context [2B, T, D]: the last T positions of the
- * hidden states for the conditional rows, zeros (HART's null condition) for the others.
- * Without `nullRows` (no scale is guided) only the conditional rows: [B, T, D].
- */
-export async function encodeContext(
-  ort: Ort,
-  session: GraphSession,
-  spec: TextEncoderSpec,
-  ids: number[],
-  images: number,
-  signal?: AbortSignal,
-  nullRows = true,
-): Promise<Tensor> {
-  const { inputIds, mask, length } = textEncoderInputs(spec, ids, images);
-  const outputs = await session.run(
-    { input_ids: int32Tensor(ort, inputIds, [images, length]), attention_mask: int32Tensor(ort, mask, [images, length]) },
-    ['hidden'],
-    signal,
-  );
-  const hidden = await readFloats(outputs.hidden);
-  outputs.hidden.dispose();
-  const { contextTokens: T, contextDim: D } = spec;
-  const skip = spec.prefixIds.length;
-  const rows = nullRows ? 2 * images : images;
-  const context = new Float32Array(rows * T * D);
-  for (let b = 0; b < images; b++) {
-    context.set(hidden.subarray((b * length + skip) * D, (b * length + skip + T) * D), b * T * D);
-  }
-  return floatTensor(ort, context, [rows, T, D]);
-}
