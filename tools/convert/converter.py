@@ -42,6 +42,7 @@ from export.shards import tensor_bytes, save_sharded
 from export.writer import (IR_VERSION, OPSET, _name_symbolic_dims, build_tables, sha256_file,
                            write_manifest, write_tables)
 from convert import checkpoint as ckpt
+from convert.preview_fit import refit_preview
 from convert.quantize_weights import QuantizeReport, quantize_model
 from convert.weight_map import level_embedding
 
@@ -204,7 +205,8 @@ def write_graph(proto: onnx.ModelProto, out_dir: str, filename: str, weights_dir
 def preview_map(model: HartModel) -> Tuple[torch.Tensor, torch.Tensor]:
     """The preview graph's latent -> RGB map ([3, Cv] weight, [3] bias), fitted against the decoder.
 
-    The one place the converter fits it, so that another fit can replace this one.
+    The graphs are traced with this map (its non-zero values also let weight_dependent find the
+    map's tensors); the package then gets the engine's fit instead (preview_fit.py).
     """
     config = model.config
     # Fitted on decoded random latents: 16 images at 64 px, but only 2 at 1024 px (one 1024 px
@@ -306,6 +308,10 @@ def convert(hart_dir: str, qwen_dir: str, out_dir: str, fp16: bool = False, text
     published = load_published(hart_dir, qwen_dir, name=name, log=log)
     manifest = write_package(published, out_dir, fp16=fp16, text_bits=text_bits, block_size=block_size,
                              shard_mb=shard_mb, attention=attention, log=log)
+    # The TypeScript import writes the engine's fit of the preview map: so does the converter.
+    refit_preview(out_dir, log)
+    with open(os.path.join(out_dir, "manifest.json"), encoding="utf-8") as f:
+        manifest = json.load(f)
     total = sum(entry["bytes"] for entry in manifest["files"])
     log(f"wrote {out_dir}: {len(manifest['files'])} files, {total / 2**20:,.1f} MB, in {time.time() - started:.0f} s")
     return manifest

@@ -5,7 +5,7 @@
 
 The reference for importers in other languages: it follows docs/model-package.md "Skeletons and
 weight maps" step by step (checks, sources, segments, the manifest template filled as text)
-and traces nothing. The preview map is fitted by the converter's own preview_map.
+and traces nothing. The preview map is the engine's fit, as in the converter (preview_fit.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import re
 import shutil
 import sys
 import time
-from types import SimpleNamespace
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -26,6 +25,7 @@ import torch
 
 from convert import checkpoint as ckpt
 from convert import converter as conv
+from convert.preview_fit import refit_preview
 from convert.weight_map import Context, WeightMapError, tensor_bytes
 
 VARIANTS = {4: "int4", 8: "int8", 32: "fp32"}
@@ -158,18 +158,10 @@ def fill(skeleton: str, hart_dir: str, qwen_dir: str, out_dir: str, bits: Option
         return sources[name_][key].float().numpy()
 
     def preview():
-        llm = configs[os.path.join(hart_dir, "llm/config.json")]
-        tok = configs[os.path.join(hart_dir, "tokenizer/config.json")]
-        qwen_cfg = ckpt.qwen2_config(qwen_dir)
-        config = ckpt.hart_config(llm, tok, ckpt.text_encoder_config(qwen_cfg, prefix_ids),
-                                  name=weights["options"]["name"])
-        tokenizer = conv._tokenizer(config)
-        for n in weights["sources"]["tokenizer"]["keys"]:
-            source("tokenizer", n)
-        state = {n[len("vae."):]: t.float() for n, t in sources["tokenizer"].items()}
-        tokenizer.load_state_dict(state, strict=True)
-        weight, bias = conv.preview_map(SimpleNamespace(config=config, tokenizer=tokenizer.eval()))
-        return weight.numpy(), bias.numpy()
+        # Written as zeros here and replaced by the engine's fit once the decoder is written,
+        # as the converter does (preview_fit.py).
+        channels = int(configs[os.path.join(hart_dir, "tokenizer/config.json")]["z_channels"])
+        return np.zeros((3, channels), np.float32), np.zeros(3, np.float32)
 
     with open(os.path.join(skeleton, "constants.bin"), "rb") as f:
         ctx = Context(source, f.read(), preview)
@@ -199,6 +191,7 @@ def fill(skeleton: str, hart_dir: str, qwen_dir: str, out_dir: str, bits: Option
     nulls = [w for w, e in zip(written, manifest["files"]) if e["bytes"] is None or e["sha256"] is None]
     with open(os.path.join(out_dir, "manifest.json"), "w", encoding="utf-8") as f:
         f.write(fill_manifest_text(template, prefix_ids, pad_id, nulls))
+    refit_preview(out_dir, log)
     log(f"wrote {out_dir} ({name}) in {time.time() - started:.0f} s")
     return out_dir
 

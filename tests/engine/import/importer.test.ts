@@ -1,7 +1,6 @@
 // The TypeScript import against the Python converter, on the stand-in published files: the
 // package from a skeleton plus the published folders equals `tools/py convert`'s byte for byte
-// (with the converter's preview map; the importer's own fit changes only the preview weights),
-// and bad input stops it with the message of the Python reference (`tools/py convert.fill`).
+// (both write the engine's fit of the preview map), and bad input stops it with the message of the Python reference (`tools/py convert.fill`).
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,7 +34,7 @@ describe('import of the published checkpoint', () => {
   it.each(Object.keys(PACKAGES) as PackageName[])('writes the converter\'s %s package byte for byte', async (name) => {
     const out = mkdtempSync(path.join(tmpdir(), `import-${name}-`));
     const progress: ImportProgress[] = [];
-    const result = await runImport(name, out, { preview: convertedPreview(fixture, name), onProgress: (p) => progress.push(p) });
+    const result = await runImport(name, out, { ort: await importNodeOrt('cpu'), onProgress: (p) => progress.push(p) });
     expect(differingFiles(out, fixture.converted(name))).toEqual([]);
     expect(result.manifest).toBe(readFileSync(path.join(out, 'manifest.json'), 'utf8'));
     // Progress: every file of the package reaches its total, the manifest last.
@@ -43,17 +42,6 @@ describe('import of the published checkpoint', () => {
     expect(new Set(finished)).toEqual(new Set([...result.files.map((f) => f.path), 'manifest.json']));
     expect(finished[finished.length - 1]).toBe('manifest.json');
     rmSync(out, { recursive: true });
-  }, 120_000);
-
-  it('fits its own preview map otherwise: only the preview weights and their hashes differ', async () => {
-    const out = mkdtempSync(path.join(tmpdir(), 'import-fit-'));
-    await runImport('fp16', out, { ort: await importNodeOrt('cpu') });
-    expect(differingFiles(out, fixture.converted('fp16'))).toEqual(['manifest.json', 'preview.fp16.onnx.data', 'preview.onnx.data']);
-    const ours = readFileSync(path.join(out, 'manifest.json'), 'utf8').split('\n');
-    const theirs = readFileSync(path.join(fixture.converted('fp16'), 'manifest.json'), 'utf8').split('\n');
-    const changed = ours.flatMap((line, i) => (line === theirs[i] ? [] : [theirs[i - 2].trim()]));
-    expect(ours.length).toBe(theirs.length);
-    expect(changed).toEqual(['"path": "preview.onnx.data",', '"path": "preview.fp16.onnx.data",']);
   }, 120_000);
 
   it('stops a cancelled import without a manifest or a half-written file', async () => {
