@@ -2,13 +2,12 @@
 // fits the preview graph's latent -> RGB map against the package's decoder (engine/import/previewFit.ts)
 // and prints it as one JSON line {"weight": [[…Cv…] × 3], "bias": [r, g, b]} (float32 values), for
 // the Python converter, which writes the same map into its packages.
-// Exit status: 0 success, 2 bad arguments or package, 1 anything else.
-import { EngineError, fitPreviewOfPackage } from '../engine/index';
+// Exit status as every tool here (failure.ts): 0 success, 2 bad arguments or package, 1 otherwise.
+import { fitPreviewOfPackage } from '../engine/index';
 import { createFsIO, importNodeOrt } from '../engine/node';
+import { describeFailure, UsageError } from './failure';
 
 const USAGE = 'Usage: node --import tsx src/cli/fitPreview.ts --package DIR [--count N] [--seed S] [--backend cpu|wasm]';
-
-class UsageError extends Error {}
 
 function parse(argv: string[]): { pkg: string; count?: number; seed: number; backend: 'cpu' | 'wasm' } {
   const out: { pkg?: string; count?: number; seed: number; backend: 'cpu' | 'wasm' } = { seed: 0, backend: 'cpu' };
@@ -42,7 +41,7 @@ async function main(): Promise<number> {
   try {
     args = parse(process.argv.slice(2));
   } catch (error) {
-    process.stderr.write(`error: ${(error as Error).message}\n`);
+    process.stderr.write(`${describeFailure(error).line}\n`);
     return 2;
   }
   try {
@@ -53,8 +52,9 @@ async function main(): Promise<number> {
     process.stdout.write(`${JSON.stringify({ weight, bias: Array.from(map.bias) })}\n`);
     return 0;
   } catch (error) {
-    process.stderr.write(`error: ${(error as Error).message}\n`);
-    return error instanceof EngineError && (error.code === 'bad-package' || error.code === 'bad-input') ? 2 : 1;
+    const { status, line } = describeFailure(error);
+    process.stderr.write(`${line}\n`);
+    return status;
   }
 }
 
