@@ -160,7 +160,9 @@ export async function compare(options: CompareOptions): Promise<Record<string, u
       options.log(`round ${r + 1}/${options.rounds}: ${order.map((w) => `${w} ${samples[w][r].total.toFixed(0)} ms`).join(', ')}`);
     }
 
-    const stageNames = Object.keys(samples.node[0]) as (keyof StageTimings)[];
+    // Plain text to image: a vary's prefix steps and kept scales do not happen, and the
+    // reference has no such stages either.
+    const stageNames = (Object.keys(samples.node[0]) as (keyof StageTimings)[]).filter((s) => s !== 'prefix' && s !== 'reusedScales');
     const medians = Object.fromEntries(order.map((w) => [w, Object.fromEntries(stageNames.map((s) => [s, round1(median(samples[w].map((t) => t[s] ?? 0)))]))])) as Record<Competitor, Stages>;
     const perRound = (a: Competitor, b: Competitor) => samples[a].map((t, i) => round3(t.total / samples[b][i].total));
     const torchOverNode = perRound('torch', 'node');
