@@ -180,19 +180,21 @@ export function createHttpSource(url: string, options: HttpSourceOptions = {}): 
 
   /**
    * Reads a body into `out` from `filled` on, skipping the first `skip` bytes of the body (a
-   * server that ignored Range), until `out` is full; returns how far it got.
+   * server that ignored Range), until `out` is full. `at.filled` follows every chunk, so a
+   * transfer that breaks off keeps what arrived.
    */
-  async function readInto(response: Response, out: Uint8Array, filled: number, skip: number, alive: () => void, signal?: AbortSignal): Promise<number> {
+  async function readInto(response: Response, out: Uint8Array, at: { filled: number }, skip: number, alive: () => void, signal?: AbortSignal): Promise<void> {
     if (!response.body) {
       const all = new Uint8Array(await response.arrayBuffer());
-      const part = all.subarray(skip, skip + (out.length - filled));
-      out.set(part, filled);
-      return filled + part.length;
+      const part = all.subarray(skip, skip + (out.length - at.filled));
+      out.set(part, at.filled);
+      at.filled += part.length;
+      return;
     }
     const reader = response.body.getReader();
     let seen = 0;
     try {
-      while (filled < out.length) {
+      while (at.filled < out.length) {
         throwIfCancelled(signal, LOADING_CANCELLED);
         const { done, value } = await reader.read();
         if (done) break;
@@ -200,14 +202,13 @@ export function createHttpSource(url: string, options: HttpSourceOptions = {}): 
         const from = Math.max(0, skip - seen);
         seen += value.length;
         if (from >= value.length) continue;
-        const chunk = value.subarray(from, from + (out.length - filled));
-        out.set(chunk, filled);
-        filled += chunk.length;
+        const chunk = value.subarray(from, from + (out.length - at.filled));
+        out.set(chunk, at.filled);
+        at.filled += chunk.length;
       }
     } finally {
       await reader.cancel().catch(() => undefined);
     }
-    return filled;
   }
 
   const source: Source = {
@@ -248,18 +249,15 @@ export function createHttpSource(url: string, options: HttpSourceOptions = {}): 
       const out = new Uint8Array(end - start);
       if (end === start) return out;
       const where = fileUrl(path);
-      let filled = 0;
+      const at = { filled: 0 };
       return withRetries(path, where, async (fetchOnce, alive) => {
         // A retry asks only for the bytes still missing.
-        const from = start + filled;
+        const from = start + at.filled;
         const response = await fetchOnce({ headers: { Range: `bytes=${from}-${end - 1}` } });
         checkAnswer(response, path, where);
         // 206: the range; 200: a server without Range support sends the whole file.
-        const reached = await readInto(response, out, filled, response.status === 206 ? 0 : from, alive, signal);
-        if (reached < out.length) {
-          filled = reached;
-          throw new Transient(`the download of ${where} broke off after ${start + reached} of ${end} bytes`);
-        }
+        await readInto(response, out, at, response.status === 206 ? 0 : from, alive, signal);
+        if (at.filled < out.length) throw new Transient(`the download of ${where} broke off after ${start + at.filled} of ${end} bytes`);
         return out;
       }, signal);
     },
