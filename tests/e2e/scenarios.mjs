@@ -553,6 +553,7 @@ export async function importJourney({ browser, baseUrl, query, entryName, missin
         if (typeof measure !== 'function' || !window.crossOriginIsolated) return undefined;
         return (await measure.call(performance)).bytes;
       }).catch(() => undefined);
+      await installRecorder(page);
       await generateAndWatch(page, prompts[0], timeouts.run);
       await expectGalleryCount(page, 1, 'the image of the imported model did not reach the gallery');
       check(problems.length === 0, problems.join('; '));
