@@ -11,13 +11,14 @@
 // Environment:
 //   E2E_MODEL_DIR         serve this package at /e2e-model/ and use it instead of the default
 //   E2E_WEBGPU_MODEL_DIR  package for the WebGPU journey (default tests/fixtures/tiny)
-//   E2E_BACKENDS          comma list of journeys: wasm,webgpu,preview,tabs,static (default all five;
+//   E2E_BACKENDS          comma list of journeys: wasm,webgpu,preview,tabs,static,import (default all six;
 //                         preview: the built app served by `npm run preview`, offline reload
 //                         included; tabs: two tabs opening the same model at once share one
 //                         download; static: dist/ on a host without COOP/COEP, and on one that
-//                         sends the Content-Security-Policy header, each generating once)
-//                         import (not in the default list): a model of a test catalog imported
-//                         in the page from a local hub serving the stand-in published files
+//                         sends the Content-Security-Policy header, each generating once;
+//                         import: a model of a test catalog imported in the page from a local
+//                         hub serving the stand-in published files, built with Python as the
+//                         import's vitest suites build them)
 //   E2E_NO_BUILD=1        reuse the existing dist/
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -33,7 +34,7 @@ import { autoPicksWasmJourney, devServerJourney, errorJourney, importJourney, jo
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const dist = path.join(root, 'dist');
 const shots = path.join(root, process.env.E2E_UPDATE_SCREENSHOTS === '1' ? 'docs/screenshots' : 'test-results/screenshots');
-const backends = (process.env.E2E_BACKENDS ?? 'wasm,webgpu,preview,tabs,static').split(',').map((b) => b.trim());
+const backends = (process.env.E2E_BACKENDS ?? 'wasm,webgpu,preview,tabs,static,import').split(',').map((b) => b.trim());
 const PROMPTS = ['a red circle on a blue background', 'a small yellow square on a black background'];
 
 function build() {
