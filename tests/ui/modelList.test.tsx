@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ModelList } from '../../src/ui/ModelList';
 import { StoreProvider } from '../../src/ui/storeContext';
 import { createHarness, type Harness } from '../app/storeHarness';
-import { FetchFailedError } from '../../src/engine/errors';
+import { CancelledError, FetchFailedError } from '../../src/engine/errors';
 
 afterEach(cleanup);
 
@@ -93,6 +93,27 @@ describe('the model list', () => {
     expect(requests).toEqual([{ request: { id: 'stand-in', source: list.models[0].source }, appBase: 'http://localhost/' }]);
     expect(harness.store.getState().modelSource).toEqual({ kind: 'url', url: 'http://localhost/imported/stand-in/' });
     expect(harness.store.getState().modelLabel).toBe('Stand-in HART');
+  });
+
+  it('cancels an import under way; nothing is loaded', async () => {
+    let aborted = false;
+    const harness = createHarness({
+      catalog: standInCatalog(),
+      importModel: async (_request, { onProgress, signal }) => {
+        onProgress?.({ phase: 'download', file: 'condition.onnx.data', index: 0, count: 9, done: 0, total: 10 });
+        await new Promise<void>((_, reject) => signal.addEventListener('abort', () => {
+          aborted = true;
+          reject(new CancelledError('Loading was cancelled.'));
+        }));
+        throw new Error('not reached');
+      },
+    });
+    await renderList(harness);
+    fireEvent.click(screen.getByRole('button', { name: 'Import Stand-in HART' }));
+    fireEvent.click(await screen.findByRole('button', { name: 'Cancel import of Stand-in HART' }));
+    await screen.findByText('The import was cancelled; the files it finished are kept for the next one.');
+    await waitFor(() => expect(aborted).toBe(true));
+    expect(harness.loads).toBe(0);
   });
 
   it('names the file and URL when an import fails, and the loaded model stays', async () => {
