@@ -69,7 +69,16 @@ export interface HttpSourceOptions {
   hub?: string;
   /** Stall timeout and retries; the engine's FETCH_POLICY for what is not given. */
   policy?: Partial<FetchPolicy>;
+  /**
+   * Reads up to this size are served from aligned blocks of it, fetched once (default 4 MiB):
+   * a checkpoint's many small tensors then cost a few requests, not one round trip (and a
+   * redirect) each.
+   */
+  readAheadBytes?: number;
 }
+
+/** Blocks kept per source: enough for the few files read side by side. */
+const KEPT_BLOCKS = 16;
 
 const HF_HOST = 'https://huggingface.co';
 
@@ -116,6 +125,8 @@ export function createHttpSource(url: string, options: HttpSourceOptions = {}): 
   const base = hf ? `${hubHost}/${hf.repo}/resolve/${hf.revision}/` : url.endsWith('/') ? url : `${url}/`;
   const fileUrl = (path: string) => base + path.split('/').map(encodeURIComponent).join('/');
   const sizes = new Map<string, number>();
+  const blockSize = options.readAheadBytes ?? 4 << 20;
+  const blocks = new Map<string, Promise<Uint8Array>>();
 
   /**
    * One fetch under the policy: `attempt` gets the answer and reads what it needs from it, with
@@ -211,6 +222,23 @@ export function createHttpSource(url: string, options: HttpSourceOptions = {}): 
     }
   }
 
+  /** Bytes `[start, end)` of a file in one request, retried for what is still missing. */
+  async function fetchRange(path: string, start: number, end: number, signal?: AbortSignal): Promise<Uint8Array> {
+    const out = new Uint8Array(end - start);
+    const where = fileUrl(path);
+    const at = { filled: 0 };
+    return withRetries(path, where, async (fetchOnce, alive) => {
+      // A retry asks only for the bytes still missing.
+      const from = start + at.filled;
+      const response = await fetchOnce({ headers: { Range: `bytes=${from}-${end - 1}` } });
+      checkAnswer(response, path, where);
+      // 206: the range; 200: a server without Range support sends the whole file.
+      await readInto(response, out, at, response.status === 206 ? 0 : from, alive, signal);
+      if (at.filled < out.length) throw new Transient(`the download of ${where} broke off after ${start + at.filled} of ${end} bytes`);
+      return out;
+    }, signal);
+  }
+
   const source: Source = {
     location: hf ? `${hubHost}/${hf.repo}` : base,
     describe: fileUrl,
@@ -246,20 +274,26 @@ export function createHttpSource(url: string, options: HttpSourceOptions = {}): 
 
     async read(path, start, end, signal) {
       checkRange(source, path, start, end);
+      if (end === start) return new Uint8Array(0);
+      if (end - start > blockSize) return fetchRange(path, start, end, signal);
+      const size = await source.size(path, signal);
+      if (end > size) throw new CheckpointError(`is ${size} bytes, shorter than expected (${end})`, fileUrl(path));
       const out = new Uint8Array(end - start);
-      if (end === start) return out;
-      const where = fileUrl(path);
-      const at = { filled: 0 };
-      return withRetries(path, where, async (fetchOnce, alive) => {
-        // A retry asks only for the bytes still missing.
-        const from = start + at.filled;
-        const response = await fetchOnce({ headers: { Range: `bytes=${from}-${end - 1}` } });
-        checkAnswer(response, path, where);
-        // 206: the range; 200: a server without Range support sends the whole file.
-        await readInto(response, out, at, response.status === 206 ? 0 : from, alive, signal);
-        if (at.filled < out.length) throw new Transient(`the download of ${where} broke off after ${start + at.filled} of ${end} bytes`);
-        return out;
-      }, signal);
+      for (let b = Math.floor(start / blockSize); b * blockSize < end; b++) {
+        const key = `${b}:${path}`;
+        let block = blocks.get(key);
+        if (!block) {
+          block = fetchRange(path, b * blockSize, Math.min(size, (b + 1) * blockSize), signal);
+          blocks.set(key, block);
+          block.catch(() => blocks.delete(key));
+          while (blocks.size > KEPT_BLOCKS) blocks.delete(blocks.keys().next().value!);
+        }
+        const bytes = await block;
+        const from = Math.max(start, b * blockSize);
+        const to = Math.min(end, (b + 1) * blockSize);
+        out.set(bytes.subarray(from - b * blockSize, to - b * blockSize), from - start);
+      }
+      return out;
     },
 
     async list(folder, signal) {

@@ -45,6 +45,8 @@ export interface ImportModelOptions {
   backend?: BackendName;
   fetch?: typeof fetch;
   policy?: Partial<FetchPolicy>;
+  /** The HTTP sources' read-ahead block (see HttpSourceOptions); tests of small files shrink it. */
+  readAheadBytes?: number;
   caches?: CacheStorage;
   onProgress?: (progress: ImportModelProgress) => void;
   onLog?: (line: string) => void;
@@ -58,7 +60,7 @@ export interface ImportModelResult extends ImportResult {
 
 /** A repository URL of a hub: its origin serves it as Hugging Face does. */
 function hubSource(url: string, options: ImportModelOptions): Source {
-  return createHttpSource(url, { hub: new URL(url).origin, fetch: options.fetch, policy: options.policy });
+  return createHttpSource(url, { hub: new URL(url).origin, fetch: options.fetch, policy: options.policy, readAheadBytes: options.readAheadBytes });
 }
 
 /** At most one report per file every PROGRESS_MS, and every file's first and last. */
@@ -100,7 +102,7 @@ async function checkSkeleton(skeleton: Source, signal?: AbortSignal): Promise<vo
 export async function importModelToCache(options: ImportModelOptions): Promise<ImportModelResult> {
   const { signal } = options;
   const url = importedPackageUrl(options.appBase, options.id);
-  const skeleton = createHttpSource(options.source.skeleton, { fetch: options.fetch, policy: options.policy });
+  const skeleton = createHttpSource(options.source.skeleton, { fetch: options.fetch, policy: options.policy, readAheadBytes: options.readAheadBytes });
   await checkSkeleton(skeleton, signal);
   await dropUnfinished(url, { caches: options.caches });
   const sink = createCacheSink(url, { caches: options.caches });

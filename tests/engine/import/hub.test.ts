@@ -33,6 +33,8 @@ function run(caches: CacheStorage, extra: Partial<Parameters<typeof importModelT
     caches,
     preview: convertedPreview(fixture, 'fp32'),
     policy: { retryDelayMs: 1, stallTimeoutMs: 10_000 },
+    // The stand-in's files are a thousandth of the published ones: so is the read-ahead block.
+    readAheadBytes: 16 << 10,
     ...extra,
   });
 }
