@@ -6,14 +6,14 @@ import type { Ort } from '../backend';
 import type { ImportSource } from '../catalog';
 import { deleteCachedModel } from '../cache';
 import { CheckpointError, EngineError, LOADING_CANCELLED, throwIfCancelled } from '../errors';
-import { importedPackageUrl, type FetchPolicy } from '../readers';
+import { importedPackageUrl, MODEL_CACHE_NAME, type FetchPolicy } from '../readers';
 import type { BackendName } from '../types';
 import { createCacheSink, dropUnfinished } from './cacheSink';
 import { importPackage, type ImportResult } from './importer';
 import type { PreviewMap } from './previewFit';
 import { sha256Hasher } from './sink';
 import { WEIGHT_MAP_FILE } from './skeleton';
-import { createHttpSource, readJson, type Source } from './source';
+import { createHttpSource, readAll, readJson, type Source } from './source';
 
 export type ImportPhase = 'download' | 'verify';
 
@@ -87,10 +87,16 @@ function rateReporter(phase: ImportPhase, onProgress?: (p: ImportModelProgress) 
   };
 }
 
-/** The skeleton must be served: without it nothing can be imported, so say so in one line. */
-async function checkSkeleton(skeleton: Source, signal?: AbortSignal): Promise<void> {
+/**
+ * The skeleton must be served: without it nothing can be imported, so say so in one line.
+ * Returns its weight map's sha256.
+ */
+async function checkSkeleton(skeleton: Source, signal?: AbortSignal): Promise<string> {
   try {
     await readJson(skeleton, WEIGHT_MAP_FILE, signal);
+    const hash = sha256Hasher();
+    hash.update(await readAll(skeleton, WEIGHT_MAP_FILE, signal));
+    return hash.hex();
   } catch (error) {
     if (!(error instanceof CheckpointError)) throw error;
     throw new CheckpointError(
@@ -99,12 +105,31 @@ async function checkSkeleton(skeleton: Source, signal?: AbortSignal): Promise<vo
   }
 }
 
+/** What an import was made from, kept beside its files (`<package>/import.json`). */
+const STAMP_FILE = 'import.json';
+
+/**
+ * Files a previous import left are kept only when it read the same repositories with the same
+ * weight map: anything else (another skeleton, another checkpoint) starts afresh.
+ */
+async function startFrom(url: string, stamp: string, caches?: CacheStorage): Promise<void> {
+  const storage = caches ?? (globalThis as { caches?: CacheStorage }).caches;
+  if (!storage) return;
+  const cache = await storage.open(MODEL_CACHE_NAME);
+  const key = new URL(STAMP_FILE, url).href;
+  const previous = await cache.match(key);
+  if (previous && (await previous.text()) === stamp) return;
+  await deleteCachedModel(url, { caches: storage });
+  await cache.put(key, new Response(stamp, { headers: { 'content-type': 'application/json', 'content-length': String(new TextEncoder().encode(stamp).length) } }));
+}
+
 export async function importModelToCache(options: ImportModelOptions): Promise<ImportModelResult> {
   const { signal } = options;
   const url = importedPackageUrl(options.appBase, options.id);
   const skeleton = createHttpSource(options.source.skeleton, { fetch: options.fetch, policy: options.policy, readAheadBytes: options.readAheadBytes });
-  await checkSkeleton(skeleton, signal);
+  const weightMap = await checkSkeleton(skeleton, signal);
   await dropUnfinished(url, { caches: options.caches });
+  await startFrom(url, JSON.stringify({ hart: options.source.hart, qwen: options.source.qwen, weightMap }), options.caches);
   const sink = createCacheSink(url, { caches: options.caches });
   const result = await importPackage({
     skeleton,

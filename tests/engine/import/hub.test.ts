@@ -17,7 +17,7 @@ const QWEN = 'mit-han-lab/Qwen2-VL-1.5B-Instruct';
 
 beforeAll(async () => {
   fixture = publishedFixture();
-  hub = await startHub({ repos: { [HART]: fixture.hart, [QWEN]: fixture.qwen }, static: { '/skeleton/': fixture.skeleton('plain') } });
+  hub = await startHub({ repos: { [HART]: fixture.hart, [QWEN]: fixture.qwen }, static: { '/skeleton/': fixture.skeleton('plain'), '/skeleton-fp16/': fixture.skeleton('fp16') } });
 }, 1_800_000);
 afterAll(() => hub?.close());
 
@@ -46,7 +46,7 @@ function cachedFiles(stores: ReturnType<typeof fakeCaches>['stores']): Map<strin
     const url = new URL(key);
     const file = url.pathname.slice(new URL(`${APP}imported/stand-in/`).pathname.length);
     if (url.searchParams.has('writing')) throw new Error(`left over: ${key}`);
-    files.set(file, Buffer.from(entry.body));
+    if (file !== 'import.json') files.set(file, Buffer.from(entry.body));
   }
   return files;
 }
@@ -117,6 +117,16 @@ describe('import from a hub into the package cache', () => {
     expect(result.kept.length).toBeGreaterThan(0);
     expect(result.kept.length).toBeLessThan(result.files.length);
     expectConverted(cachedFiles(stores));
+  }, 300_000);
+
+  it('keeps nothing of an import made from another skeleton', async () => {
+    const { caches } = fakeCaches();
+    const controller = new AbortController();
+    await run(caches, { signal: controller.signal, onProgress: (p) => p.done === p.total && p.index >= 3 && controller.abort() }).catch(() => undefined);
+    const other = await run(caches, { source: { ...source(), skeleton: `${hub.url}/skeleton-fp16/` }, preview: convertedPreview(fixture, 'fp16') });
+    expect(other.kept).toEqual([]);
+    const again = await run(caches, { source: { ...source(), skeleton: `${hub.url}/skeleton-fp16/` }, preview: convertedPreview(fixture, 'fp16') });
+    expect(again.kept.length).toBe(other.files.length);
   }, 300_000);
 
   it('resumes a cut transfer from the bytes it lacks', async () => {
