@@ -27,6 +27,7 @@ const store = createAppStore(
     clock: () => Date.now(),
     randomSeed: () => crypto.getRandomValues(new Uint32Array(1))[0] >>> 1,
     newId: () => crypto.randomUUID(),
+    appBase: new URL(import.meta.env.BASE_URL, location.href).href,
     catalog: {
       url: new URL(`${import.meta.env.BASE_URL}models/catalog.json`, location.href).href,
       async fetch(url) {

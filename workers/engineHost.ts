@@ -1,7 +1,7 @@
 // The worker's state: one engine, one queue, one AbortController per run.
 // Kept free of comlink and onnxruntime so it can be tested in Node with a fake engine.
-import { BadInputError, EngineError, LOADING_CANCELLED, RunQueue, throwIfCancelled, type Engine, type GenerateEvent, type GenerateRequest, type LoadProgress } from '../src/engine/index';
-import { toAppFailure, type ModelSource, type WorkerLoadOptions, type WorkerApi } from './protocol';
+import { BadInputError, EngineError, LOADING_CANCELLED, RunQueue, throwIfCancelled, type Engine, type GenerateEvent, type GenerateRequest, type ImportModelProgress, type LoadProgress } from '../src/engine/index';
+import { toAppFailure, type ImportOutcome, type ImportRequest, type ModelSource, type WorkerImportOptions, type WorkerLoadOptions, type WorkerApi } from './protocol';
 
 export type OpenEngine = (
   source: ModelSource,
@@ -10,12 +10,22 @@ export type OpenEngine = (
 
 export type CheckNeeds = WorkerApi['checkNeeds'];
 
+export type ImportModel = (
+  request: ImportRequest,
+  options: WorkerImportOptions & { onProgress?: (progress: ImportModelProgress) => void; signal: AbortSignal },
+) => Promise<Omit<ImportOutcome, 'seconds'>>;
+
+/** Hosts without onnxruntime and storage (tests of loading and running) cannot import. */
+const noImport: ImportModel = async () => {
+  throw new EngineError('internal', 'This engine host cannot import a model.');
+};
+
 /** Hosts without the runtime facts (tests of loading and running) cannot answer checkNeeds. */
 const noNeedsCheck: CheckNeeds = async () => {
   throw new EngineError('internal', 'This engine host cannot check a device.');
 };
 
-export function createEngineHost(openEngine: OpenEngine, checkNeeds: CheckNeeds = noNeedsCheck): WorkerApi {
+export function createEngineHost(openEngine: OpenEngine, checkNeeds: CheckNeeds = noNeedsCheck, importModel: ImportModel = noImport): WorkerApi {
   let engine: Engine | undefined;
   // Every load and generate runs after the previous one settled: onnxruntime's WebGPU EP
   // corrupts its state when two session runs overlap. Its own queue, not the engine's shared one
@@ -23,6 +33,7 @@ export function createEngineHost(openEngine: OpenEngine, checkNeeds: CheckNeeds 
   const jobs = new RunQueue();
   let running: AbortController | undefined;
   let loading: AbortController | undefined;
+  let importing: AbortController | undefined;
 
   async function rethrowAsFailure<T>(promise: Promise<T>): Promise<T> {
     try {
@@ -84,6 +95,23 @@ export function createEngineHost(openEngine: OpenEngine, checkNeeds: CheckNeeds 
 
     async cancelLoad() {
       loading?.abort();
+      importing?.abort();
+    },
+
+    importModel(request, options, onProgress) {
+      // Not queued behind runs: the import writes the cache while the loaded model generates.
+      // One import at a time: a new one stops the older.
+      importing?.abort();
+      const controller = new AbortController();
+      importing = controller;
+      const started = Date.now();
+      return rethrowAsFailure(
+        importModel(request, { ...options, onProgress, signal: controller.signal })
+          .then((outcome) => ({ ...outcome, seconds: (Date.now() - started) / 1000 }))
+          .finally(() => {
+            if (importing === controller) importing = undefined;
+          }),
+      );
     },
 
     checkNeeds(needs, diskBytes, options) {

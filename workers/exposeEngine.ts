@@ -5,7 +5,7 @@
 import * as Comlink from 'comlink';
 import * as ort from 'onnxruntime-web/webgpu';
 import wasmUrl from 'onnxruntime-web/ort-wasm-simd-threaded.asyncify.wasm?url';
-import { checkNeeds, createDirectoryHandleIO, createFileListIO, loadEngine, type Engine, type LoadedEngine } from '../src/engine/index';
+import { checkNeeds, createDirectoryHandleIO, createFileListIO, importModelToCache, loadEngine, type Engine, type LoadedEngine } from '../src/engine/index';
 import { createEngineHost } from './engineHost';
 import type { ModelSource, WorkerApi } from './protocol';
 import { relay } from './relay';
@@ -38,7 +38,11 @@ export function exposeEngine({ wrapEngine }: ExposeOptions = {}): void {
       warmup: true,
     });
     return wrapEngine ? wrapEngine(engine) : engine;
-  }, (needs, diskBytes, { backend }) => checkNeeds(needs, diskBytes, { ort, backend }));
+  }, (needs, diskBytes, { backend }) => checkNeeds(needs, diskBytes, { ort, backend }), async (request, { appBase, onProgress, signal }) => {
+    // The preview map is fitted on WASM: a short run that must not share the GPU with a generation.
+    const result = await importModelToCache({ id: request.id, source: request.source, appBase, ort, backend: 'wasm', onProgress, signal });
+    return { url: result.url, files: result.files.length + 1, kept: result.kept.length, bytesRead: result.bytesRead, bytesWritten: result.bytesWritten };
+  });
 
   const api: WorkerApi = {
     load: (source, options, onProgress) => relay(onProgress, (forward) => host.load(source, options, forward)),
@@ -47,6 +51,7 @@ export function exposeEngine({ wrapEngine }: ExposeOptions = {}): void {
     cancelLoad: () => host.cancelLoad(),
     analyzePrompt: (prompt) => host.analyzePrompt(prompt),
     checkNeeds: (needs, diskBytes, options) => host.checkNeeds(needs, diskBytes, options),
+    importModel: (request, options, onProgress) => relay(onProgress, (forward) => host.importModel(request, options, forward)),
   };
 
   Comlink.expose(api);

@@ -6,6 +6,8 @@ import type {
   GenerateEvent,
   GenerateRequest,
   GenerateResult,
+  ImportModelProgress,
+  ImportSource,
   LoadProgress,
   ModelInfo,
   NeedsCheck,
@@ -29,6 +31,28 @@ export interface WorkerLoadOptions {
   backend: BackendChoice;
 }
 
+/** A model of the catalog to import: its id (where the package goes) and where it comes from. */
+export interface ImportRequest {
+  id: string;
+  source: ImportSource;
+}
+
+export interface WorkerImportOptions {
+  /** The app's base URL: the package goes to `<appBase>imported/<id>/`. */
+  appBase: string;
+}
+
+export interface ImportOutcome {
+  /** The package URL to load. */
+  url: string;
+  files: number;
+  /** Files a previous import had finished, kept. */
+  kept: number;
+  bytesRead: number;
+  bytesWritten: number;
+  seconds: number;
+}
+
 /** Failures cross the worker boundary as plain data, never as stacks. */
 export interface AppFailure {
   code: EngineErrorCode | 'worker-crashed';
@@ -44,8 +68,13 @@ export interface WorkerApi {
   generate(request: GenerateRequest, onEvent?: (event: GenerateEvent) => void): Promise<GenerateResult>;
   /** Stops the running generation, if any; resolves at once. */
   cancel(): Promise<void>;
-  /** Stops the model load under way, if any (the loaded model stays); resolves at once. */
+  /** Stops the model load or import under way, if any (the loaded model stays); resolves at once. */
   cancelLoad(): Promise<void>;
+  /**
+   * Imports a published checkpoint into the package cache; the loaded model stays loaded and
+   * usable meanwhile. Cancelled by cancelLoad.
+   */
+  importModel(request: ImportRequest, options: WorkerImportOptions, onProgress?: (progress: ImportModelProgress) => void): Promise<ImportOutcome>;
   analyzePrompt(prompt: string): Promise<PromptAnalysis>;
   /** Whether this machine can run a model of the catalog, asked before anything is downloaded. */
   checkNeeds(needs: CatalogNeeds, diskBytes: number, options: WorkerLoadOptions): Promise<NeedsCheck>;

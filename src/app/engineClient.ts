@@ -91,6 +91,7 @@ export function createEngineClient(
     cancelLoad: () => call((api) => api.cancelLoad()),
     analyzePrompt: (prompt) => call((api) => api.analyzePrompt(prompt)),
     checkNeeds: (needs, diskBytes, options) => call((api) => api.checkNeeds(needs, diskBytes, options)),
+    importModel: (request, options, onProgress) => call((api) => api.importModel(request, options, onProgress && Comlink.proxy(onProgress))),
     restart(failure) {
       rejectInFlight(failure);
       worker?.terminate();

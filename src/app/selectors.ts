@@ -5,6 +5,7 @@ import { isRunning } from './runSlice';
 import type { AppState, Frame } from './storeTypes';
 
 /** The engine's, so the page writes sizes one way (its preflight messages included). */
+import { formatBytes } from '../engine/index';
 export { describeNeeds, formatBytes } from '../engine/index';
 
 export const PHASE_NAMES: Record<LoadPhase, string> = {
@@ -13,6 +14,21 @@ export const PHASE_NAMES: Record<LoadPhase, string> = {
   upload: 'Upload to GPU',
   warmup: 'Warm-up',
 };
+
+/** The import's steps, as the model list names them; the last is the load of the package. */
+export const IMPORT_STEPS = [
+  { key: 'download', name: 'Download and convert' },
+  { key: 'verify', name: 'Verify' },
+  { key: 'compile', name: 'Compile (load the imported model)' },
+] as const;
+
+/** "12.0 MB of 40.0 MB · 3.1 MB/s · 9 s left", for one file of an import. */
+export function importRate(done: number, total: number, bytesPerSecond?: number, secondsLeft?: number): string {
+  const parts = [`${formatBytes(done)} of ${formatBytes(total)}`];
+  if (bytesPerSecond) parts.push(`${formatBytes(bytesPerSecond)}/s`);
+  if (secondsLeft !== undefined && done < total) parts.push(`${secondsLeft < 60 ? `${Math.ceil(secondsLeft)} s` : `${Math.ceil(secondsLeft / 60)} min`} left`);
+  return parts.join(' · ');
+}
 
 export const PHASE_ORDER: LoadPhase[] = ['manifest', 'download', 'upload', 'warmup'];
 

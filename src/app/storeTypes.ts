@@ -1,6 +1,7 @@
 // The shape of the app store, split by concern; each slice lives in its own file.
 import type { StateCreator } from 'zustand/vanilla';
 import type {
+  ImportModelProgress,
   CatalogEntry,
   GenerateRequest,
   GenerateResult,
@@ -17,12 +18,14 @@ import type { EngineClient } from './engineClient';
 import type { GalleryEntry } from './galleryEntry';
 import type { GalleryStorage } from './galleryStorage';
 import type { CachedModel, ModelCache, StorageEstimate } from './modelCache';
-import type { AppFailure, BackendChoice, ModelSource } from '../../workers/protocol';
+import type { AppFailure, BackendChoice, ImportOutcome, ModelSource } from '../../workers/protocol';
 import type { RunProgress } from './runStatus';
 
 /** Everything the store needs from the outside world, injected so tests can fake it. */
 export interface AppDeps {
-  client: Pick<EngineClient, 'load' | 'generate' | 'cancel' | 'cancelLoad' | 'analyzePrompt' | 'checkNeeds' | 'onCrash' | 'restart'>;
+  client: Pick<EngineClient, 'load' | 'generate' | 'cancel' | 'cancelLoad' | 'analyzePrompt' | 'checkNeeds' | 'importModel' | 'onCrash' | 'restart'>;
+  /** The app's own base URL, under which imported packages are kept (import.meta.env.BASE_URL resolved). */
+  appBase?: string;
   /** The model list (public/models/catalog.json): its address and a way to read it. */
   catalog?: { url: string; fetch(url: string): Promise<unknown> };
   gallery: GalleryStorage;
@@ -176,6 +179,19 @@ export interface CacheSlice {
 /** What a device check of a catalog model found, or why it could not be made. */
 export type CatalogCheck = { status: 'checking' } | { status: 'done'; result: NeedsCheck } | { status: 'failed'; message: string };
 
+/**
+ * An import of the catalog: the device check, the download and conversion, the check of what
+ * was written, then the load of the package (its own load phases).
+ */
+export type CatalogImport =
+  | { status: 'checking' }
+  | { status: 'importing'; progress?: ImportModelProgress }
+  | { status: 'loading'; outcome: ImportOutcome }
+  | { status: 'done'; outcome: ImportOutcome }
+  | { status: 'refused' }
+  | { status: 'cancelled' }
+  | { status: 'failed'; message: string };
+
 export interface CatalogSlice {
   /** The models the app offers (public/models/catalog.json), in its order. */
   catalog: CatalogEntry[];
@@ -185,6 +201,15 @@ export interface CatalogSlice {
   loadCatalog(): Promise<void>;
   /** Checks this device against a model's needs, before any byte of it is downloaded. */
   checkCatalogEntry(id: string): Promise<void>;
+  catalogImports: Record<string, CatalogImport>;
+  /**
+   * Imports a model of the catalog: checks the device first (a refusal leaves the reasons in
+   * `catalogChecks` and downloads nothing), imports it into this browser's storage, then loads
+   * it. The model loaded before stays usable throughout, and after a failure.
+   */
+  importCatalogEntry(id: string): Promise<void>;
+  /** Stops the import under way (the files it finished are kept for the next one). */
+  cancelImport(id: string): Promise<void>;
 }
 
 export type AppState = ModelSlice & SettingsSlice & RunSlice & GallerySlice & CacheSlice & CatalogSlice;

@@ -12,7 +12,7 @@ export { checkScaleFrom, checkSeed, checkSettings, describeRange, HART_DEFAULTS,
 export type { NumericSetting, SettingRange } from './samplingSettings';
 export type { BackendRequest, GpuLike, Ort } from './backend';
 export type { FetchPolicy, PackageIO } from './readers';
-export { createFetchIO, FETCH_POLICY, createFileListIO, createDirectoryHandleIO, createFileMapIO, MODEL_CACHE_NAME, packageBaseUrl } from './readers';
+export { createFetchIO, FETCH_POLICY, createFileListIO, createDirectoryHandleIO, createFileMapIO, MODEL_CACHE_NAME, packageBaseUrl, importedPackageUrl, isImportedPackageUrl } from './readers';
 export { listCachedModels, deleteCachedModel, persistStorage, estimateStorage } from './cache';
 export type { CachedModel, CacheOptions, StorageManagerLike } from './cache';
 export { checkModelFits, checkNeedsFit, formatBytes } from './preflight';
@@ -33,5 +33,9 @@ export type { ImportOptions, ImportProgress, ImportResult } from './import/impor
 export { importPackage } from './import/importer';
 export type { Hasher, Sink, SinkFile } from './import/sink';
 export { createMemorySink, sha256Hasher } from './import/sink';
+export type { CacheSink, CacheSinkOptions } from './import/cacheSink';
+export { createCacheSink } from './import/cacheSink';
+export type { ImportModelOptions, ImportModelProgress, ImportModelResult, ImportPhase } from './import/toCache';
+export { importModelToCache } from './import/toCache';
 export type { WeightMapFile } from './import/skeleton';
 export { readWeightMap, WEIGHT_MAP_FILE } from './import/skeleton';

@@ -90,7 +90,7 @@ export const FETCH_POLICY: Readonly<FetchPolicy> = { stallTimeoutMs: 30_000, tri
 const MAX_RETRY_AFTER_MS = 60_000;
 
 /** Answers worth another try: the server or the way to it is having a bad moment. */
-function isTransientStatus(status: number): boolean {
+export function isTransientStatus(status: number): boolean {
   return status === 408 || status === 429 || status >= 500;
 }
 
@@ -106,7 +106,7 @@ class TransientFailure extends Error {
 }
 
 /** Node's fetch says only "fetch failed"; the system's code in its cause says why, put in words. */
-function networkReason(error: unknown): string {
+export function networkReason(error: unknown): string {
   const cause = (error as { cause?: { code?: string; message?: string } })?.cause;
   const words: Record<string, string> = {
     ECONNREFUSED: 'the connection was refused',
@@ -124,7 +124,7 @@ function networkReason(error: unknown): string {
   return cause?.message && cause.message !== message ? `${message}: ${cause.message}` : message;
 }
 
-function retryAfterMs(header: string | null): number | undefined {
+export function retryAfterMs(header: string | null): number | undefined {
   if (!header) return undefined;
   const seconds = Number(header);
   const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(header) - Date.now();
@@ -132,7 +132,7 @@ function retryAfterMs(header: string | null): number | undefined {
 }
 
 /** Waits `ms`, or stops at once with a CancelledError when `signal` aborts. */
-function pause(ms: number, signal?: AbortSignal): Promise<void> {
+export function pause(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(new CancelledError(LOADING_CANCELLED));
     const done = () => {
@@ -309,6 +309,22 @@ function isQuotaError(error: unknown): boolean {
   return name === 'QuotaExceededError' || (error as { code?: unknown } | null)?.code === 22;
 }
 
+/** The folder, under the app's own address, where packages imported on this machine are kept. */
+export const IMPORTED_FOLDER = 'imported/';
+
+/** The package URL of the catalog entry `id` once imported: `<appBase>imported/<id>/`. */
+export function importedPackageUrl(appBase: string, id: string): string {
+  return new URL(`${IMPORTED_FOLDER}${encodeURIComponent(id)}/`, packageBaseUrl(appBase)).href;
+}
+
+/**
+ * Whether a package URL names a package imported on this machine: it exists only in Cache
+ * Storage, and no server has it (a dev server may even answer its manifest with the app's page).
+ */
+export function isImportedPackageUrl(source: string): boolean {
+  return packageBaseUrl(source).pathname.includes(`/${IMPORTED_FOLDER}`);
+}
+
 /** Resolves a package URL (absolute, or relative to the page/worker location) to a folder URL. */
 export function packageBaseUrl(source: string): URL {
   const base = (globalThis as { location?: { href: string } }).location?.href;
@@ -359,6 +375,12 @@ export function createFetchIO(source: string, options: FetchIOOptions = {}): Pac
       if (cache && readOptions.sha256) {
         const hit = await cache.match(key);
         if (hit) return readBody(hit, path, readOptions);
+      }
+      // A package imported here is only in the cache: its manifest too is read from there.
+      if (cache && !readOptions.sha256 && isImportedPackageUrl(base.href)) {
+        const hit = await cache.match(key);
+        if (hit) return readBody(hit, path, readOptions);
+        throw new BadPackageError(`is not in this browser's storage: the import of ${base.href} did not finish (import it again)`, path);
       }
       // Without a sha256 (the manifest) the network comes first and a cached copy serves offline.
       const offline = cache && !readOptions.sha256 ? async () => {

@@ -11,7 +11,7 @@ class FakeWorker extends EventTarget implements WorkerLike {
 
 function hangingApi(): WorkerApi {
   const never = () => new Promise<never>(() => undefined);
-  return { load: never, generate: never, cancel: async () => undefined, cancelLoad: async () => undefined, analyzePrompt: never, checkNeeds: never };
+  return { load: never, generate: never, cancel: async () => undefined, cancelLoad: async () => undefined, analyzePrompt: never, checkNeeds: never, importModel: never };
 }
 
 /** A client whose workers never answer; `workers` lists every worker it started. */

@@ -1,6 +1,6 @@
 // Builds the real app store on top of the real worker host and a fake engine, so store tests
 // exercise everything but comlink and onnxruntime.
-import { createEngineHost } from '../../workers/engineHost';
+import { createEngineHost, type ImportModel } from '../../workers/engineHost';
 import { createAppStore } from '../../src/app/store';
 import { createMemoryGalleryStorage, type GalleryStorage } from '../../src/app/galleryStorage';
 import type { AppFailure, ModelSource } from '../../workers/protocol';
@@ -25,6 +25,8 @@ export interface Harness {
 }
 
 export interface HarnessOptions {
+  /** What the worker's import does (it cannot import by default). */
+  importModel?: ImportModel;
   info?: ModelInfo;
   stepMs?: number;
   gallery?: GalleryEntry[];
@@ -76,7 +78,7 @@ export function createHarness(options: HarnessOptions = {}): Harness {
   }, async (needs, diskBytes) => ({
     ...checkNeedsFit(needs, diskBytes, { backend: 'wasm', ...options.device }),
     backend: { backend: 'wasm', fp16: false, reason: 'the harness runs WASM' },
-  }));
+  }), options.importModel);
   harness.client = {
     ...host,
     onCrash(listener) {
@@ -101,6 +103,7 @@ export function createHarness(options: HarnessOptions = {}): Harness {
       newId: () => `img-${++ids}`,
       analyzeDelayMs: 0,
       cache: options.cache,
+      appBase: 'http://localhost/',
       catalog:
         options.catalog === undefined
           ? undefined

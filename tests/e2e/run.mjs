@@ -11,25 +11,30 @@
 // Environment:
 //   E2E_MODEL_DIR         serve this package at /e2e-model/ and use it instead of the default
 //   E2E_WEBGPU_MODEL_DIR  package for the WebGPU journey (default tests/fixtures/tiny)
-//   E2E_BACKENDS          comma list of journeys: wasm,webgpu,preview,tabs,static (default all five;
+//   E2E_BACKENDS          comma list of journeys: wasm,webgpu,preview,tabs,static,import (default all six;
 //                         preview: the built app served by `npm run preview`, offline reload
 //                         included; tabs: two tabs opening the same model at once share one
 //                         download; static: dist/ on a host without COOP/COEP, and on one that
-//                         sends the Content-Security-Policy header, each generating once)
+//                         sends the Content-Security-Policy header, each generating once;
+//                         import: a model of a test catalog imported in the page from a local
+//                         hub serving the stand-in published files, built with Python as the
+//                         import's vitest suites build them)
 //   E2E_NO_BUILD=1        reuse the existing dist/
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WEBGPU_FLAGS, withChromium } from '../chromium.mjs';
 import { startServer } from './server.mjs';
 import { startDevServer, startPreviewServer } from './devServer.mjs';
-import { autoPicksWasmJourney, devServerJourney, errorJourney, journey, localFolderJourney, offlineJourney, staticHostJourney, twoTabsJourney } from './scenarios.mjs';
+import { tmpdir } from 'node:os';
+import { startHub } from '../engine/import/hubServer.mjs';
+import { autoPicksWasmJourney, devServerJourney, errorJourney, importJourney, journey, localFolderJourney, offlineJourney, staticHostJourney, twoTabsJourney } from './scenarios.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const dist = path.join(root, 'dist');
 const shots = path.join(root, process.env.E2E_UPDATE_SCREENSHOTS === '1' ? 'docs/screenshots' : 'test-results/screenshots');
-const backends = (process.env.E2E_BACKENDS ?? 'wasm,webgpu,preview,tabs,static').split(',').map((b) => b.trim());
+const backends = (process.env.E2E_BACKENDS ?? 'wasm,webgpu,preview,tabs,static,import').split(',').map((b) => b.trim());
 const PROMPTS = ['a red circle on a blue background', 'a small yellow square on a black background'];
 
 function build() {
@@ -183,6 +188,39 @@ async function main() {
         } finally {
           await plain.close();
           await strict.close();
+        }
+      });
+    }
+    if (backends.includes('import')) {
+      await withChromium([], async (browser) => {
+        console.log('▶ import (WASM): the stand-in published checkpoint from a local hub');
+        // The stand-in and its skeleton, built (or found) as the import's vitest suites do.
+        const found = spawnSync(process.execPath, ['--import', 'tsx', '-e', "import { publishedFixture } from './tests/engine/import/published.ts'; console.log(publishedFixture().root)"], { cwd: root, encoding: 'utf8', timeout: 1_800_000 });
+        if (found.status !== 0) throw new Error(`the stand-in published files could not be built: ${found.stderr.trim().split('\n').pop()}`);
+        const fixture = found.stdout.trim().split('\n').pop();
+        const hub = await startHub({
+          repos: { 'mit-han-lab/hart-0.7b-1024px': path.join(fixture, 'fake/hart'), 'mit-han-lab/Qwen2-VL-1.5B-Instruct': path.join(fixture, 'fake/qwen') },
+          static: { '/skeleton/': path.join(fixture, 'skeleton-plain') },
+        });
+        const entry = (id, name, skeleton) => ({
+          id, name, description: 'The stand-in published HART, served by a local hub.', imageSize: 64,
+          source: { kind: 'import', hart: `${hub.url}/mit-han-lab/hart-0.7b-1024px`, qwen: `${hub.url}/mit-han-lab/Qwen2-VL-1.5B-Instruct`, skeleton },
+          downloadBytes: 12_000_000, diskBytes: 9_000_000, needs: { webgpu: false, shaderF16: false, gpuBufferBytes: 0 },
+        });
+        const catalog = path.join(mkdtempSync(path.join(tmpdir(), 'hart-e2e-catalog-')), 'catalog.json');
+        writeFileSync(catalog, JSON.stringify({ format: 'hart-web-catalog', version: 1, models: [
+          entry('stand-in', 'Stand-in HART', `${hub.url}/skeleton/`),
+          entry('no-skeleton', 'Stand-in without skeleton', `${hub.url}/no-skeleton/`),
+        ] }));
+        const withCatalog = await startServer(dist, mounts, { files: { '/models/catalog.json': catalog } });
+        try {
+          const result = { label: 'import' };
+          await attempt(() => importJourney({ browser, baseUrl: withCatalog.url, query: query('wasm', '/e2e-tiny/'), entryName: 'Stand-in HART', missingSkeletonName: 'Stand-in without skeleton', timeouts, prompts: PROMPTS, step, result }));
+          const memory = result.memory ? `, page memory ${(result.memory / 2 ** 20).toFixed(0)} MiB after it` : '';
+          if (result.importSeconds) console.log(`  import: ${result.importSeconds.toFixed(1)} s from the click to "Imported" (${result.importLine})${memory}; hub served ${hub.bytesServed().toLocaleString('en-US')} bytes`);
+        } finally {
+          await withCatalog.close();
+          await hub.close();
         }
       });
     }

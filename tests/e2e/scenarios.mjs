@@ -523,3 +523,51 @@ export async function staticHostJourney({ browser, baseUrl, query, label, isolat
     await context.close();
   }
 }
+
+/**
+ * A model of the catalog imported in the page: a person clicks Import on the stand-in published
+ * checkpoint (served by a local hub), watches the download/verify/compile steps, and the
+ * imported package loads, shows in Downloaded models and generates. An entry whose skeleton is
+ * not served says so in one line. `result` gets the import's time and the page's memory.
+ */
+export async function importJourney({ browser, baseUrl, query, entryName, missingSkeletonName, timeouts, prompts, step, result }) {
+  const context = await browser.newContext();
+  try {
+    await step('import: the stand-in published checkpoint is imported in the page, listed as downloaded, and generates', async () => {
+      const { page, problems } = await openApp(context, `${baseUrl}/${query}`, timeouts.load);
+      const started = Date.now();
+      await page.getByRole('button', { name: `Import ${entryName}` }).click();
+      const steps = page.getByLabel(`Import of ${entryName}`);
+      await steps.getByText('Download and convert').waitFor({ timeout: 60_000 });
+      const done = page.getByText(new RegExp(`^Imported ${entryName.replace(/[().]/g, '\\$&')}: \\d+ files`));
+      await done.waitFor({ timeout: timeouts.load });
+      result.importSeconds = (Date.now() - started) / 1000;
+      result.importLine = (await done.textContent()) ?? '';
+      await waitForStatus(page, /^Ready$/, timeouts.load);
+      const label = (await page.locator('.model-name').textContent()) ?? '';
+      check(label.length > 0, 'no model name shown after the import');
+      const downloaded = page.getByRole('group', { name: 'Downloaded models' });
+      await downloaded.getByText('hart-0.7b-1024px').waitFor({ timeout: 20_000 });
+      result.memory = await page.evaluate(async () => {
+        const measure = performance.measureUserAgentSpecificMemory;
+        if (typeof measure !== 'function' || !window.crossOriginIsolated) return undefined;
+        return (await measure.call(performance)).bytes;
+      }).catch(() => undefined);
+      await installRecorder(page);
+      await generateAndWatch(page, prompts[0], timeouts.run);
+      await expectGalleryCount(page, 1, 'the image of the imported model did not reach the gallery');
+      check(problems.length === 0, problems.join('; '));
+    });
+    await step('import: a model whose skeleton is not served says so in one line', async () => {
+      const { page } = await openApp(context, `${baseUrl}/${query}`, timeouts.load);
+      await page.getByRole('button', { name: `Import ${missingSkeletonName}` }).click();
+      const alert = page.getByRole('alert').filter({ hasText: 'Import failed' });
+      await alert.waitFor({ timeout: 60_000 });
+      const text = (await alert.textContent()) ?? '';
+      check(/skeleton is not available at .*\(this copy of the app does not ship it; it is made with tools\/py convert\.skeleton, see docs\/convert\.md\)$/.test(text), `the failure reads "${text}"`);
+      check(!text.includes('\n') && !/404|at .*\.ts:\d+/.test(text.replace(/http:\/\/[^ ]+/g, '')), `the failure is not one clear line: "${text}"`);
+    });
+  } finally {
+    await context.close();
+  }
+}

@@ -40,9 +40,10 @@ const SLOW_MS = 300;
  * whose prefix starts with /e2e-slow are answered after SLOW_MS (a download two tabs overlap in).
  * `requests` lists every path asked for.
  * options.isolation (default true): send COOP/COEP; false is a plain static host that cannot set
- * them. options.csp: also send the app's Content-Security-Policy header (deploy/headers.mjs).
+ * them. options.files: { '/path': '/abs/file' } answers those paths with those files (a test's
+ * own model list at /models/catalog.json). options.csp: also send the app's Content-Security-Policy header (deploy/headers.mjs).
  */
-export async function startServer(root, mounts = {}, { isolation = true, csp = false } = {}) {
+export async function startServer(root, mounts = {}, { isolation = true, csp = false, files = {} } = {}) {
   const requests = [];
   const server = createServer(async (req, res) => {
     const { pathname } = new URL(req.url, 'http://localhost');
@@ -50,9 +51,11 @@ export async function startServer(root, mounts = {}, { isolation = true, csp = f
     if (pathname.startsWith('/e2e-hang/')) return;
     if (pathname.startsWith('/e2e-slow')) await new Promise((resolve) => setTimeout(resolve, SLOW_MS));
     const mount = Object.keys(mounts).find((prefix) => pathname.startsWith(prefix));
-    const found = mount
-      ? await resolveFile(mounts[mount], `/${pathname.slice(mount.length)}`)
-      : await resolveFile(root, pathname);
+    const found = files[pathname]
+      ? { file: files[pathname], size: (await stat(files[pathname])).size }
+      : mount
+        ? await resolveFile(mounts[mount], `/${pathname.slice(mount.length)}`)
+        : await resolveFile(root, pathname);
     const headers = {
       ...(isolation ? ISOLATION_HEADERS : {}),
       ...(csp ? { 'Content-Security-Policy': CONTENT_SECURITY_POLICY_HEADER } : {}),

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createEngineHost } from '../../workers/engineHost';
+import { CancelledError } from '../../src/engine/errors';
 import type { GenerateEvent, LoadProgress } from '../../src/engine/types';
 import { createFakeEngine, fakeInfo, type FakeEngineControls } from './fakeEngine';
 
@@ -169,5 +170,25 @@ describe('engine host (the worker side)', () => {
     expect(a.disposed).toBe(false);
     expect(b.disposed).toBe(true);
     expect((await host.generate({ prompt: 'a red circle', seed: 1 })).prompt).toBe('a red circle');
+  });
+
+  it('imports beside the loaded engine, which generates meanwhile, and cancelLoad stops the import', async () => {
+    const a = createFakeEngine();
+    let signal: AbortSignal | undefined;
+    const host = createEngineHost(async () => a.engine, undefined, async (request, options) => {
+      signal = options.signal;
+      options.onProgress?.({ phase: 'download', file: 'x', index: 0, count: 1, done: 1, total: 2 });
+      await new Promise<void>((_, reject) => options.signal.addEventListener('abort', () => reject(new CancelledError('Loading was cancelled.'))));
+      return { url: `${options.appBase}imported/${request.id}/`, files: 1, kept: 0, bytesRead: 0, bytesWritten: 0 };
+    });
+    await host.load(url, { backend: 'wasm' });
+    const progress: unknown[] = [];
+    const pending = host.importModel({ id: 'm', source: { kind: 'import', hart: 'h', qwen: 'q', skeleton: 's' } }, { appBase: 'http://localhost/' }, (p) => progress.push(p));
+    expect((await host.generate({ prompt: 'a red circle', seed: 1 })).prompt).toBe('a red circle');
+    expect(progress).toHaveLength(1);
+    await host.cancelLoad();
+    await expect(pending).rejects.toMatchObject({ code: 'cancelled', message: 'Loading was cancelled.' });
+    expect(signal?.aborted).toBe(true);
+    expect(a.disposed).toBe(false);
   });
 });

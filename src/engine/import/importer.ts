@@ -56,6 +56,8 @@ export interface ImportResult {
   /** Bytes read from the published folders and the skeleton, and written. */
   bytesRead: number;
   bytesWritten: number;
+  /** Files a previous import had left complete in the sink, kept as they were. */
+  kept: string[];
 }
 
 const COPY_CHUNK = 16 << 20;
@@ -144,7 +146,7 @@ export async function importPackage(options: ImportOptions): Promise<ImportResul
   /** A package file being written: hashed and counted as it goes, visible once finished. */
   async function openWriter(index: number, path: string, total: number): Promise<Writer> {
     throwIfCancelled(signal, LOADING_CANCELLED);
-    const file = await sink.create(path);
+    const file = await sink.create(path, total);
     const hash = hasher();
     let done = 0;
     options.onProgress?.({ file: path, index, count, done, total });
@@ -159,8 +161,9 @@ export async function importPackage(options: ImportOptions): Promise<ImportResul
       },
       async finish() {
         if (done !== total) throw new CheckpointError(`${path}: wrote ${done} bytes, expected ${total}`);
-        await file.close();
-        written.set(path, { bytes: done, sha256: hash.hex() });
+        const filled = { bytes: done, sha256: hash.hex() };
+        await file.close(filled);
+        written.set(path, filled);
       },
       abort: () => file.abort(),
     };
@@ -250,6 +253,25 @@ export async function importPackage(options: ImportOptions): Promise<ImportResul
   const groupKey = (path: string) => path.replace('.fp16.onnx', '.onnx').replace(/\.data\d+$/, '.data');
   const needsPreview = (spec: WeightFileMap) => spec.segments.some((s) => hasPreview(s.expr));
   const deferred: { index: number; path: string; spec: WeightFileMap }[] = [];
+
+  // A retried import keeps the files the last one finished: the size they must have is known
+  // from the weight map (or the file they copy), the hash from when they were written. Their
+  // published tensors are then never read. The manifest is always written anew.
+  const kept: string[] = [];
+  if (sink.complete) {
+    for (const [index, entry] of entries.entries()) {
+      const done = await sink.complete(entry.path);
+      if (!done) continue;
+      const weights = weightsOf(entry.path);
+      const size = entry.bytes ?? weights?.bytes ?? (entry.path in variant.copy ? await skeleton.size(variant.copy[entry.path], signal) : entry.path === map.text.tokenizer ? await qwen.size(map.text.tokenizer, signal) : -1);
+      if (done.bytes !== size || (entry.sha256 !== null && entry.sha256 !== done.sha256)) continue;
+      written.set(entry.path, done);
+      kept.push(entry.path);
+      options.onProgress?.({ file: entry.path, index, count, done: done.bytes, total: done.bytes });
+    }
+    if (kept.length) log(`kept ${kept.length} of ${entries.length} files a previous import finished`);
+  }
+
   for (const [index, entry] of entries.entries()) {
     const path = entry.path;
     const weights = weightsOf(path);
@@ -280,5 +302,6 @@ export async function importPackage(options: ImportOptions): Promise<ImportResul
     files: entries.map((e, i) => ({ path: e.path, ...filled[i] })),
     bytesRead: tally.read,
     bytesWritten: tally.written,
+    kept,
   };
 }

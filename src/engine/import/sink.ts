@@ -5,17 +5,24 @@ import { Sha256 } from './sha256';
 
 export interface SinkFile {
   write(chunk: Uint8Array): Promise<void>;
-  /** Makes the file visible under its name. */
-  close(): Promise<void>;
+  /** Makes the file visible under its name; `sha256` is the hash of what was written. */
+  close(written?: { bytes: number; sha256: string }): Promise<void>;
   /** Forgets what was written. */
   abort(): Promise<void>;
 }
 
 export interface Sink {
   readonly location: string;
-  create(path: string): Promise<SinkFile>;
+  /** `bytes`: the size the file will have, when known. */
+  create(path: string, bytes?: number): Promise<SinkFile>;
   /** A file already closed (the preview fit reads the decoder back). */
   read(path: string): Promise<Uint8Array>;
+  /**
+   * A file a previous import left complete (closed with its hash): its size and sha256, so a
+   * retried import need not write it again; undefined when there is none. Sinks that cannot
+   * tell leave it out, and every file is written.
+   */
+  complete?(path: string): Promise<{ bytes: number; sha256: string } | undefined>;
 }
 
 /** An incremental hash; the default is the TypeScript SHA-256, Node passes its own (node.ts). */

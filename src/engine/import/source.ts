@@ -2,7 +2,8 @@
 // file, its size, the names in a folder) over Hugging Face / any HTTP server, a folder the user
 // picked in the browser, and (node.ts) a folder on disk. Multi-gigabyte checkpoints are read
 // range by range, so none is ever held whole in memory.
-import { CheckpointError, FetchFailedError, LOADING_CANCELLED, throwIfCancelled } from '../errors';
+import { CheckpointError, EngineError, FetchFailedError, LOADING_CANCELLED, throwIfCancelled } from '../errors';
+import { FETCH_POLICY, isTransientStatus, networkReason, pause, retryAfterMs, type FetchPolicy } from '../readers';
 
 export interface Source {
   /** Where the files are, for messages (a folder, a URL). */
@@ -61,18 +62,35 @@ function missing(where: string): CheckpointError {
 
 export interface HttpSourceOptions {
   fetch?: typeof fetch;
+  /**
+   * The origin of a hub that serves repositories as Hugging Face does (`/{repo}/resolve/{rev}/…`,
+   * `/api/models/{repo}/tree/{rev}`); https://huggingface.co by default.
+   */
+  hub?: string;
+  /** Stall timeout and retries; the engine's FETCH_POLICY for what is not given. */
+  policy?: Partial<FetchPolicy>;
+  /**
+   * Reads up to this size are served from aligned blocks of it, fetched once (default 4 MiB):
+   * a checkpoint's many small tensors then cost a few requests, not one round trip (and a
+   * redirect) each.
+   */
+  readAheadBytes?: number;
 }
+
+/** Blocks kept per source: enough for the few files read side by side. */
+const KEPT_BLOCKS = 16;
 
 const HF_HOST = 'https://huggingface.co';
 
 /**
- * Resolves `hf://owner/name`, `https://huggingface.co/owner/name[/tree|resolve/REV]` to the
- * repository and revision; null for any other URL.
+ * Resolves `hf://owner/name`, `https://huggingface.co/owner/name[/tree|resolve/REV]` (or the same
+ * under another `hub` origin) to the repository and revision; null for any other URL.
  */
-export function huggingFaceRepo(url: string): { repo: string; revision: string } | null {
+export function huggingFaceRepo(url: string, hub = HF_HOST): { repo: string; revision: string } | null {
+  const host = hub.replace(/\/+$/, '');
   let rest: string;
   if (url.startsWith('hf://')) rest = url.slice('hf://'.length);
-  else if (url.startsWith(`${HF_HOST}/`)) rest = url.slice(HF_HOST.length + 1);
+  else if (url.startsWith(`${host}/`)) rest = url.slice(host.length + 1);
   else return null;
   const parts = rest.split('/').filter(Boolean);
   if (parts.length < 2) return null;
@@ -85,92 +103,161 @@ export function isUrl(value: string): boolean {
   return /^(https?|hf):\/\//.test(value);
 }
 
+/** A failure of one attempt that another may not have (no connection, a stall, 5xx, a cut). */
+class Transient extends Error {
+  constructor(message: string, readonly retryAfterMs?: number) {
+    super(message);
+  }
+}
+
 /**
  * Files over HTTP with Range requests. A Hugging Face repository (see `huggingFaceRepo`) is read
- * from `https://huggingface.co/{repo}/resolve/{revision}/{path}` (redirects followed) and listed
- * through its tree API; any other URL is a folder whose files are `{url}/{path}` (not listable).
+ * from `{hub}/{repo}/resolve/{revision}/{path}` (redirects followed) and listed through its tree
+ * API; any other URL is a folder whose files are `{url}/{path}` (not listable). Every request
+ * waits and retries as the engine's package downloads do (FETCH_POLICY): a stalled or cut
+ * transfer is asked again for the bytes still missing only.
  */
 export function createHttpSource(url: string, options: HttpSourceOptions = {}): Source {
   const doFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
-  const hf = huggingFaceRepo(url);
-  const base = hf ? `${HF_HOST}/${hf.repo}/resolve/${hf.revision}/` : url.endsWith('/') ? url : `${url}/`;
+  const policy: FetchPolicy = { ...FETCH_POLICY, ...options.policy };
+  const hubHost = (options.hub ?? HF_HOST).replace(/\/+$/, '');
+  const hf = huggingFaceRepo(url, hubHost);
+  const base = hf ? `${hubHost}/${hf.repo}/resolve/${hf.revision}/` : url.endsWith('/') ? url : `${url}/`;
   const fileUrl = (path: string) => base + path.split('/').map(encodeURIComponent).join('/');
   const sizes = new Map<string, number>();
+  const blockSize = options.readAheadBytes ?? 4 << 20;
+  const blocks = new Map<string, Promise<Uint8Array>>();
 
-  async function request(path: string, range: string, signal?: AbortSignal): Promise<Response> {
-    throwIfCancelled(signal, LOADING_CANCELLED);
-    const where = fileUrl(path);
-    let response: Response;
-    try {
-      response = await doFetch(where, { headers: { Range: range }, signal, redirect: 'follow' });
-    } catch (error) {
+  /**
+   * One fetch under the policy: `attempt` gets the answer and reads what it needs from it, with
+   * the stall timer rearmed by `alive()` for every chunk. Transient failures are tried again
+   * (after the policy's back-off), anything else is thrown at once.
+   */
+  async function withRetries<T>(what: string, where: string, attempt: (fetchOnce: (init: RequestInit) => Promise<Response>, alive: () => void) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    let last: Transient | undefined;
+    for (let tries = 1; tries <= policy.tries; tries++) {
+      if (tries > 1) await pause(Math.max(policy.retryDelayMs * 2 ** (tries - 2), last?.retryAfterMs ?? 0), signal);
       throwIfCancelled(signal, LOADING_CANCELLED);
-      throw new FetchFailedError(path, `could not be fetched from ${where} (${(error as Error).message})`, { cause: error });
+      const controller = new AbortController();
+      const cancel = () => controller.abort();
+      signal?.addEventListener('abort', cancel, { once: true });
+      let stalled = false;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const alive = () => {
+        clearTimeout(timer);
+        timer = setTimeout(() => {
+          stalled = true;
+          controller.abort();
+        }, policy.stallTimeoutMs);
+      };
+      let answered = false;
+      try {
+        alive();
+        return await attempt(async (init) => {
+          const response = await doFetch(where, { ...init, signal: controller.signal, redirect: 'follow' });
+          answered = true;
+          alive();
+          if (!response.ok && response.status !== 416 && isTransientStatus(response.status)) {
+            await response.body?.cancel().catch(() => undefined);
+            const status = response.statusText ? `${response.status} ${response.statusText}` : String(response.status);
+            throw new Transient(`the server answered ${status} for ${where}`, retryAfterMs(response.headers.get('retry-after')));
+          }
+          return response;
+        }, alive);
+      } catch (error) {
+        throwIfCancelled(signal, LOADING_CANCELLED);
+        if (error instanceof EngineError) throw error;
+        const seconds = Math.round(policy.stallTimeoutMs / 100) / 10;
+        last = error instanceof Transient
+          ? error
+          : stalled
+            ? new Transient(answered ? `the download from ${where} stalled: no data for ${seconds} s` : `no answer from ${where} for ${seconds} s`)
+            : new Transient(answered ? `the download from ${where} broke off (${networkReason(error)})` : `could not be fetched from ${where} (${networkReason(error)})`);
+      } finally {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', cancel);
+      }
     }
-    if (response.status === 404 || response.status === 410) throw missing(`${path} (${where} answered ${response.status})`);
-    if (response.status === 416) return response; // a range past the end of an empty file
-    if (!response.ok) {
-      throw new FetchFailedError(path, `the server answered ${response.status} ${response.statusText} for ${where}`);
-    }
-    return response;
+    const tries = policy.tries === 1 ? '1 try' : `${policy.tries} tries`;
+    throw new FetchFailedError(what, `${last!.message}; gave up after ${tries}`, { cause: last });
   }
 
-  /** Reads a body from `skip` on, keeping `length` bytes, then stops the download. */
-  async function readBody(response: Response, path: string, skip: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
-    const out = new Uint8Array(length);
-    if (length === 0) {
-      await response.body?.cancel().catch(() => undefined);
-      return out;
-    }
+  /** Answers that are final: the file is not there, or the server refuses for good. */
+  function checkAnswer(response: Response, path: string, where: string): void {
+    if (response.status === 404 || response.status === 410) throw missing(`${path} (${where} answered ${response.status})`);
+    if (response.status === 416) return; // a range past the end of an empty file
+    if (!response.ok) throw new FetchFailedError(path, `the server answered ${response.status} ${response.statusText} for ${where}`);
+  }
+
+  /**
+   * Reads a body into `out` from `filled` on, skipping the first `skip` bytes of the body (a
+   * server that ignored Range), until `out` is full. `at.filled` follows every chunk, so a
+   * transfer that breaks off keeps what arrived.
+   */
+  async function readInto(response: Response, out: Uint8Array, at: { filled: number }, skip: number, alive: () => void, signal?: AbortSignal): Promise<void> {
     if (!response.body) {
       const all = new Uint8Array(await response.arrayBuffer());
-      out.set(all.subarray(skip, skip + length));
-      if (all.length < skip + length) throw new FetchFailedError(path, `the server sent ${all.length} bytes, fewer than asked`);
-      return out;
+      const part = all.subarray(skip, skip + (out.length - at.filled));
+      out.set(part, at.filled);
+      at.filled += part.length;
+      return;
     }
     const reader = response.body.getReader();
     let seen = 0;
-    let filled = 0;
     try {
-      while (filled < length) {
+      while (at.filled < out.length) {
         throwIfCancelled(signal, LOADING_CANCELLED);
         const { done, value } = await reader.read();
         if (done) break;
+        alive();
         const from = Math.max(0, skip - seen);
         seen += value.length;
         if (from >= value.length) continue;
-        const chunk = value.subarray(from, from + (length - filled));
-        out.set(chunk, filled);
-        filled += chunk.length;
+        const chunk = value.subarray(from, from + (out.length - at.filled));
+        out.set(chunk, at.filled);
+        at.filled += chunk.length;
       }
     } finally {
       await reader.cancel().catch(() => undefined);
     }
-    if (filled < length) {
-      throw new FetchFailedError(path, `the download of ${fileUrl(path)} broke off after ${filled} of ${length} bytes`);
-    }
-    return out;
+  }
+
+  /** Bytes `[start, end)` of a file in one request, retried for what is still missing. */
+  async function fetchRange(path: string, start: number, end: number, signal?: AbortSignal): Promise<Uint8Array> {
+    const out = new Uint8Array(end - start);
+    const where = fileUrl(path);
+    const at = { filled: 0 };
+    return withRetries(path, where, async (fetchOnce, alive) => {
+      // A retry asks only for the bytes still missing.
+      const from = start + at.filled;
+      const response = await fetchOnce({ headers: { Range: `bytes=${from}-${end - 1}` } });
+      checkAnswer(response, path, where);
+      // 206: the range; 200: a server without Range support sends the whole file.
+      await readInto(response, out, at, response.status === 206 ? 0 : from, alive, signal);
+      if (at.filled < out.length) throw new Transient(`the download of ${where} broke off after ${start + at.filled} of ${end} bytes`);
+      return out;
+    }, signal);
   }
 
   const source: Source = {
-    location: hf ? `${HF_HOST}/${hf.repo}` : base,
+    location: hf ? `${hubHost}/${hf.repo}` : base,
     describe: fileUrl,
 
     async size(path, signal) {
       const known = sizes.get(path);
       if (known !== undefined) return known;
+      const where = fileUrl(path);
       // One byte by Range tells the total in Content-Range, on Hugging Face's redirects as well.
-      const response = await request(path, 'bytes=0-0', signal);
-      const range = response.headers.get('content-range');
-      const total = range ? Number(range.split('/')[1]) : Number(response.headers.get('content-length'));
-      await response.body?.cancel().catch(() => undefined);
-      if (response.status === 416) {
-        sizes.set(path, 0);
-        return 0;
-      }
-      if (!Number.isSafeInteger(total)) {
-        throw new FetchFailedError(path, `the server told no size for ${fileUrl(path)} (no Content-Range or Content-Length)`);
-      }
+      const total = await withRetries(path, where, async (fetchOnce) => {
+        const response = await fetchOnce({ headers: { Range: 'bytes=0-0' } });
+        checkAnswer(response, path, where);
+        await response.body?.cancel().catch(() => undefined);
+        if (response.status === 416) return 0;
+        const range = response.headers.get('content-range');
+        const value = range ? Number(range.split('/')[1]) : Number(response.headers.get('content-length'));
+        if (!Number.isSafeInteger(value)) throw new FetchFailedError(path, `the server told no size for ${where} (no Content-Range or Content-Length)`);
+        return value;
+      }, signal);
       sizes.set(path, total);
       return total;
     },
@@ -188,24 +275,36 @@ export function createHttpSource(url: string, options: HttpSourceOptions = {}): 
     async read(path, start, end, signal) {
       checkRange(source, path, start, end);
       if (end === start) return new Uint8Array(0);
-      const response = await request(path, `bytes=${start}-${end - 1}`, signal);
-      // 206: the range; 200: a server without Range support sends the whole file.
-      return readBody(response, path, response.status === 206 ? 0 : start, end - start, signal);
+      if (end - start > blockSize) return fetchRange(path, start, end, signal);
+      const size = await source.size(path, signal);
+      if (end > size) throw new CheckpointError(`is ${size} bytes, shorter than expected (${end})`, fileUrl(path));
+      const out = new Uint8Array(end - start);
+      for (let b = Math.floor(start / blockSize); b * blockSize < end; b++) {
+        const key = `${b}:${path}`;
+        let block = blocks.get(key);
+        if (!block) {
+          block = fetchRange(path, b * blockSize, Math.min(size, (b + 1) * blockSize), signal);
+          blocks.set(key, block);
+          block.catch(() => blocks.delete(key));
+          while (blocks.size > KEPT_BLOCKS) blocks.delete(blocks.keys().next().value!);
+        }
+        const bytes = await block;
+        const from = Math.max(start, b * blockSize);
+        const to = Math.min(end, (b + 1) * blockSize);
+        out.set(bytes.subarray(from - b * blockSize, to - b * blockSize), from - start);
+      }
+      return out;
     },
 
     async list(folder, signal) {
       if (!hf) return [];
-      const where = `${HF_HOST}/api/models/${hf.repo}/tree/${hf.revision}${folder ? `/${folder}` : ''}`;
-      throwIfCancelled(signal, LOADING_CANCELLED);
-      let response: Response;
-      try {
-        response = await doFetch(where, { signal });
-      } catch (error) {
-        throw new FetchFailedError(folder || '/', `could not be listed at ${where} (${(error as Error).message})`, { cause: error });
-      }
-      if (response.status === 404) return [];
-      if (!response.ok) throw new FetchFailedError(folder || '/', `the server answered ${response.status} for ${where}`);
-      const entries = (await response.json()) as { type?: string; path?: string; size?: number }[];
+      const where = `${hubHost}/api/models/${hf.repo}/tree/${hf.revision}${folder ? `/${folder}` : ''}`;
+      const entries = await withRetries(folder || '/', where, async (fetchOnce) => {
+        const response = await fetchOnce({});
+        if (response.status === 404) return [];
+        if (!response.ok) throw new FetchFailedError(folder || '/', `the server answered ${response.status} for ${where}`);
+        return (await response.json()) as { type?: string; path?: string; size?: number }[];
+      }, signal);
       const names: string[] = [];
       for (const entry of entries) {
         if (entry.type !== 'file' || typeof entry.path !== 'string') continue;

@@ -62,11 +62,16 @@ describe('import sources', () => {
   it('reads ranges over HTTP, following redirects, with Range requests', async () => {
     // A fetch that sends Hugging Face URLs to the local server.
     const fetchLocal: typeof fetch = (input, init) => fetch(String(input).replace('https://huggingface.co', base), init);
+    // Without read-ahead, each read is its own Range request.
+    ranges.length = 0;
+    await checkSource(createHttpSource('https://huggingface.co/owner/repo', { fetch: fetchLocal, readAheadBytes: 0 }), 'llm/a.bin');
+    expect(ranges).toContain('bytes=10-19');
+    expect(ranges).not.toContain('');
+    // With it (the default), the small reads of one block cost one request.
     const source = createHttpSource('https://huggingface.co/owner/repo', { fetch: fetchLocal });
     ranges.length = 0;
     await checkSource(source, 'llm/a.bin');
-    expect(ranges).toContain('bytes=10-19');
-    expect(ranges).not.toContain('');
+    expect(ranges).toEqual(['bytes=0-0', 'bytes=0-999']);
     await expect(source.read('llm/missing.bin', 0, 4)).rejects.toThrow('llm/missing.bin (https://huggingface.co/owner/repo/resolve/main/llm/missing.bin answered 404): missing file');
     expect(await source.list('llm')).toEqual(['a.bin', 'config.json']);
     const llm = subSource(source, 'llm');
@@ -76,8 +81,8 @@ describe('import sources', () => {
 
   it('names the URL when the server fails', async () => {
     const failing: typeof fetch = async () => new Response('no', { status: 503, statusText: 'Service Unavailable' });
-    const source = createHttpSource('https://huggingface.co/owner/name', { fetch: failing });
-    await expect(source.read('llm/x.bin', 0, 4)).rejects.toThrow('llm/x.bin: the server answered 503 Service Unavailable for https://huggingface.co/owner/name/resolve/main/llm/x.bin');
+    const source = createHttpSource('https://huggingface.co/owner/name', { fetch: failing, policy: { retryDelayMs: 1 } });
+    await expect(source.read('llm/x.bin', 0, 4)).rejects.toThrow('llm/x.bin: the server answered 503 Service Unavailable for https://huggingface.co/owner/name/resolve/main/llm/x.bin; gave up after 3 tries');
   });
 
   it('reads a server without Range support by skipping to the range', async () => {
@@ -92,6 +97,7 @@ describe('import sources', () => {
     expect(huggingFaceRepo('hf://Qwen/Qwen2-VL-1.5B-Instruct')).toEqual({ repo: 'Qwen/Qwen2-VL-1.5B-Instruct', revision: 'main' });
     expect(huggingFaceRepo('https://huggingface.co/a/b/tree/v1')).toEqual({ repo: 'a/b', revision: 'v1' });
     expect(huggingFaceRepo('https://example.com/a/b')).toBeNull();
+    expect(huggingFaceRepo('http://127.0.0.1:8000/a/b', 'http://127.0.0.1:8000')).toEqual({ repo: 'a/b', revision: 'main' });
   });
 
   it('reads Blobs (a browser folder) and a folder on disk', async () => {
