@@ -3,7 +3,7 @@
 import { seedAfter, type GenerateEvent, type GenerateRequest, type GenerateResult, type ModelInfo } from '../engine/index';
 import type { AppFailure } from '../../workers/protocol';
 import { IDLE_PROGRESS, type RunProgress } from './runStatus';
-import { clampScaleFrom, clampSeed } from './settingsSlice';
+import { clampImageFromScale, clampScaleFrom, clampSeed } from './settingsSlice';
 import type { AppDeps, AppState, Frame, RunSlice, Slice, VarySource } from './storeTypes';
 
 const ACTIVE: ReadonlySet<RunProgress['phase']> = new Set(['starting', 'scales', 'refining']);
@@ -122,7 +122,8 @@ export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
         const result = await paint(id, request, started);
         if (!result) return;
         const elapsedMs = deps.now() - started;
-        const { seed: _seed, vary: _vary, ...fields } = request;
+        // A varied image keeps its token maps (an init image's among them), not the image itself.
+        const { seed: _seed, vary: _vary, initImage: _image, fromScale: _from, ...fields } = request;
         set({
           frames: [...get().frames, { label: 'Final', pixels: result.image, final: true }],
           warnings: [...new Set([...get().warnings, ...result.warnings])],
@@ -154,6 +155,7 @@ export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
       negativePrompt: '',
       detailPrompt: '',
       detailFrom: 2,
+      initFromScale: 4,
       run: IDLE_PROGRESS,
       frames: [],
       selectedFrame: null,
@@ -171,6 +173,22 @@ export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
 
       setDetailPrompt(text) {
         set({ detailPrompt: text });
+      },
+
+      setInitImage(image) {
+        set({ initImage: image, initImageError: undefined });
+      },
+
+      rejectInitImage(message) {
+        set({ initImageError: message });
+      },
+
+      clearInitImage() {
+        set({ initImage: undefined, initImageError: undefined });
+      },
+
+      setInitFromScale(scale) {
+        set({ initFromScale: clampImageFromScale(scale, get().modelInfo?.scales.length ?? Number.MAX_SAFE_INTEGER - 1) });
       },
 
       setDetailFrom(scale) {
@@ -208,7 +226,11 @@ export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
         const started = deps.now();
         set({ seed });
         startRun(state.modelInfo, seed, state.settings.residual, state.count);
-        const fields = requestFields(state, state.modelInfo.scales.length);
+        const scales = state.modelInfo.scales.length;
+        const fields = {
+          ...requestFields(state, scales),
+          ...(state.initImage ? { initImage: state.initImage.image, fromScale: clampImageFromScale(state.initFromScale, scales) } : {}),
+        };
         // Seeds of a multi-image run follow each other and wrap inside the valid range.
         const requests = Array.from({ length: state.count }, (_, index) => ({ ...fields, seed: seedAfter(seed, index) }));
         await paintAll(id, requests, started);

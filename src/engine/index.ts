@@ -21,6 +21,6 @@ export type { CatalogEntry, CatalogNeeds, ImportSource, PackageSource } from './
 export type { PreflightEnv, PreflightResult, GpuLimits } from './preflight';
 export type { PackageRequirements } from './manifest';
 export { encodePng, provenanceText, readPngText } from './png';
-export { centreSquare } from './initImage';
+export { centreSquare, checkInitImage, initImagePixels } from './initImage';
 export { quotePrompt } from './textEncoder';
 export * from './load';

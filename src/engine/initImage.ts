@@ -6,7 +6,8 @@ import type { Ort } from './backend';
 import { BadInputError } from './errors';
 import type { ModelSpec } from './manifest';
 import { floatTensor, readFloats, type GraphSession } from './session';
-import type { InitImage } from './types';
+import { toPixels } from './tensorPixels';
+import type { ImagePixels, InitImage } from './types';
 
 /**
  * Resampling weights [out, in] along one axis, each row summing to 1: area averaging (the
@@ -99,6 +100,11 @@ export function imageToTensor(image: InitImage, size: number): Float32Array {
     }
   }
   return out;
+}
+
+/** The image as the model sees it (centre-cropped, resized to `size`), as RGBA bytes to show. */
+export function initImagePixels(image: InitImage, size: number): ImagePixels {
+  return toPixels(imageToTensor(image, size), 0, size, size);
 }
 
 /** What the encoder gives the loop: every scale's token map and the image's continuous residual. */
