@@ -46,16 +46,18 @@ def add_encoder(model: HartModel, folder: str, seed: int = 0, log=print) -> dict
     variants = {"fp32": (proto, "float32", f"{graph.file}.onnx")}
     if fp16:
         variants["fp16"] = (to_fp16(proto, half_io=graph.fp16_io), "float16", f"{graph.file}.fp16.onnx")
-    entry = {}
+    entry, added = {}, []
     files = [f for f in manifest["files"] if f["path"] not in {v[2] for v in variants.values()}]
     for variant, (p, dtype, filename) in variants.items():
         save_onnx(p, folder, filename, graph.external)
         full = os.path.join(folder, filename)
         entry[variant] = {"path": filename}
-        files.append({"path": filename, "bytes": os.path.getsize(full), "sha256": sha256_file(full), "dtype": dtype})
+        added.append({"path": filename, "bytes": os.path.getsize(full), "sha256": sha256_file(full), "dtype": dtype})
         log(f"  {filename}: {os.path.getsize(full):,} bytes")
+    # Where the exporter lists them: after the other graphs' files, before tokenizer and tables.
+    at = next((i for i, f in enumerate(files) if f["path"] == manifest["tokenizer"]), len(files))
     manifest["graphs"][graph.key] = entry
-    manifest["files"] = files
+    manifest["files"] = files[:at] + added + files[at:]
     with open(path, "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")
