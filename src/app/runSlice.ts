@@ -1,10 +1,10 @@
 // One Generate: the prompt check, the seeds, the engine events turned into status, progress and
 // timeline frames, and the finished images handed to the gallery.
-import { seedAfter, type GenerateEvent, type GenerateRequest, type GenerateResult, type ModelInfo } from '../engine/index';
+import { initImagePixels, seedAfter, type GenerateEvent, type GenerateRequest, type GenerateResult, type ImagePixels, type ModelInfo } from '../engine/index';
 import type { AppFailure } from '../../workers/protocol';
 import { IDLE_PROGRESS, type RunProgress } from './runStatus';
 import { clampImageFromScale, clampScaleFrom, clampSeed } from './settingsSlice';
-import type { AppDeps, AppState, Frame, RunSlice, Slice, VarySource } from './storeTypes';
+import type { AppDeps, AppState, Frame, RunSlice, Slice, StartImage, VarySource } from './storeTypes';
 
 const ACTIVE: ReadonlySet<RunProgress['phase']> = new Set(['starting', 'scales', 'refining']);
 
@@ -15,6 +15,11 @@ export function isRunning(state: Pick<AppState, 'run'>): boolean {
 function scaleLabel(info: ModelInfo | undefined, index: number): string {
   const side = info?.scales[index];
   return side ? `${side}×${side}` : `Scale ${index + 1}`;
+}
+
+/** The start image as the model will see it (the engine's centre-crop and resize), to show. */
+export function startImagePreview(start: StartImage, size: number): ImagePixels {
+  return initImagePixels(start.image, size);
 }
 
 /** Applies one engine event to the run state; returns the fields that change. */

@@ -1,5 +1,5 @@
 import { useMemo, useRef, type ReactNode } from 'react';
-import { initImagePixels } from '../engine/index';
+import { startImagePreview } from '../app/runSlice';
 import { describeTopK, imageFromScaleRange, MAX_IMAGES, MAX_SEED, scaleFromRange, SETTING_RANGES } from '../app/settingsSlice';
 import { readImageFile } from './imageFile';
 import { PixelCanvas } from './PixelCanvas';
@@ -206,7 +206,7 @@ function StartFromImage() {
   const size = info?.imageSize ?? 256;
   const scales = info?.scales.length;
   const range = imageFromScaleRange(scales ?? 1);
-  const preview = useMemo(() => (start ? initImagePixels(start.image, size) : undefined), [start, size]);
+  const preview = useMemo(() => (start ? startImagePreview(start, size) : undefined), [start, size]);
 
   return (
     <fieldset className="advanced start-image">
