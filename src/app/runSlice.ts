@@ -1,10 +1,10 @@
 // One Generate: the prompt check, the seeds, the engine events turned into status, progress and
 // timeline frames, and the finished images handed to the gallery.
-import { seedAfter, type GenerateEvent, type GenerateRequest, type GenerateResult, type ModelInfo } from '../engine/index';
+import { initImagePixels, seedAfter, type GenerateEvent, type GenerateRequest, type GenerateResult, type ImagePixels, type ModelInfo } from '../engine/index';
 import type { AppFailure } from '../../workers/protocol';
 import { IDLE_PROGRESS, type RunProgress } from './runStatus';
-import { clampScaleFrom, clampSeed } from './settingsSlice';
-import type { AppDeps, AppState, Frame, RunSlice, Slice, VarySource } from './storeTypes';
+import { clampImageFromScale, clampScaleFrom, clampSeed } from './settingsSlice';
+import type { AppDeps, AppState, Frame, RunSlice, Slice, StartImage, VarySource } from './storeTypes';
 
 const ACTIVE: ReadonlySet<RunProgress['phase']> = new Set(['starting', 'scales', 'refining']);
 
@@ -15,6 +15,11 @@ export function isRunning(state: Pick<AppState, 'run'>): boolean {
 function scaleLabel(info: ModelInfo | undefined, index: number): string {
   const side = info?.scales[index];
   return side ? `${side}×${side}` : `Scale ${index + 1}`;
+}
+
+/** The start image as the model will see it (the engine's centre-crop and resize), to show. */
+export function startImagePreview(start: StartImage, size: number): ImagePixels {
+  return initImagePixels(start.image, size);
 }
 
 /** Applies one engine event to the run state; returns the fields that change. */
@@ -122,7 +127,8 @@ export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
         const result = await paint(id, request, started);
         if (!result) return;
         const elapsedMs = deps.now() - started;
-        const { seed: _seed, vary: _vary, ...fields } = request;
+        // A varied image keeps its token maps (an init image's among them), not the image itself.
+        const { seed: _seed, vary: _vary, initImage: _image, fromScale: _from, ...fields } = request;
         set({
           frames: [...get().frames, { label: 'Final', pixels: result.image, final: true }],
           warnings: [...new Set([...get().warnings, ...result.warnings])],
@@ -154,6 +160,7 @@ export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
       negativePrompt: '',
       detailPrompt: '',
       detailFrom: 2,
+      initFromScale: 4,
       run: IDLE_PROGRESS,
       frames: [],
       selectedFrame: null,
@@ -171,6 +178,22 @@ export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
 
       setDetailPrompt(text) {
         set({ detailPrompt: text });
+      },
+
+      setInitImage(image) {
+        set({ initImage: image, initImageError: undefined });
+      },
+
+      rejectInitImage(message) {
+        set({ initImageError: message });
+      },
+
+      clearInitImage() {
+        set({ initImage: undefined, initImageError: undefined });
+      },
+
+      setInitFromScale(scale) {
+        set({ initFromScale: clampImageFromScale(scale, get().modelInfo?.scales.length ?? Number.MAX_SAFE_INTEGER - 1) });
       },
 
       setDetailFrom(scale) {
@@ -208,7 +231,11 @@ export function createRunSlice(deps: AppDeps): Slice<RunSlice> {
         const started = deps.now();
         set({ seed });
         startRun(state.modelInfo, seed, state.settings.residual, state.count);
-        const fields = requestFields(state, state.modelInfo.scales.length);
+        const scales = state.modelInfo.scales.length;
+        const fields = {
+          ...requestFields(state, scales),
+          ...(state.initImage ? { initImage: state.initImage.image, fromScale: clampImageFromScale(state.initFromScale, scales) } : {}),
+        };
         // Seeds of a multi-image run follow each other and wrap inside the valid range.
         const requests = Array.from({ length: state.count }, (_, index) => ({ ...fields, seed: seedAfter(seed, index) }));
         await paintAll(id, requests, started);

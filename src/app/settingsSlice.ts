@@ -1,13 +1,13 @@
 // Sampling settings, seed and image count. Inputs are held inside the engine's ranges (a typed
 // -3 becomes 0), so the page never sends a setting the engine would turn away; the ranges and the
 // seed limit are the engine's.
-import { HART_DEFAULTS, MAX_SEED, scaleFromRange, SETTING_RANGES, type SamplingSettings, type TopK } from '../engine/index';
+import { HART_DEFAULTS, imageFromScaleRange, MAX_SEED, scaleFromRange, SETTING_RANGES, type SamplingSettings, type TopK } from '../engine/index';
 import type { AppDeps, SettingsSlice, Slice } from './storeTypes';
 
 
 export const MAX_IMAGES = 8;
 /** The engine's ranges, for the inputs that show them. */
-export { MAX_SEED, scaleFromRange, SETTING_RANGES };
+export { imageFromScaleRange, MAX_SEED, scaleFromRange, SETTING_RANGES };
 
 function finiteOr(value: number, fallback: number): number {
   return Number.isFinite(value) ? value : fallback;
@@ -35,6 +35,12 @@ export function describeTopK(topK: TopK): string {
 /** A first scale (1-based) held inside the engine's range for a model of `scales` scales. */
 export function clampScaleFrom(scale: number, scales: number): number {
   const range = scaleFromRange(scales);
+  return Math.min(range.max!, Math.max(range.min, Math.round(finiteOr(scale, range.min))));
+}
+
+/** Image to image's first sampled scale held inside the engine's range (1 … K + 1). */
+export function clampImageFromScale(scale: number, scales: number): number {
+  const range = imageFromScaleRange(scales);
   return Math.min(range.max!, Math.max(range.min, Math.round(finiteOr(scale, range.min))));
 }
 

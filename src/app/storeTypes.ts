@@ -6,6 +6,7 @@ import type {
   GenerateRequest,
   GenerateResult,
   ImagePixels,
+  InitImage,
   LoadPhase,
   LoadProgress,
   ModelInfo,
@@ -109,12 +110,28 @@ export interface Frame {
 /** A finished image that can be varied: the request that made it and its token maps. */
 export interface VarySource {
   model: string;
-  request: Omit<GenerateRequest, 'seed' | 'vary'>;
+  request: Omit<GenerateRequest, 'seed' | 'vary' | 'initImage' | 'fromScale'>;
   tokens: ScaleTokens;
+}
+
+/** An image to start from, as the person gave it (any size: the engine centre-crops and resizes it). */
+export interface StartImage {
+  image: InitImage;
+  /** The file's name, to say which image is in use. */
+  name: string;
 }
 
 export interface RunSlice {
   prompt: string;
+  /** Image to image: Generate keeps this image's scales before `initFromScale` (1-based). */
+  initImage?: StartImage;
+  initFromScale: number;
+  /** Why the last picked or dropped file could not be used. */
+  initImageError?: string;
+  setInitImage(image: StartImage): void;
+  rejectInitImage(message: string): void;
+  clearInitImage(): void;
+  setInitFromScale(scale: number): void;
   /** Guidance steers away from it (empty: the model's empty condition). */
   negativePrompt: string;
   /** A second prompt for the scales from `detailFrom` (1-based) on; empty: none. */

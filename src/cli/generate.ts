@@ -4,7 +4,9 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { PNG } from 'pngjs';
 import {
+  checkImageFromScale,
   checkSeed,
   checkSettings,
   createFetchIO,
@@ -15,8 +17,10 @@ import {
   MAX_SEED,
   provenanceText,
   quotePrompt,
+  imageFromScaleRange,
   scaleFromRange,
   type GenerateEvent,
+  type InitImage,
   type ImagePixels,
   type LoadOptions,
   type SamplingSettings,
@@ -47,6 +51,10 @@ Options:
   --detail-prompt TEXT --detail-from K
                         a second prompt for scales K…last (1-based, as "Scale k of K"); the
                         main prompt draws scales 1…K−1
+  --init-image FILE --from-scale K
+                        start from a PNG image (centre-cropped and resized to the model's
+                        size): scales 1…K−1 are the image's, K…last are drawn under the prompt;
+                        K = last + 1 keeps every scale (the image as the tokenizer rebuilds it)
   --smooth / --no-smooth   Gumbel smoothing
   --residual / --no-residual   residual diffusion on the last scale (--no-residual: discrete only)
   --previews DIR        write one PNG per scale
@@ -65,6 +73,8 @@ export interface CliOptions {
   negative?: string;
   detailPrompt?: string;
   detailFrom?: number;
+  initImage?: string;
+  fromScale?: number;
   previews?: string;
   json: boolean;
   backend: 'cpu' | 'wasm';
@@ -132,6 +142,8 @@ export function parseArgs(argv: string[]): CliOptions {
       case '--negative': options.negative = value(); break;
       case '--detail-prompt': options.detailPrompt = value(); break;
       case '--detail-from': options.detailFrom = numberArg(flag, value(), true); break;
+      case '--init-image': options.initImage = value(); break;
+      case '--from-scale': options.fromScale = numberArg(flag, value(), true); break;
       case '--smooth': options.settings.smooth = true; break;
       case '--no-smooth': options.settings.smooth = false; break;
       case '--residual': options.settings.residual = true; break;
@@ -158,6 +170,11 @@ export function parseArgs(argv: string[]): CliOptions {
   // The upper bound is the model's scale count, checked once it is loaded.
   const firstScale = { ...scaleFromRange(1), max: undefined };
   if (options.detailFrom !== undefined && options.detailFrom < firstScale.min) throw new UsageError(`--detail-from ${options.detailFrom}: expected ${describeRange(firstScale)} (scales count from 1).`);
+  if (options.initImage !== undefined && options.fromScale === undefined) {
+    throw new UsageError('--init-image needs --from-scale K (the first scale drawn under the prompt) or --mask.');
+  }
+  if (options.fromScale !== undefined && options.initImage === undefined) throw new UsageError(`--from-scale ${options.fromScale} needs --init-image FILE: the image the earlier scales come from.`);
+  if (options.fromScale !== undefined && options.fromScale < firstScale.min) throw new UsageError(`--from-scale ${options.fromScale}: expected ${describeRange(firstScale)} (scales count from 1).`);
   // The engine's own checks, before the model loads: a bad seed or setting costs no load.
   checkSeed(options.seed);
   checkSettings(options.settings);
@@ -190,6 +207,29 @@ function readPrompts(file: string): string[] {
   const prompts = text.replace(/^\uFEFF/, '').split(/\r?\n/).map((line) => withoutControlCharacters(line).trim()).filter(Boolean);
   if (prompts.length === 0) throw new UsageError(`--prompts ${file}: the file has no prompts.`);
   return prompts;
+}
+
+/**
+ * `--init-image`: a PNG as RGBA bytes (pngjs turns every PNG colour type and depth into those).
+ * JPEG is refused rather than decoded: a decoder would be a dependency for what one conversion
+ * to PNG does.
+ */
+export function readInitImage(file: string): InitImage {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UsageError(`--init-image ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder' : (error as Error).message}.`);
+  }
+  if (bytes[0] === 0xff && bytes[1] === 0xd8) throw new UsageError(`--init-image ${file}: JPEG is not supported; convert it to PNG.`);
+  let png: PNG;
+  try {
+    png = PNG.sync.read(bytes);
+  } catch (error) {
+    throw new UsageError(`--init-image ${file}: not a readable PNG (${(error as Error).message.replace(/\.$/, '')}).`);
+  }
+  return { width: png.width, height: png.height, data: new Uint8Array(png.data.buffer, png.data.byteOffset, png.data.length) };
 }
 
 function isUrl(source: string): boolean {
@@ -271,6 +311,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const prompts = options.prompts !== undefined ? readPrompts(options.prompts) : [withoutControlCharacters(options.prompt!)];
   checkOutputs(options);
+  const initImage = options.initImage === undefined ? undefined : readInitImage(options.initImage);
   const io = modelIO(options.model);
   const ort = await importNodeOrt(options.backend);
 
@@ -287,6 +328,14 @@ export async function main(argv: string[]): Promise<number> {
     if (options.detailFrom !== undefined && options.detailFrom > scales) {
       throw new UsageError(`--detail-from ${options.detailFrom}: expected ${describeRange(scaleFromRange(scales))}: the model has ${scales} scales.`);
     }
+    if (options.fromScale !== undefined) {
+      try {
+        checkImageFromScale('--from-scale', options.fromScale, scales);
+      } catch {
+        throw new UsageError(`--from-scale ${options.fromScale}: expected ${describeRange(imageFromScaleRange(scales))}: the model has ${scales} scales (${scales + 1} keeps them all).`);
+      }
+      if (!engine.info.imageToImage) throw new UsageError(`--init-image: the model ${engine.info.name} has no encoder graph, so it cannot start from an image.`);
+    }
     for (const [i, prompt] of prompts.entries()) {
       const out = options.prompts !== undefined ? path.join(options.outDir!, `${String(i).padStart(3, '0')}.png`) : options.out;
       const previews: { index: number; pixels: ImagePixels }[] = [];
@@ -294,7 +343,7 @@ export async function main(argv: string[]): Promise<number> {
         if (event.type === 'scale' && event.preview) previews.push({ index: event.index, pixels: event.preview });
       };
       const result = await engine.generate(
-        { prompt, seed: options.seed, settings: options.settings, previews: options.previews !== undefined, negativePrompt, detailPrompt, detailFrom: options.detailFrom },
+        { prompt, seed: options.seed, settings: options.settings, previews: options.previews !== undefined, negativePrompt, detailPrompt, detailFrom: options.detailFrom, initImage, fromScale: options.fromScale },
         { onEvent },
       );
       writeFile(out, await encodePng(result.image, provenanceText(result, 'HART Web (CLI)')));
@@ -314,6 +363,7 @@ export async function main(argv: string[]): Promise<number> {
             prompt,
             ...(result.negativePrompt !== undefined ? { negativePrompt: result.negativePrompt } : {}),
             ...(result.detailPrompt !== undefined ? { detailPrompt: result.detailPrompt, detailFrom: result.detailFrom } : {}),
+            ...(result.fromScale !== undefined ? { initImage: options.initImage, fromScale: result.fromScale } : {}),
             seed: result.seed,
             model: result.model,
             backend: result.backend,

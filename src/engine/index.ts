@@ -8,7 +8,7 @@
 export type * from './types';
 export { BadInputError, CancelledError, CheckpointError, EngineError, ENGINE_ERROR_CODES, EXIT_STATUS, isEngineErrorCode, LOADING_CANCELLED, throwIfCancelled, toEngineError } from './errors';
 export { RunQueue } from './queue';
-export { checkScaleFrom, checkSeed, checkSettings, describeRange, HART_DEFAULTS, isTopKSchedule, MAX_SEED, scaleFromRange, seedAfter, SETTING_RANGES, topKAt } from './samplingSettings';
+export { checkImageFromScale, checkScaleFrom, checkSeed, imageFromScaleRange, checkSettings, describeRange, HART_DEFAULTS, isTopKSchedule, MAX_SEED, scaleFromRange, seedAfter, SETTING_RANGES, topKAt } from './samplingSettings';
 export type { NumericSetting, SettingRange } from './samplingSettings';
 export type { BackendRequest, GpuLike, Ort } from './backend';
 export type { FetchPolicy, PackageIO } from './readers';
@@ -21,6 +21,7 @@ export type { CatalogEntry, CatalogNeeds, ImportSource, PackageSource } from './
 export type { PreflightEnv, PreflightResult, GpuLimits } from './preflight';
 export type { PackageRequirements } from './manifest';
 export { encodePng, provenanceText, readPngText } from './png';
+export { centreSquare, checkInitImage, initImagePixels } from './initImage';
 export { quotePrompt } from './textEncoder';
 export * from './load';
 export type { Source, HttpSourceOptions } from './import/source';

@@ -282,6 +282,26 @@ export async function loadModel(source: string, options: LoadOptions): Promise<L
     diffusion: diffusionConstants(diffusion.steps, diffusion.trainSteps, diffusion.schedule),
     freeTextEncoderAfterUse: freeTextEncoder,
   };
+  if (manifest.graphs.encoder) {
+    // Created on first use, like a suspended text encoder: read from the package (Cache Storage
+    // when fetched) and verified, then kept with the other sessions (and released with them).
+    let creating: Promise<GraphSession> | undefined;
+    model.encoder = () =>
+      (creating ??= (async () => {
+        const variant = graphVariant(manifest, 'encoder', backend.fp16);
+        const bytes = await readVerified(io, manifest, [variant.path, ...(variant.externalData ?? [])]);
+        const session = await createGraphSession(context, 'encoder', {
+          path: variant.path,
+          bytes: bytes.get(variant.path)!,
+          externalData: (variant.externalData ?? []).map((path) => ({ path, data: bytes.get(path)! })),
+        });
+        (model.sessions as Record<string, GraphSession>).encoder = session;
+        return session;
+      })().catch((error) => {
+        creating = undefined;
+        throw error;
+      }));
+  }
   if (backend.backend === 'webgpu') watchDeviceLoss(ort, (message) => (model.deviceLost = message));
   return model;
 }
@@ -303,6 +323,7 @@ export function modelInfo(model: LoadedModel): ModelInfo {
     examples: [...manifest.examples],
     backend: { ...model.backend },
     vocabulary: model.tokenizer.vocabulary(),
+    imageToImage: model.encoder !== undefined,
   };
 }
 

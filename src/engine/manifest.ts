@@ -20,6 +20,13 @@ export const GRAPH_NAMES = [
 ] as const;
 export type GraphName = (typeof GRAPH_NAMES)[number];
 
+/**
+ * Graphs a package may lack: packages written before them still load. The encoder (image →
+ * f, token maps, f_hat) is only needed to start from an image, and is loaded on first use.
+ */
+export const OPTIONAL_GRAPH_NAMES = ['encoder'] as const;
+export type OptionalGraphName = (typeof OPTIONAL_GRAPH_NAMES)[number];
+
 export interface GraphVariant {
   path: string;
   externalData?: string[];
@@ -100,7 +107,7 @@ export interface Manifest {
   textEncoder: TextEncoderSpec;
   sampling: SamplingSettings;
   examples: string[];
-  graphs: Record<GraphName, GraphEntry>;
+  graphs: Record<GraphName, GraphEntry> & Partial<Record<OptionalGraphName, GraphEntry>>;
   tokenizer: string;
   tables: Record<string, TableEntry>;
   files: FileEntry[];
@@ -244,11 +251,14 @@ function readVariant(r: Reader, value: unknown, field: string): GraphVariant {
   return variant;
 }
 
-function readGraphs(r: Reader, value: unknown): Record<GraphName, GraphEntry> {
+function readGraphs(r: Reader, value: unknown): Manifest['graphs'] {
   const g = r.object(value, 'graphs');
-  const graphs = {} as Record<GraphName, GraphEntry>;
-  for (const name of GRAPH_NAMES) {
-    if (g[name] === undefined) r.fail(`graphs.${name}`, 'is missing');
+  const graphs = {} as Manifest['graphs'];
+  for (const name of [...GRAPH_NAMES, ...OPTIONAL_GRAPH_NAMES]) {
+    if (g[name] === undefined) {
+      if ((OPTIONAL_GRAPH_NAMES as readonly string[]).includes(name)) continue;
+      r.fail(`graphs.${name}`, 'is missing');
+    }
     const entry = r.object(g[name], `graphs.${name}`);
     if (entry.fp32 === undefined) r.fail(`graphs.${name}.fp32`, 'is missing (every graph needs an fp32 variant)');
     graphs[name] = { fp32: readVariant(r, entry.fp32, `graphs.${name}.fp32`) };
@@ -324,9 +334,9 @@ function checkReferences(r: Reader, m: Manifest): void {
     if (!listed.has(path)) r.fail(field, `refers to "${path}", which is not listed in files`);
   };
   need(m.tokenizer, 'tokenizer');
-  for (const name of GRAPH_NAMES) {
+  for (const name of [...GRAPH_NAMES, ...OPTIONAL_GRAPH_NAMES]) {
     for (const kind of ['fp32', 'fp16'] as const) {
-      const variant = m.graphs[name][kind];
+      const variant = m.graphs[name]?.[kind];
       if (!variant) continue;
       need(variant.path, `graphs.${name}.${kind}.path`);
       variant.externalData?.forEach((p, i) => need(p, `graphs.${name}.${kind}.externalData[${i}]`));

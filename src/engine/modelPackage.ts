@@ -2,7 +2,7 @@
 // size and sha256 before anything uses it, then the small tables as typed arrays.
 import { BadPackageError } from './errors';
 import type { PackageIO } from './readers';
-import { GRAPH_NAMES, MANIFEST_FILE, parseManifestBytes, type FileEntry, type GraphName, type GraphVariant, type Manifest } from './manifest';
+import { GRAPH_NAMES, MANIFEST_FILE, parseManifestBytes, type FileEntry, type GraphName, type GraphVariant, type OptionalGraphName, type Manifest } from './manifest';
 import type { LoadProgress } from './types';
 
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
@@ -37,8 +37,9 @@ export async function readManifest(io: PackageIO, signal?: AbortSignal): Promise
 }
 
 /** The graph variant the backend will run: fp16 only when allowed and present. */
-export function graphVariant(manifest: Manifest, name: GraphName, fp16: boolean): GraphVariant {
+export function graphVariant(manifest: Manifest, name: GraphName | OptionalGraphName, fp16: boolean): GraphVariant {
   const entry = manifest.graphs[name];
+  if (!entry) throw new BadPackageError(`has no ${name} graph`, MANIFEST_FILE);
   return fp16 && entry.fp16 ? entry.fp16 : entry.fp32;
 }
 

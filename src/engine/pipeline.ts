@@ -6,6 +6,7 @@ import type { Ort } from './backend';
 import { decodeImage } from './decoder';
 import { sampleResidual } from './diffusionHead';
 import { BadInputError, throwIfCancelled } from './errors';
+import { checkInitImage, encodeImage, imageToTensor, type EncodedImage } from './initImage';
 import { KvCache, kvCacheDtype } from './kvCache';
 import type { GraphName, Manifest } from './manifest';
 import { previewImage } from './preview';
@@ -15,7 +16,7 @@ import { leadingRopeRows, scaleRope, textRope, type RopeTables } from './rope';
 import { lookupCodebook, sampleScale, smoothVectors } from './sampling';
 import { firstUnguidedScale, guidanceWeight, smoothingRatio, smoothingTau, type DiffusionConstants } from './schedule';
 import { disposeAll, leadingRows, readFloats, repeatRows, type GraphSession } from './session';
-import { checkScaleFrom, checkSeed, checkVary, resolveSettings, topKAt } from './samplingSettings';
+import { checkImageFromScale, checkScaleFrom, checkSeed, checkVary, resolveSettings, topKAt } from './samplingSettings';
 import { contextTensor, encodeTexts, tokenizePrompt, type PromptTokenizer } from './textEncoder';
 import { guidedLogits, transformerStep } from './transformer';
 import type { BackendInfo, GenerateEvent, GenerateOptions, GenerateRequest, GenerateResult, InjectedDraws, SamplingSettings, StageTimings, VaryRequest } from './types';
@@ -30,6 +31,11 @@ export interface LoadedModel {
   scaleTables: ScaleTables;
   codebook: Float32Array;
   diffusion: DiffusionConstants;
+  /**
+   * The encoder graph's session, created on first use (absent when the package has no encoder):
+   * only image to image needs it, so a text-only run neither downloads nor uploads it.
+   */
+  encoder?: () => Promise<GraphSession>;
   /** Set when the WebGPU device was lost: the sessions are unusable from then on. */
   deviceLost?: string;
   /**
@@ -64,7 +70,7 @@ const now = () => performance.now();
 const IMAGES = 1;
 
 function emptyTimings(): StageTimings {
-  return { textEncoder: 0, transformer: 0, head: 0, sampling: 0, scaleUpdate: 0, preview: 0, diffusion: 0, decoder: 0, total: 0, prefix: 0, reusedScales: 0 };
+  return { textEncoder: 0, transformer: 0, head: 0, sampling: 0, scaleUpdate: 0, preview: 0, diffusion: 0, decoder: 0, total: 0, prefix: 0, reusedScales: 0, encoder: 0 };
 }
 
 /**
@@ -182,6 +188,8 @@ interface Prepared {
   /** The negative prompt's condition for the unconditional rows; HART's zeros without one. */
   negative?: Condition;
   vary?: VaryRequest;
+  /** Image to image: the image and its first sampled scale (1-based). */
+  init?: { image: NonNullable<GenerateRequest['initImage']>; fromScale: number };
   warnings: string[];
 }
 
@@ -215,7 +223,18 @@ function prepare(model: LoadedModel, request: GenerateRequest): Prepared {
     throw new BadInputError(`A detail prompt needs detailFrom: the scale it conditions from (1 to ${patchNums.length}).`);
   }
   if (request.vary !== undefined) checkVary(request.vary, patchNums, vocabSize);
-  return { settings, structure: { ids: prompt.ids }, detail, negative, vary: request.vary, warnings };
+  let init: Prepared['init'];
+  if (request.initImage !== undefined && request.initImage !== null) {
+    if (request.vary !== undefined) throw new BadInputError('A request starts from an init image or varies an earlier image, not both.');
+    if (request.fromScale === undefined) throw new BadInputError(`An init image needs fromScale: the first scale sampled under the prompt (1 to ${patchNums.length + 1}).`);
+    checkImageFromScale('fromScale', request.fromScale, patchNums.length);
+    checkInitImage(request.initImage);
+    if (!model.encoder) throw new BadInputError(`The model ${model.manifest.name} has no encoder graph, so it cannot start from an image.`);
+    init = { image: request.initImage, fromScale: request.fromScale };
+  } else if (request.fromScale !== undefined) {
+    throw new BadInputError(`fromScale = ${JSON.stringify(request.fromScale)} needs an init image to take the earlier scales from.`);
+  }
+  return { settings, structure: { ids: prompt.ids }, detail, negative, vary: request.vary, init, warnings };
 }
 
 /**
@@ -369,12 +388,14 @@ async function sampleTokens(
   const trace = run.options.trace;
 
   if (logits) trace?.({ kind: 'logits', scale: k, data: logits });
-  const sampled = keptMap && !settings.smooth ? undefined : await run.time('sampling', () => sampleScale(logits!, positions, vocab, filter, draws.token(k, positions), settings.smooth));
+  const sampled = keptMap && (!settings.smooth || !logits) ? undefined : await run.time('sampling', () => sampleScale(logits!, positions, vocab, filter, draws.token(k, positions), settings.smooth));
   const indices = keptMap ?? run.options.forcedTokens?.[k] ?? sampled!.indices;
   if (indices.length !== positions) throw new BadInputError(`Forced tokens of scale ${k} have ${indices.length} values, expected ${positions}.`);
   trace?.({ kind: 'tokens', scale: k, data: indices });
   const hard = lookupCodebook(codebook, cv, indices);
-  if (!settings.smooth) return { indices, hard, vectors: hard };
+  // A scale kept from an init image has no logits: its vectors are its codewords, as the
+  // tokenizer adds them.
+  if (!settings.smooth || !logits) return { indices, hard, vectors: hard };
   const vectors = await run.time('sampling', () => {
     const ratio = smoothingRatio(Math.min(k, K - 2), K);
     return smoothVectors(sampled!.kept!, positions, vocab, ratio, smoothingTau(ratio), draws.gumbel(k, positions * vocab), codebook, cv);
@@ -430,16 +451,54 @@ async function lastScale(
   return result;
 }
 
+/**
+ * The last scale kept from an init image (fromScale K + 1): its codewords, plus with `residual` on
+ * the image's own continuous residual f − f_hat in place of the diffusion head's. The decoder then
+ * sees f_hat + (f − f_hat): the tokenizer's continuous reconstruction of the image (its discrete
+ * one, decode(f_hat), with `residual` off).
+ */
+async function keptLastScale(run: Run, settings: SamplingSettings, fHat: Float32Array, vectors: Float32Array, residual: Float32Array, previews: boolean): Promise<Float32Array> {
+  const { patchNums, latentChannels: cv } = run.model.manifest.model;
+  const K = patchNums.length;
+  const side = patchNums[K - 1];
+  const discrete = addLastScale(fHat, vectors, IMAGES, cv, side);
+  await reportScale(run, K - 1, discrete, previews);
+  if (!settings.residual) {
+    run.options.trace?.({ kind: 'fHat', scale: K - 1, data: discrete });
+    return discrete;
+  }
+  const area = side * side;
+  const result = new Float32Array(discrete.length);
+  for (let i = 0; i < result.length; i++) result[i] = discrete[i] + residual[i];
+  // The residual is channel-major like f_hat; traced token-major as the diffusion head's is.
+  const tokenMajor = new Float32Array(residual.length);
+  for (let p = 0; p < area; p++) for (let ch = 0; ch < cv; ch++) tokenMajor[p * cv + ch] = residual[ch * area + p];
+  run.options.trace?.({ kind: 'residual', data: tokenMajor });
+  run.options.trace?.({ kind: 'fHat', scale: K - 1, data: result });
+  return result;
+}
+
 export async function generate(model: LoadedModel, request: GenerateRequest, options: PipelineOptions = {}): Promise<GenerateResult> {
   const run = new Run(model, options);
-  const { settings, structure, detail, negative, vary, warnings } = prepare(model, request);
+  const { settings, structure, detail, negative, vary: varied, init, warnings } = prepare(model, request);
   throwIfCancelled(options.signal);
 
   const { patchNums, latentChannels: cv, imageSize } = model.manifest.model;
   const K = patchNums.length;
   const side = patchNums[K - 1];
   const previews = request.previews !== false;
-  // The first sampled scale: a vary keeps the scales before it (their maps and their seeds).
+  // An init image becomes a vary of itself: its token maps are kept like an earlier image's, under
+  // this request's seed.
+  let encoded: EncodedImage | undefined;
+  if (init) {
+    const session = await run.time('encoder', () => model.encoder!());
+    const pixels = await run.time('encoder', () => imageToTensor(init.image, imageSize));
+    throwIfCancelled(options.signal);
+    encoded = await run.time('encoder', () => encodeImage(model.ort, session, model.manifest.model, pixels, options.signal));
+  }
+  const vary: VaryRequest | undefined = encoded ? { fromScale: init!.fromScale, tokens: { maps: encoded.maps, seeds: encoded.maps.map(() => request.seed) } } : varied;
+  // The first sampled scale: a vary keeps the scales before it (their maps and their seeds); an
+  // init image's fromScale K + 1 keeps all of them.
   const start = vary ? vary.fromScale - 1 : 0;
   const seedOf = (k: number) => (k < start ? vary!.tokens.seeds[k] : request.seed);
   const draws = new Draws(request.seed, seedOf, options.draws);
@@ -466,8 +525,9 @@ export async function generate(model: LoadedModel, request: GenerateRequest, opt
       let logits: Float32Array | undefined;
       let hidden: Tensor | undefined;
       // A kept scale needs no logits (nor a transformer step of its own yet), unless smoothing
-      // turns its tokens into the latent through them.
-      if (!keptMap || settings.smooth) {
+      // turns a varied image's tokens into the latent through them (an init image's tokens are
+      // its latent as they are).
+      if (!keptMap || (settings.smooth && !encoded)) {
         const condition = conditionAt(k);
         if (attention?.condition !== condition) {
           // A new condition (the first one, or the detail prompt's switch): its cache is filled
@@ -497,6 +557,8 @@ export async function generate(model: LoadedModel, request: GenerateRequest, opt
         loop.inputs[k + 1] = run.own(update.xNext);
         options.trace?.({ kind: 'fHat', scale: k, data: fHat });
         await reportScale(run, k, fHat, previews);
+      } else if (keptMap) {
+        fHat = await keptLastScale(run, settings, fHat, sampled.vectors, encoded!.residual, previews);
       } else {
         throwIfCancelled(options.signal);
         fHat = await lastScale(run, draws, settings, fHat, sampled, hidden!, previews);
@@ -519,7 +581,8 @@ export async function generate(model: LoadedModel, request: GenerateRequest, opt
       warnings,
       ...(negative ? { negativePrompt: request.negativePrompt } : {}),
       ...(detail ? { detailPrompt: request.detailPrompt, detailFrom: request.detailFrom } : {}),
-      ...(vary ? { variedFrom: vary.fromScale } : {}),
+      ...(vary && !encoded ? { variedFrom: vary.fromScale } : {}),
+      ...(encoded ? { fromScale: init!.fromScale } : {}),
       tokens: { maps, seeds: maps.map((_, k) => seedOf(k)) },
     };
   } finally {

@@ -163,6 +163,7 @@ export function provenanceText(result: GenerateResult, software: string): Record
     ...(result.negativePrompt !== undefined ? { 'negative prompt': result.negativePrompt } : {}),
     ...(result.detailPrompt !== undefined ? { 'detail prompt': result.detailPrompt, 'detail from scale': String(result.detailFrom) } : {}),
     seed: String(result.seed),
+    ...(result.fromScale !== undefined ? { 'from image, scale': String(result.fromScale) } : {}),
     ...(result.variedFrom !== undefined ? { 'varied from scale': String(result.variedFrom), 'scale seeds': result.tokens.seeds.join(',') } : {}),
     settings: JSON.stringify(result.settings),
     model: result.model,

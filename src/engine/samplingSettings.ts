@@ -148,6 +148,22 @@ export function checkScaleFrom(name: string, value: unknown, scales: number): vo
 }
 
 /**
+ * The range of image to image's `fromScale`: one more than a first scale, since K + 1 keeps
+ * every scale of the image (its reconstruction by the tokenizer).
+ */
+export function imageFromScaleRange(scales: number): SettingRange {
+  return { min: 1, max: scales + 1, integer: true };
+}
+
+/** Throws a BadInputError unless `value` is image to image's first sampled scale on `scales` scales. */
+export function checkImageFromScale(name: string, value: unknown, scales: number): void {
+  const range = imageFromScaleRange(scales);
+  if (!inRange(range, value)) {
+    throw new BadInputError(`${name} = ${JSON.stringify(value)} is invalid: it must be ${describeRange(range)} (scales count from 1; ${scales + 1} keeps every scale of the image).`);
+  }
+}
+
+/**
  * A vary's kept token maps, checked against the model: scale k (0-based) of `sides` holds
  * sides[k]² indices below `vocab`, drawn with a valid seed.
  */

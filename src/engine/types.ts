@@ -60,6 +60,17 @@ export interface VaryRequest {
   tokens: ScaleTokens;
 }
 
+/**
+ * An image to start from: row-major pixels, `channels` bytes each (4: RGBA, the default; 3: RGB).
+ * Any size: the engine centre-crops it to a square and resizes it to the model's resolution.
+ */
+export interface InitImage {
+  width: number;
+  height: number;
+  data: Uint8Array | Uint8ClampedArray;
+  channels?: 3 | 4;
+}
+
 export interface GenerateRequest {
   prompt: string;
   seed: number;
@@ -79,6 +90,14 @@ export interface GenerateRequest {
    * ones of the image `vary.tokens` came from. The prompts and settings must be that image's.
    */
   vary?: VaryRequest;
+  /**
+   * Image to image: scales 1 … fromScale − 1 (1-based, as "Scale k of K") are the token maps of
+   * this image, encoded and quantized by the package's encoder graph; the scales from `fromScale`
+   * on are sampled under the prompt. fromScale = K + 1 keeps every scale and adds the image's own
+   * continuous residual (with `residual` on): the tokenizer's reconstruction of the image.
+   */
+  initImage?: InitImage;
+  fromScale?: number;
 }
 
 /** RGBA pixels, row-major, 4 bytes per pixel. */
@@ -104,8 +123,10 @@ export interface StageTimings {
    * are counted in `transformer`, `head` and `textEncoder` as well.
    */
   prefix: number;
-  /** Scales taken from `vary.tokens` instead of sampled. */
+  /** Scales taken from `vary.tokens` or the init image instead of sampled. */
   reusedScales: number;
+  /** Centre-crop, resize and the encoder graph of an init image (0 without one). */
+  encoder: number;
 }
 
 export type GenerateEvent =
@@ -129,6 +150,8 @@ export interface GenerateResult {
   detailFrom?: number;
   /** Set on a vary: the first re-sampled scale (1-based). */
   variedFrom?: number;
+  /** Set on image to image: the first scale sampled under the prompt (1-based). */
+  fromScale?: number;
   /** Every scale's token map, so the image can be varied later without running it again. */
   tokens: ScaleTokens;
 }
@@ -156,6 +179,8 @@ export interface ModelInfo {
   backend: BackendInfo;
   /** The vocabulary's words, so a UI can point out unknown words before generating. */
   vocabulary?: string[];
+  /** Whether the package has the encoder graph, so generation can start from an image. */
+  imageToImage: boolean;
   /**
    * Set when files of this load could not be kept for offline use (storage full): what, how
    * big, and how full the storage is, in words for people. The model works all the same.

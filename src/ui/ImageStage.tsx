@@ -2,6 +2,7 @@ import { formatSeconds } from '../app/runStatus';
 import { isRunning } from '../app/runSlice';
 import { pageStatus, runPercent, shownFrame } from '../app/selectors';
 import { PixelCanvas } from './PixelCanvas';
+import { useStartImageFile } from './SettingsPanel';
 import { Timeline } from './Timeline';
 import { useApp } from './storeContext';
 
@@ -13,10 +14,22 @@ export function ImageStage() {
   const running = useApp(isRunning);
   const imageIndex = useApp((s) => s.run.imageIndex);
   const imageCount = useApp((s) => s.run.imageCount);
+  const takeFile = useStartImageFile();
 
   return (
     <section className="stage" aria-label="Image">
-      <div className={`canvas-frame${running ? ' is-running' : ''}`}>
+      {/* A drop target: an image dropped here is the image Generate starts from. */}
+      <div
+        className={`canvas-frame${running ? ' is-running' : ''}`}
+        data-testid="canvas-drop"
+        onDragOver={(e) => {
+          if (e.dataTransfer?.types.includes('Files')) e.preventDefault();
+        }}
+        onDrop={(e) => {
+          e.preventDefault();
+          void takeFile(e.dataTransfer?.files[0]);
+        }}
+      >
         <PixelCanvas pixels={frame?.pixels} size={size} label="Generated image" className={`main-canvas${frame?.final ? ' is-final' : ''}`} />
         {!frame && <p className="canvas-empty">Your image appears here, scale by scale.</p>}
         {frame && <span className="frame-tag">{frame.label}</span>}

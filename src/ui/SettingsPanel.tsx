@@ -1,5 +1,8 @@
-import type { ReactNode } from 'react';
-import { describeTopK, MAX_IMAGES, MAX_SEED, scaleFromRange, SETTING_RANGES } from '../app/settingsSlice';
+import { useMemo, useRef, type ReactNode } from 'react';
+import { startImagePreview } from '../app/runSlice';
+import { describeTopK, imageFromScaleRange, MAX_IMAGES, MAX_SEED, scaleFromRange, SETTING_RANGES } from '../app/settingsSlice';
+import { readImageFile } from './imageFile';
+import { PixelCanvas } from './PixelCanvas';
 import { useApp } from './storeContext';
 
 function Field({ label, htmlFor, value, hint, children }: { label: string; htmlFor: string; value?: string; hint?: string; children: ReactNode }) {
@@ -129,6 +132,7 @@ export function SettingsPanel() {
       </Field>
 
       <AdvancedPrompts />
+      <StartFromImage />
     </section>
   );
 }
@@ -168,6 +172,95 @@ function AdvancedPrompts() {
           onChange={(e) => setDetailFrom(Number(e.target.value))}
         />
       </Field>
+    </fieldset>
+  );
+}
+
+/** Reads a picked or dropped file into the store, or says why it cannot be used. */
+export function useStartImageFile(): (file: File | undefined) => Promise<void> {
+  const setInitImage = useApp((s) => s.setInitImage);
+  const rejectInitImage = useApp((s) => s.rejectInitImage);
+  return async (file) => {
+    if (!file) return;
+    try {
+      setInitImage(await readImageFile(file));
+    } catch (error) {
+      rejectInitImage((error as Error).message);
+    }
+  };
+}
+
+/**
+ * Image to image: the picked image as the model will see it (the engine's centre-crop and resize)
+ * and the first scale drawn under the prompt. Drop an image on the canvas to the same effect.
+ */
+function StartFromImage() {
+  const start = useApp((s) => s.initImage);
+  const error = useApp((s) => s.initImageError);
+  const fromScale = useApp((s) => s.initFromScale);
+  const info = useApp((s) => s.modelInfo);
+  const setInitFromScale = useApp((s) => s.setInitFromScale);
+  const clearInitImage = useApp((s) => s.clearInitImage);
+  const takeFile = useStartImageFile();
+  const picker = useRef<HTMLInputElement>(null);
+  const size = info?.imageSize ?? 256;
+  const scales = info?.scales.length;
+  const range = imageFromScaleRange(scales ?? 1);
+  const preview = useMemo(() => (start ? startImagePreview(start, size) : undefined), [start, size]);
+
+  return (
+    <fieldset className="advanced start-image">
+      <legend>Start from an image</legend>
+      <div className="seed-row">
+        <button type="button" aria-label="Start from an image" onClick={() => picker.current?.click()}>
+          Use an image…
+        </button>
+        <input
+          ref={picker}
+          type="file"
+          accept="image/*"
+          hidden
+          data-testid="start-image-file"
+          onChange={(e) => {
+            void takeFile(e.target.files?.[0]);
+            e.target.value = '';
+          }}
+        />
+        {start && (
+          <button type="button" onClick={clearInitImage}>
+            Clear image
+          </button>
+        )}
+      </div>
+      {error && (
+        <p className="field-hint warn" role="alert">
+          {error}
+        </p>
+      )}
+      {start && preview && (
+        <>
+          <PixelCanvas pixels={preview} size={size} label={`Start image ${start.name}`} className="start-image-preview" />
+          <p className="field-hint">
+            {start.name} ({start.image.width}×{start.image.height}), centre-cropped and resized to {size} px.
+            {info && !info.imageToImage && ' This model has no encoder, so it cannot start from an image.'}
+          </p>
+          <Field
+            label="From scale"
+            htmlFor="from-scale"
+            hint={scales ? `Scales before it come from the image; ${scales + 1} keeps them all.` : undefined}
+          >
+            <input
+              id="from-scale"
+              type="number"
+              min={range.min}
+              max={scales ? range.max : undefined}
+              step={1}
+              value={fromScale}
+              onChange={(e) => setInitFromScale(Number(e.target.value))}
+            />
+          </Field>
+        </>
+      )}
     </fieldset>
   );
 }

@@ -47,7 +47,7 @@ describe('npm run generate', () => {
     expect(run.status).toBe(0);
     const line = JSON.parse(run.stdout.trim());
     expect(line).toMatchObject({ out, seed: 7, backend: 'cpu', model: 'hart-tiny' });
-    expect(Object.keys(line.timings)).toEqual(['textEncoder', 'transformer', 'head', 'sampling', 'scaleUpdate', 'preview', 'diffusion', 'decoder', 'total', 'prefix', 'reusedScales']);
+    expect(Object.keys(line.timings)).toEqual(['textEncoder', 'transformer', 'head', 'sampling', 'scaleUpdate', 'preview', 'diffusion', 'decoder', 'total', 'prefix', 'reusedScales', 'encoder']);
     const text = readPngText(new Uint8Array(readFileSync(out)));
     expect(text).toMatchObject({ prompt: 'a red circle on a blue background', seed: '7', model: 'hart-tiny' });
     expect(JSON.parse(text.settings)).toMatchObject({ cfg: 2.5, residual: false, guidedScales: 2 });

@@ -19,7 +19,9 @@ afterEach(() => {
 
 const readFixture = (file: string) => new Uint8Array(readFileSync(path.join(FIXTURE, ...file.split('/'))));
 const manifest = parseManifest(JSON.parse(readFileSync(path.join(FIXTURE, 'manifest.json'), 'utf8')));
-const total = manifest.files.reduce((n, f) => n + f.bytes, 0);
+// What a load downloads: every file but the optional encoder's (fetched on first use).
+const loaded = neededFiles(manifest, false);
+const total = manifest.files.filter((f) => loaded.includes(f.path)).reduce((n, f) => n + f.bytes, 0);
 const manifestBytes = readFixture('manifest.json').length;
 
 /** Reads the fixture package through the fetch IO from `base`, as loadEngine would. */
@@ -44,7 +46,7 @@ describe('cached models', () => {
     await download('https://host/models/tiny/v2/', ['tokenizer.json']);
     const models = await listCachedModels();
     expect(models).toEqual([
-      { baseUrl: 'https://host/models/tiny/', name: 'hart-tiny', files: manifest.files.length + 1, bytes: total + manifestBytes, offline: true },
+      { baseUrl: 'https://host/models/tiny/', name: 'hart-tiny', files: loaded.length + 1, bytes: total + manifestBytes, offline: true },
       { baseUrl: 'https://host/models/tiny/v2/', name: 'hart-tiny', files: 2, bytes: manifestBytes + 1129, offline: false },
     ]);
   });

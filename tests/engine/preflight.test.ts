@@ -6,6 +6,7 @@ import type { AdapterLike, Ort } from '../../src/engine/backend';
 import { checkPackage, loadEngine } from '../../src/engine/index';
 import type { PackageIO } from '../../src/engine/readers';
 import { createFsIO } from '../../src/engine/node';
+import { neededFiles } from '../../src/engine/modelPackage';
 import { parseManifest, type Manifest } from '../../src/engine/manifest';
 import { checkModelFits, type PreflightEnv } from '../../src/engine/preflight';
 import { FIXTURE, importOrt } from './golden';
@@ -170,7 +171,10 @@ describe('loadEngine preflight', () => {
     const check = await checkPackage(FIXTURE, { ort: ort as Ort, io, gpu, storage });
     const manifest = parseManifest(JSON.parse(readFileSync(`${FIXTURE}/manifest.json`, 'utf8')));
     expect(check).toMatchObject({ ok: true, problems: [], name: 'hart-tiny', backend: { backend: 'webgpu', fp16: false } });
-    expect(check.downloadBytes).toBe(manifest.files.reduce((n, f) => n + f.bytes, 0));
+    // Every file a load reads; not the optional encoder, fetched when a run starts from an image.
+    const needed = neededFiles(manifest, false);
+    expect(needed).not.toContain('encoder.onnx');
+    expect(check.downloadBytes).toBe(manifest.files.filter((f) => needed.includes(f.path)).reduce((n, f) => n + f.bytes, 0));
     expect(reads).toEqual(['manifest.json']);
   });
 });

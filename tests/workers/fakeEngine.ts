@@ -25,6 +25,7 @@ export function fakeInfo(overrides: Partial<ModelInfo> = {}): ModelInfo {
     examples: ['a red circle', 'a blue square on green'],
     backend: { backend: 'wasm', fp16: false, reason: 'WebGPU is not available in tests.' },
     vocabulary: ['a', 'red', 'blue', 'green', 'circle', 'square', 'on'],
+    imageToImage: true,
     ...overrides,
   };
 }
@@ -95,7 +96,7 @@ export function createFakeEngine(info: ModelInfo = fakeInfo(), stepMs = 1, diffu
           await step();
           onEvent?.({ type: 'decode', elapsedMs: Date.now() - started });
           const kept = request.vary ? request.vary.fromScale - 1 : 0;
-          const zero = { textEncoder: 0, transformer: 0, head: 0, sampling: 0, scaleUpdate: 0, preview: 0, diffusion: 0, decoder: 0, prefix: 0, reusedScales: 0 };
+          const zero = { textEncoder: 0, transformer: 0, head: 0, sampling: 0, scaleUpdate: 0, preview: 0, diffusion: 0, decoder: 0, prefix: 0, reusedScales: 0, encoder: 0 };
           return {
             image: solid(info.imageSize, request.seed % 256),
             prompt: request.prompt,

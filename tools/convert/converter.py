@@ -229,7 +229,11 @@ def level_table(model: HartModel) -> torch.Tensor:
 
 
 def package_graphs(published: Published, attention: str, preview, levels) -> List[Graph]:
-    return [text_encoder_graph(published)] + build_graphs(published.model, preview, attention, levels)
+    """The converted package's graphs. Not the optional encoder (image to image): at 1024 px its
+    full-resolution activations are far beyond the requirements the package declares, and its
+    nearest-code search folds codebook-derived constants that the weight map does not describe."""
+    graphs = build_graphs(published.model, preview, attention, levels)
+    return [text_encoder_graph(published)] + [g for g in graphs if g.key != "encoder"]
 
 
 def _weight_tensors(published: Published) -> List[torch.Tensor]:

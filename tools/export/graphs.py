@@ -149,6 +149,29 @@ class DecoderGraph(nn.Module):
         return self.tokenizer.decode_unit(f_hat)
 
 
+class EncoderGraph(nn.Module):
+    """Image-to-image's way in: image [B, 3, H, W] in [0, 1] (the decoder's range) → the
+    tokenizer's continuous latent f, its token maps and the discrete f_hat they add up to.
+
+    The residual quantization (area-down the residual, nearest codeword, bicubic-up, φ, subtract,
+    scale after scale) is unrolled into this graph rather than written in TypeScript: it is the
+    tokenizer's own code traced, so the tokens match PyTorch's argmin decisions, and φ is a 3×3
+    conv at full latent size that the engine only has as an ONNX op (scaleUpdate). `tokens`
+    [B, Σ pn²] holds the maps row-major, scale after scale, as int32 (the engine's token maps);
+    the continuous residual is f − f_hat.
+    """
+
+    def __init__(self, model: HartModel):
+        super().__init__()
+        self.tokenizer = model.tokenizer
+
+    def forward(self, image):
+        f = self.tokenizer.encode_continuous(image * 2.0 - 1.0)
+        idx_list, f_hat, _ = self.tokenizer.quantize._residual_quantize(f)
+        tokens = torch.cat([idx.flatten(1) for idx in idx_list], dim=1).to(torch.int32)
+        return f, tokens, f_hat
+
+
 class PreviewGraph(nn.Module):
     """A fitted linear latent → RGB map (1×1 conv), clamped to [0, 1]."""
 
@@ -234,6 +257,11 @@ def build_graphs(model: HartModel, preview: Tuple[torch.Tensor, torch.Tensor],
         Graph("preview", "preview", PreviewGraph(*preview),
               [("f_hat", "float32", ("B", Cv, "h", "h"))], [("image", ("B", 3, "h", "h"))],
               trace_dims={"B": 2}),
+        Graph("encoder", "encoder", EncoderGraph(model),
+              [("image", "float32", ("B", 3, c.image_size, c.image_size))],
+              [("f", ("B", Cv, "h", "h")), ("tokens", ("B", sum(pn * pn for pn in c.patch_nums))),
+               ("f_hat", ("B", Cv, "h", "h"))],
+              trace_dims={"B": 2}),
     ]
     return graphs
 
@@ -263,6 +291,7 @@ def sample_inputs(graph: Graph, model: HartModel, dims: Dict[str, int], generato
         "downsample": lambda: area_matrix(dims["pn_next"], dims["h"]),
         "t": lambda: torch.randint(0, c.diffusion.train_steps, (1,), generator=generator).float(),
         "guidance": lambda: torch.rand(1, generator=generator) * 4.0,
+        "image": lambda: torch.rand((dims["B"], 3, c.image_size, c.image_size), generator=generator),
     }
     values = []
     for name, _, shape in graph.inputs:

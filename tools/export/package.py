@@ -12,6 +12,9 @@ import onnx
 FORMAT = "hart-web-package"
 FORMAT_VERSION = 1
 GRAPH_KEYS = ("textEncoder", "condition", "transformer", "head", "scaleUpdate", "diffusionHead", "decoder", "preview")
+# Graphs a package may lack (packages written before them still load): the encoder is only
+# needed to start from an image.
+OPTIONAL_GRAPH_KEYS = ("encoder",)
 FILE_DTYPES = {"float32", "float16", "int8", "int4", "json", "binary"}
 
 
@@ -34,6 +37,7 @@ def graph_signature(key: str, depth: int) -> Tuple[List[str], List[str]]:
         "diffusionHead": (["x", "t", "hidden", "tokens", "guidance"], ["eps", "v"]),
         "decoder": (["f_hat"], ["image"]),
         "preview": (["f_hat"], ["image"]),
+        "encoder": (["image"], ["f", "tokens", "f_hat"]),
     }[key]
 
 
@@ -104,8 +108,10 @@ def _check_files(folder: str, entries: list, check_hashes: bool) -> Dict[str, di
 
 def _check_graphs(folder: str, manifest: dict, files: Dict[str, dict]) -> None:
     depth = manifest["model"]["depth"]
-    for key in GRAPH_KEYS:
+    for key in GRAPH_KEYS + OPTIONAL_GRAPH_KEYS:
         variants = manifest["graphs"].get(key)
+        if key in OPTIONAL_GRAPH_KEYS and variants is None:
+            continue
         if not variants or "fp32" not in variants:
             raise PackageError(f"manifest.json: graph {key!r} has no fp32 variant")
         for variant, entry in variants.items():

@@ -107,6 +107,8 @@ class ExportTest(unittest.TestCase):
         preview = fit_preview(self.model, torch.Generator().manual_seed(0))
         cases, tolerance = [], {}
         for graph in build_graphs(self.model, preview):
+            if graph.key == "encoder":
+                continue   # integer tokens: its own test below compares them exactly
             for i, dims in enumerate(CHECK_DIMS[graph.key]):
                 inputs = sample_inputs(graph, self.model, dims, generator)
                 outputs = graph.module(*inputs)
@@ -139,6 +141,45 @@ class ExportTest(unittest.TestCase):
         result = run_ort([case], folder)["head"]
         self.assertTrue(result["ok"], result.get("error"))
         self.assertLess(result["outputs"]["logits"]["rel"], FP16_TOLERANCE)
+
+    @torch.no_grad()
+    def test_encoder_equals_the_tokenizer(self):
+        """encoder.onnx gives the tokenizer's f, its token maps exactly and the discrete f_hat."""
+        folder = os.path.join(self.tmp, "encoder")
+        os.makedirs(folder)
+        tokenizer, c = self.model.tokenizer, self.model.config
+        graph = [g for g in build_graphs(self.model, fit_preview(self.model, torch.Generator())) if g.key == "encoder"][0]
+        cases = []
+        for i, batch in enumerate((1, 2)):
+            image = torch.rand((batch, 3, c.image_size, c.image_size), generator=torch.Generator().manual_seed(7 + i))
+            f = tokenizer.encode_continuous(image * 2 - 1)
+            idx_list, f_hat, _ = tokenizer.quantize.encode_indices(f)
+            tokens = torch.cat([idx.flatten(1) for idx in idx_list], 1).to(torch.int32)
+            for variant in ("fp32", "fp16"):
+                path = os.path.join(self.package, self.manifest["graphs"]["encoder"][variant]["path"])
+                cases.append(write_case(f"encoder.{i}.{variant}", path, graph, [image], (f, tokens, f_hat), folder))
+        results = run_ort(cases, folder)
+        for name, result in results.items():
+            self.assertTrue(result["ok"], f"{name}: {result.get('error')}")
+            outputs = result["outputs"]
+            if name.endswith("fp32"):
+                self.assertEqual(outputs["tokens"]["maxAbs"], 0, f"{name}: tokens differ")
+                self.assertLessEqual(outputs["f"]["rel"], FP32_TOLERANCE, name)
+                self.assertLessEqual(outputs["f_hat"]["rel"], FP32_TOLERANCE, name)
+            else:
+                self.assertLessEqual(outputs["f"]["rel"], FP16_TOLERANCE, name)
+
+    def test_packages_without_an_encoder_still_validate(self):
+        folder = os.path.join(self.tmp, "no-encoder")
+        shutil.copytree(self.package, folder)
+        manifest = read_json(os.path.join(folder, "manifest.json"))
+        del manifest["graphs"]["encoder"]
+        write_json(os.path.join(folder, "manifest.json"), manifest)
+        validate_package(folder)
+        manifest["graphs"]["encoder"] = {"fp32": {"path": "decoder.onnx"}}
+        write_json(os.path.join(folder, "manifest.json"), manifest)
+        with self.assertRaisesRegex(PackageError, "encoder contract"):
+            validate_package(folder)
 
     # The graphs implement the reference modules. -----------------------------------------
 

@@ -50,7 +50,7 @@ class RequirementsTest(unittest.TestCase):
             "textEncoder": {"B": 2, "S": c.text_encoder.max_tokens}, "condition": {"N": 2, "T": c.context_tokens},
             "transformer": {"N": 2, "L": length, "P": cached}, "head": {"N": 2, "L": length},
             "scaleUpdate": {"B": 1, "pn": c.patch_nums[-2], "pn_next": c.patch_nums[-1]},
-            "diffusionHead": {"B": 1, "L": length}, "decoder": {"B": 1}, "preview": {"B": 1},
+            "diffusionHead": {"B": 1, "L": length}, "decoder": {"B": 1}, "preview": {"B": 1}, "encoder": {"B": 1},
         }
         folder = os.path.join(cls.tmp, "measure")
         os.makedirs(folder)
