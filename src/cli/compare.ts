@@ -19,6 +19,9 @@ import { createFsIO, importNodeOrt } from '../engine/node';
 export type Competitor = 'torch' | 'node' | 'wasm';
 type Stages = Record<keyof StageTimings, number>;
 
+/** Timings that only editing runs (vary, detail prompt, image to image) fill. */
+const EDITING_STAGES = new Set<keyof StageTimings>(['prefix', 'reusedScales', 'encoder']);
+
 export interface CompareOptions {
   root: string;
   model: string;
@@ -160,9 +163,9 @@ export async function compare(options: CompareOptions): Promise<Record<string, u
       options.log(`round ${r + 1}/${options.rounds}: ${order.map((w) => `${w} ${samples[w][r].total.toFixed(0)} ms`).join(', ')}`);
     }
 
-    // Plain text to image: a vary's prefix steps and kept scales do not happen, and the
-    // reference has no such stages either.
-    const stageNames = (Object.keys(samples.node[0]) as (keyof StageTimings)[]).filter((s) => s !== 'prefix' && s !== 'reusedScales');
+    // Plain text to image: a vary's prefix steps and kept scales and an init image's encoder
+    // do not happen, and the reference has no such stages either.
+    const stageNames = (Object.keys(samples.node[0]) as (keyof StageTimings)[]).filter((s) => !EDITING_STAGES.has(s));
     const medians = Object.fromEntries(order.map((w) => [w, Object.fromEntries(stageNames.map((s) => [s, round1(median(samples[w].map((t) => t[s] ?? 0)))]))])) as Record<Competitor, Stages>;
     const perRound = (a: Competitor, b: Competitor) => samples[a].map((t, i) => round3(t.total / samples[b][i].total));
     const torchOverNode = perRound('torch', 'node');
