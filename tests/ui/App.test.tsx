@@ -1,22 +1,13 @@
 // @vitest-environment jsdom
-import { act, cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
+import { act, cleanup, fireEvent, screen, waitFor, within } from '@testing-library/react';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { App } from '../../src/ui/App';
-import { StoreProvider } from '../../src/ui/storeContext';
+import { renderApp } from './renderApp';
 import { installCanvasStub, lastDrawn } from './canvasStub';
-import { createHarness, loaded, type Harness } from '../app/storeHarness';
+import { createHarness, loaded } from '../app/storeHarness';
 import { FAKE_DEFAULTS, fakeInfo } from '../workers/fakeEngine';
 
 beforeAll(installCanvasStub);
 afterEach(cleanup);
-
-function renderApp(harness: Harness) {
-  return render(
-    <StoreProvider store={harness.store}>
-      <App />
-    </StoreProvider>,
-  );
-}
 
 /** Every distinct text the status region showed, in order. */
 function recordStatus(): string[] {

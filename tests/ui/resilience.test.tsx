@@ -2,27 +2,18 @@
 // What the page shows when the browser holds something back: storage that refuses the gallery,
 // storage too full to keep a model for offline use. And text that looks like markup (a prompt or
 // a model name) always shows as text.
-import { act, cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/react';
+import { act, cleanup, fireEvent, screen, waitFor, within } from '@testing-library/react';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { App } from '../../src/ui/App';
-import { StoreProvider } from '../../src/ui/storeContext';
+import { renderApp } from './renderApp';
 import { createIndexedDbGalleryStorage } from '../../src/app/galleryDb';
 import { createMemoryGalleryStorage } from '../../src/app/galleryStorage';
 import type { GalleryEntry } from '../../src/app/galleryEntry';
 import { installCanvasStub } from './canvasStub';
-import { loaded, type Harness } from '../app/storeHarness';
+import { loaded } from '../app/storeHarness';
 import { FAKE_DEFAULTS, fakeInfo } from '../workers/fakeEngine';
 
 beforeAll(installCanvasStub);
 afterEach(cleanup);
-
-function renderApp(harness: Harness) {
-  return render(
-    <StoreProvider store={harness.store}>
-      <App />
-    </StoreProvider>,
-  );
-}
 
 async function generate(prompt: string) {
   fireEvent.change(screen.getByRole('textbox', { name: 'Prompt' }), { target: { value: prompt } });

@@ -1,11 +1,10 @@
 // @vitest-environment jsdom
 // Image to image in the page: pick or drop an image, see it as the model will, choose the scale.
-import { cleanup, fireEvent, render, screen, waitFor } from '@testing-library/react';
+import { cleanup, fireEvent, screen, waitFor } from '@testing-library/react';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { App } from '../../src/ui/App';
-import { StoreProvider } from '../../src/ui/storeContext';
+import { renderApp } from './renderApp';
 import { installCanvasStub, lastDrawn } from './canvasStub';
-import { loaded, type Harness } from '../app/storeHarness';
+import { loaded } from '../app/storeHarness';
 import { fakeInfo } from '../workers/fakeEngine';
 
 /** jsdom decodes no images: a "decoded" file is 6×4 pixels of one grey, unless its name says broken. */
@@ -28,14 +27,6 @@ beforeAll(() => {
   };
 });
 afterEach(cleanup);
-
-function renderApp(harness: Harness) {
-  return render(
-    <StoreProvider store={harness.store}>
-      <App />
-    </StoreProvider>,
-  );
-}
 
 const png = (name: string) => new File([new Uint8Array([137, 80, 78, 71])], name, { type: 'image/png' });
 
