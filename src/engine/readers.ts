@@ -95,7 +95,7 @@ export function isTransientStatus(status: number): boolean {
 }
 
 /** A failure of one attempt that another attempt may not have. */
-class TransientFailure extends Error {
+export class TransientFailure extends Error {
   constructor(
     message: string,
     /** Milliseconds the server asked to wait (Retry-After), if it did. */

@@ -3,7 +3,7 @@
 // picked in the browser, and (node.ts) a folder on disk. Multi-gigabyte checkpoints are read
 // range by range, so none is ever held whole in memory.
 import { CheckpointError, EngineError, FetchFailedError, LOADING_CANCELLED, throwIfCancelled } from '../errors';
-import { FETCH_POLICY, isTransientStatus, networkReason, pause, retryAfterMs, type FetchPolicy } from '../readers';
+import { FETCH_POLICY, isTransientStatus, networkReason, pause, retryAfterMs, TransientFailure, type FetchPolicy } from '../readers';
 
 export interface Source {
   /** Where the files are, for messages (a folder, a URL). */
@@ -103,13 +103,6 @@ export function isUrl(value: string): boolean {
   return /^(https?|hf):\/\//.test(value);
 }
 
-/** A failure of one attempt that another may not have (no connection, a stall, 5xx, a cut). */
-class Transient extends Error {
-  constructor(message: string, readonly retryAfterMs?: number) {
-    super(message);
-  }
-}
-
 /**
  * Files over HTTP with Range requests. A Hugging Face repository (see `huggingFaceRepo`) is read
  * from `{hub}/{repo}/resolve/{revision}/{path}` (redirects followed) and listed through its tree
@@ -134,7 +127,7 @@ export function createHttpSource(url: string, options: HttpSourceOptions = {}): 
    * (after the policy's back-off), anything else is thrown at once.
    */
   async function withRetries<T>(what: string, where: string, attempt: (fetchOnce: (init: RequestInit) => Promise<Response>, alive: () => void) => Promise<T>, signal?: AbortSignal): Promise<T> {
-    let last: Transient | undefined;
+    let last: TransientFailure | undefined;
     for (let tries = 1; tries <= policy.tries; tries++) {
       if (tries > 1) await pause(Math.max(policy.retryDelayMs * 2 ** (tries - 2), last?.retryAfterMs ?? 0), signal);
       throwIfCancelled(signal, LOADING_CANCELLED);
@@ -160,7 +153,7 @@ export function createHttpSource(url: string, options: HttpSourceOptions = {}): 
           if (!response.ok && response.status !== 416 && isTransientStatus(response.status)) {
             await response.body?.cancel().catch(() => undefined);
             const status = response.statusText ? `${response.status} ${response.statusText}` : String(response.status);
-            throw new Transient(`the server answered ${status} for ${where}`, retryAfterMs(response.headers.get('retry-after')));
+            throw new TransientFailure(`the server answered ${status} for ${where}`, retryAfterMs(response.headers.get('retry-after')));
           }
           return response;
         }, alive);
@@ -168,11 +161,11 @@ export function createHttpSource(url: string, options: HttpSourceOptions = {}): 
         throwIfCancelled(signal, LOADING_CANCELLED);
         if (error instanceof EngineError) throw error;
         const seconds = Math.round(policy.stallTimeoutMs / 100) / 10;
-        last = error instanceof Transient
+        last = error instanceof TransientFailure
           ? error
           : stalled
-            ? new Transient(answered ? `the download from ${where} stalled: no data for ${seconds} s` : `no answer from ${where} for ${seconds} s`)
-            : new Transient(answered ? `the download from ${where} broke off (${networkReason(error)})` : `could not be fetched from ${where} (${networkReason(error)})`);
+            ? new TransientFailure(answered ? `the download from ${where} stalled: no data for ${seconds} s` : `no answer from ${where} for ${seconds} s`)
+            : new TransientFailure(answered ? `the download from ${where} broke off (${networkReason(error)})` : `could not be fetched from ${where} (${networkReason(error)})`);
       } finally {
         clearTimeout(timer);
         signal?.removeEventListener('abort', cancel);
@@ -234,7 +227,7 @@ export function createHttpSource(url: string, options: HttpSourceOptions = {}): 
       checkAnswer(response, path, where);
       // 206: the range; 200: a server without Range support sends the whole file.
       await readInto(response, out, at, response.status === 206 ? 0 : from, alive, signal);
-      if (at.filled < out.length) throw new Transient(`the download of ${where} broke off after ${start + at.filled} of ${end} bytes`);
+      if (at.filled < out.length) throw new TransientFailure(`the download of ${where} broke off after ${start + at.filled} of ${end} bytes`);
       return out;
     }, signal);
   }
